@@ -1,0 +1,46 @@
+"""preferences: the token-based preference center (lists, topics, frequency, or leave all)."""
+
+import functions_framework
+
+from shared.bootstrap import container
+from shared.domain import template_names
+from shared.entrypoints.http import client_ip, endpoint, json_response, read_fields, wants_html
+from shared.entrypoints.pages import render_message, render_page
+from shared.services.preferences import LISTS, TOPICS, PreferenceChange
+
+
+def _as_list(value) -> list[str]:
+    if value in (None, ""):
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+@functions_framework.http
+@endpoint
+def preferences(request):
+    token = request.args.get("token") or ""
+    service = container().preferences
+    if request.method == "GET":
+        subscriber = service.subscriber(token)
+        if not wants_html(request):
+            return json_response({"lists": subscriber.lists, "topics": subscriber.topics,
+                                  "frequency": subscriber.frequency, "status": subscriber.status})
+        return render_page(template_names.PREFERENCES_PAGE, token=token, subscriber=subscriber,
+                           all_lists=LISTS, all_topics=TOPICS)  # fmt: skip
+    fields = read_fields(request)
+    token = token or str(fields.get("token") or "")
+    if fields.get("action") == "leave":
+        service.leave_all(token, client_ip(request))
+        message = "You left every list and will get no more mail from us."
+    else:
+        change = PreferenceChange(
+            lists=_as_list(fields.get("lists")),
+            topics=_as_list(fields.get("topics")),
+            frequency=str(fields.get("frequency") or "all"),
+            tracking=str(fields.get("tracking", "on")).lower() in ("on", "true", "1", "yes"),
+        )
+        service.update(token, change, client_ip(request))
+        message = "Your preferences are saved."
+    if wants_html(request):
+        return render_message("Saved", message)
+    return json_response({"status": "saved", "message": message})

@@ -1,0 +1,35 @@
+"""tracking: GET /o/<token> answers a 1x1 GIF and records an open; GET /c/<token> records a
+click and redirects (302) to the one URL signed into that link; anything else is 404."""
+
+import base64
+
+import flask
+import functions_framework
+
+from shared.bootstrap import container
+from shared.domain.errors import InvalidToken
+from shared.entrypoints.http import client_ip, endpoint, json_response
+from shared.services.tracking import Hit
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NO_CACHE = {"Cache-Control": "no-store, max-age=0"}
+
+
+def _hit(request, token: str) -> Hit:
+    return Hit(token, request.headers.get("User-Agent", ""), client_ip(request))
+
+
+@functions_framework.http
+@endpoint
+def tracking(request):
+    kind, _, token = request.path.strip("/").partition("/")
+    service = container().tracking
+    if kind == "o" and token:
+        try:
+            service.open(_hit(request, token))
+        except InvalidToken:
+            pass  # still a pixel: a broken image in someone's mail helps nobody
+        return flask.Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
+    if kind == "c" and token:
+        return flask.redirect(service.click(_hit(request, token)), 302)
+    return json_response({"error": "unknown tracking link"}, 404)

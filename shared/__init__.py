@@ -1,0 +1,1 @@
+"""Mailpipe's shared package: domain, ports, services and adapters for every function."""

@@ -1,0 +1,1 @@
+"""Email service providers: sending and webhook parsing, one provider per module."""

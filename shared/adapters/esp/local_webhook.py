@@ -1,0 +1,55 @@
+"""LocalWebhook: feedback in Mailpipe's own normalized shape, signed with HMAC-SHA256.
+
+Used by the local runner's simulator and by operators importing feedback from systems that
+have no webhook format of their own. Headers: `X-Mailpipe-Timestamp` (unix seconds) and
+`X-Mailpipe-Signature` = hex HMAC-SHA256(signing key, timestamp + "." + raw body).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+
+from shared.domain.errors import InvalidInput, Unauthorized
+from shared.domain.feedback import FeedbackEvent
+
+MAX_AGE_S = 300
+
+
+def sign(key: str, timestamp: str, body: bytes) -> str:
+    return hmac.new(key.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return lowered.get(name.lower(), "")
+
+
+class LocalWebhook:
+    name = "local"
+
+    def __init__(self, signing_key: str) -> None:
+        self._key = signing_key
+
+    def parse(self, headers: Mapping[str, str], body: bytes, now: float) -> list[FeedbackEvent]:
+        timestamp = _header(headers, "X-Mailpipe-Timestamp")
+        signature = _header(headers, "X-Mailpipe-Signature")
+        if not timestamp or not signature:
+            raise Unauthorized("missing X-Mailpipe-Timestamp or X-Mailpipe-Signature")
+        if not hmac.compare_digest(signature, sign(self._key, timestamp, body)):
+            raise Unauthorized("invalid signature")
+        try:
+            age = abs(now - float(timestamp))
+        except ValueError as exc:
+            raise Unauthorized("invalid timestamp") from exc
+        if age > MAX_AGE_S:
+            raise Unauthorized("stale timestamp: older than 5 minutes")
+        try:
+            items = json.loads(body)
+        except ValueError as exc:
+            raise InvalidInput(f"body is not JSON: {exc}") from exc
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise InvalidInput("body must be a JSON array of event objects")
+        return [FeedbackEvent.from_dict({**item, "provider": self.name}) for item in items]

@@ -1,0 +1,1 @@
+"""Local adapters on embedded parts: SQLite, the filesystem, DuckDB."""

@@ -1,0 +1,107 @@
+"""BusWorker: one thread that drains one subscription of the SqliteBus into a callback.
+
+The callback plays the part of Pub/Sub push: True acknowledges, False or any exception is a
+failed delivery (nacked with the error text, so the bus backs off, then dead-letters).
+Nothing a callback or the bus raises stops the thread; only the stop event does, and then
+the delivery in progress finishes while the rest of the batch is handed back unprocessed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from shared.adapters.local.sqlite_bus import Delivery, SqliteBus
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[Delivery], bool]
+
+
+class BusWorker(threading.Thread):
+    """Pulls batches of `batch` from `subscription_name` and delivers them one by one.
+
+    All messages of a batch are leased together for the subscription's ack deadline, so
+    `batch` times the slowest delivery should stay well below it, or messages at the end of
+    the batch may be delivered twice. When nothing is due the worker sleeps
+    `poll_interval_s` (that is the latency a new message may wait); it never sleeps while
+    messages are due.
+    """
+
+    def __init__(
+        self,
+        bus: SqliteBus,
+        subscription_name: str,
+        deliver: Deliver,
+        batch: int = 10,
+        poll_interval_s: float = 0.05,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        super().__init__(name=f"bus-worker-{subscription_name}", daemon=True)
+        self.bus = bus
+        self.subscription_name = subscription_name
+        self._deliver = deliver
+        self._batch = batch
+        self._poll_interval_s = poll_interval_s
+        self.stop_event = stop_event or threading.Event()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the worker to stop and wait for it (the delivery in progress finishes)."""
+        self.stop_event.set()
+        if self.is_alive():
+            self.join(timeout)
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            deliveries = self._pull()
+            if deliveries:
+                self._handle(deliveries)
+            else:
+                self.stop_event.wait(self._poll_interval_s)
+
+    def _pull(self) -> list[Delivery]:
+        try:
+            return self.bus.pull(self.subscription_name, self._batch)
+        except Exception:
+            log.exception("pull from %s failed; retrying", self.subscription_name)
+            return []
+
+    def _handle(self, deliveries: Sequence[Delivery]) -> None:
+        for index, delivery in enumerate(deliveries):
+            if self.stop_event.is_set():
+                self._release(deliveries[index:])
+                return
+            error = self._attempt(delivery)
+            self._settle(delivery, error)
+
+    def _attempt(self, delivery: Delivery) -> str | None:
+        """Run the callback; None on success, otherwise the error text to nack with."""
+        try:
+            if self._deliver(delivery):
+                return None
+            return "delivery was not acknowledged (the handler returned False)"
+        except Exception as exc:
+            log.exception(
+                "delivery of %s to %s failed (attempt %d)",
+                delivery.message_id,
+                delivery.subscription,
+                delivery.attempt,
+            )
+            return f"{type(exc).__name__}: {exc}"
+
+    def _settle(self, delivery: Delivery, error: str | None) -> None:
+        # If settling fails the lease simply runs out and the message comes back.
+        try:
+            if error is None:
+                self.bus.ack(delivery.subscription, delivery.message_id)
+            else:
+                self.bus.nack(delivery.subscription, delivery.message_id, error)
+        except Exception:
+            log.exception("could not settle %s on %s", delivery.message_id, delivery.subscription)
+
+    def _release(self, deliveries: Sequence[Delivery]) -> None:
+        try:
+            self.bus.release(self.subscription_name, [d.message_id for d in deliveries])
+        except Exception:
+            log.exception("could not release leases on %s", self.subscription_name)

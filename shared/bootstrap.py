@@ -1,0 +1,247 @@
+"""The only place that knows both modes: Settings -> adapters -> services.
+
+Nothing is built at import time. `container()` builds one Container per process on first use
+(a warm Cloud Functions instance reuses it) and each adapter or service only when first asked
+for, so a function builds just what it uses.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from functools import cached_property
+from typing import Any
+
+from shared import settings as settings_module
+from shared import topology
+from shared.domain.errors import ConfigurationError
+from shared.domain.links import Links, local_base_urls
+from shared.metering import NULL_METER, OperationMeter
+from shared.ports import BlobStore, DocumentStore, Mailer, Publisher, Warehouse
+from shared.repositories.rate_limits import RateLimits
+from shared.repositories.send_ledger import SendLedger
+from shared.repositories.subscribers import Subscribers
+from shared.repositories.suppressions import Suppressions
+from shared.repositories.tokens import SingleUseTokens
+from shared.services.confirmation import ConfirmationService
+from shared.services.dispatch import DispatchService
+from shared.services.feedback import FeedbackService
+from shared.services.preference_sync import PreferenceSyncService
+from shared.services.preferences import PreferenceService
+from shared.services.publishing import Outbox
+from shared.services.rendering import Renderer, RenderService
+from shared.services.sending import SendService
+from shared.services.signup import SignupService
+from shared.services.templating import TemplateCatalog
+from shared.services.tracking import TrackingService
+from shared.services.unsubscribe import UnsubscribeService
+from shared.services.warehousing import WarehouseService
+from shared.services.webhooks import WebhookService
+from shared.settings import Settings
+
+
+class Container:
+    """Adapters and services for one process, built lazily from settings."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        meter: OperationMeter = NULL_METER,
+        clock: Any = time.time,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.meter = meter
+        self.clock = clock
+        for name, value in (overrides or {}).items():
+            self.__dict__[name] = value  # pre-fills a cached_property (tests, the runner)
+
+    # --- adapters -------------------------------------------------------------------------
+    @cached_property
+    def documents(self) -> DocumentStore:
+        if self.settings.is_local:
+            from shared.adapters.local.sqlite_documents import SqliteDocuments
+
+            return SqliteDocuments(self.settings.data_dir / "documents.sqlite3", self.meter)
+        from shared.adapters.gcp.firestore_documents import FirestoreDocuments
+
+        return FirestoreDocuments.from_settings(self.settings, self.meter)
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        if self.settings.is_local:
+            return self.bus
+        from shared.adapters.gcp.pubsub_publisher import PubSubPublisher
+
+        return PubSubPublisher.from_settings(self.settings, self.meter)
+
+    @cached_property
+    def bus(self) -> Any:
+        """The local durable bus (local mode only): publisher, worker source and dead letters."""
+        from shared.adapters.local.sqlite_bus import SqliteBus
+
+        s = self.settings
+        override = None
+        if s.bus_min_backoff_s is not None or s.bus_max_backoff_s is not None or s.bus_max_attempts:
+            default = topology.RetryPolicy()
+            override = topology.RetryPolicy(
+                s.bus_min_backoff_s if s.bus_min_backoff_s is not None else default.minimum_backoff_s,
+                s.bus_max_backoff_s if s.bus_max_backoff_s is not None else default.maximum_backoff_s,
+                s.bus_max_attempts or default.max_attempts,
+            )
+        return SqliteBus(s.data_dir / "bus.sqlite3", retry_override=override, meter=self.meter)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        if self.settings.is_local:
+            from shared.adapters.local.filesystem_blobs import FilesystemBlobs
+
+            return FilesystemBlobs(self.settings.template_root)
+        from shared.adapters.gcp.gcs_blobs import GcsBlobs
+
+        return GcsBlobs.from_settings(self.settings)
+
+    @cached_property
+    def warehouse(self) -> Warehouse:
+        if self.settings.is_local:
+            from shared.adapters.local.duckdb_warehouse import DuckDbWarehouse
+
+            return DuckDbWarehouse(self.settings.data_dir / "warehouse", self.meter)
+        from shared.adapters.gcp.bigquery_warehouse import BigQueryWarehouse
+
+        return BigQueryWarehouse.from_settings(self.settings, self.meter)
+
+    @cached_property
+    def mailer(self) -> Mailer:
+        from shared.adapters.esp.providers import mailer_from_settings
+
+        return mailer_from_settings(self.settings)
+
+    # --- building blocks ---------------------------------------------------------------
+    @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox(self.publisher)
+
+    @cached_property
+    def links(self) -> Links:
+        urls = local_base_urls(self.settings.base_url)
+        for route in urls:
+            override = self.settings.extra.get(f"MAILPIPE_URL_{route.upper()}")
+            if override:
+                urls[route] = override
+        return Links(self.settings.signing_key, urls)
+
+    @cached_property
+    def templates(self) -> TemplateCatalog:
+        return TemplateCatalog(self.blobs, check_interval_s=2.0 if self.settings.is_local else 60)
+
+    @cached_property
+    def subscribers(self) -> Subscribers:
+        return Subscribers(self.documents, self.settings.hash_key)
+
+    @cached_property
+    def suppressions(self) -> Suppressions:
+        return Suppressions(self.documents, self.settings.hash_key)
+
+    @cached_property
+    def tokens(self) -> SingleUseTokens:
+        return SingleUseTokens(self.documents)
+
+    @cached_property
+    def ledger(self) -> SendLedger:
+        return SendLedger(self.documents)
+
+    # --- services ----------------------------------------------------------------------
+    @cached_property
+    def signup(self) -> SignupService:
+        s = self.settings
+        return SignupService(self.subscribers, RateLimits(self.documents), self.outbox, self.clock,
+                             s.signup_ip_limit_per_hour, s.signup_address_limit_per_hour)  # fmt: skip
+
+    @cached_property
+    def confirmation(self) -> ConfirmationService:
+        return ConfirmationService(
+            self.subscribers, self.suppressions, self.tokens, self.outbox, self.clock
+        )
+
+    @cached_property
+    def unsubscribe(self) -> UnsubscribeService:
+        return UnsubscribeService(self.subscribers, self.suppressions, self.outbox,
+                                  self.settings.signing_key, self.clock)  # fmt: skip
+
+    @cached_property
+    def preferences(self) -> PreferenceService:
+        return PreferenceService(self.subscribers, self.unsubscribe, self.outbox,
+                                 self.settings.signing_key, self.clock)  # fmt: skip
+
+    @cached_property
+    def preference_sync(self) -> PreferenceSyncService:
+        ttl = self.settings.confirmation_ttl_hours * 3600
+        return PreferenceSyncService(self.subscribers, self.tokens, self.outbox, self.links,
+                                     self.settings.signing_key, ttl, self.clock)  # fmt: skip
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        domain = self.settings.sender.rpartition("@")[2].rstrip(">").strip() or "mailpipe.local"
+        return Renderer(self.links, self.settings.sender, domain)
+
+    @cached_property
+    def render(self) -> RenderService:
+        return RenderService(
+            self.templates, self.renderer, self.outbox, topology.SEND_REQUESTS, self.clock
+        )
+
+    @cached_property
+    def send(self) -> SendService:
+        return SendService(self.ledger, self.suppressions, self.mailer, self.outbox, self.clock)
+
+    @cached_property
+    def feedback(self) -> FeedbackService:
+        return FeedbackService(
+            self.subscribers, self.suppressions, self.unsubscribe, self.outbox, self.clock
+        )
+
+    @cached_property
+    def tracking(self) -> TrackingService:
+        return TrackingService(self.outbox, self.settings.signing_key, self.clock)
+
+    @cached_property
+    def webhooks(self) -> WebhookService:
+        from shared.adapters.esp.webhook_parsers import parsers_from_settings
+
+        return WebhookService(parsers_from_settings(self.settings), self.outbox, self.clock)
+
+    @cached_property
+    def dispatch(self) -> DispatchService:
+        return DispatchService()
+
+    @cached_property
+    def warehousing(self) -> WarehouseService:
+        return WarehouseService(self.warehouse)
+
+
+_lock = threading.Lock()
+_container: Container | None = None
+
+
+def container() -> Container:
+    """This process's container, built from the environment on first use."""
+    global _container
+    if _container is None:
+        with _lock:
+            if _container is None:
+                _container = Container(settings_module.load())
+    return _container
+
+
+def install(new: Container | None) -> None:
+    """Use `new` for this process (the local runner, tests); None forgets the current one."""
+    global _container
+    with _lock:
+        _container = new
+
+
+def require_local(c: Container) -> None:
+    if not c.settings.is_local:
+        raise ConfigurationError("this command needs MAILPIPE_BACKEND=local")

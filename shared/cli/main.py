@@ -1,0 +1,66 @@
+"""`mailpipe`: run the pipeline locally and operate it (campaigns, subscribers, DLQ, reports).
+
+Each command group lives in its own module and registers itself on `cli` below.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from shared import settings as settings_module
+from shared.domain.errors import MailpipeError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Mailpipe: the email-marketing pipeline for Google Cloud, runnable on your laptop."""
+
+
+@cli.command()
+def run() -> None:
+    """Start the whole pipeline locally (HTTP functions, bus workers, SMTP sink, inbox)."""
+    from shared.bootstrap import Container
+    from shared.logs import configure_logging
+    from shared.runner.local_runner import LocalRunner
+
+    settings = settings_module.load()
+    configure_logging(settings.log_level, human=True)
+    runner = LocalRunner(Container(settings))
+    try:
+        runner.start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot start: {exc} (is another `make run` using the port?)")
+    runner.serve_forever()
+
+
+def _register_groups() -> None:
+    """Command groups contributed by other modules (campaigns, subscribers, dlq, ...)."""
+    import importlib
+    import pkgutil
+
+    import shared.cli as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name.startswith("cmd_"):
+            importlib.import_module(f"shared.cli.{module.name}").register(cli)
+
+
+def main() -> None:
+    _register_groups()
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except MailpipeError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

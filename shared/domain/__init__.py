@@ -1,0 +1,1 @@
+"""Pure domain: models, events and policies. Imports no SDK, web framework or database driver."""

@@ -1,0 +1,133 @@
+"""The one event schema: every stage publishes these to `analytics-events`, and the warehouse
+stores them as rows (DuckDB locally, BigQuery on GCP; columns in terraform/schemas/events.json).
+
+`event_id` is deterministic wherever the cause is (e.g. "send:<campaign>:<subscriber>"), so a
+retried stage republishes the same id and every read deduplicates on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# Subscriber lifecycle
+SIGNUP = "signup"
+CONFIRM = "confirm"
+PREFERENCES_CHANGED = "preferences_changed"
+UNSUBSCRIBE = "unsubscribe"
+ERASED = "erased"
+# Sending
+SEND = "send"
+SEND_FAILED = "send_failed"
+SUPPRESSED = "suppressed"  # skipped at send time because the address is suppressed
+# Provider feedback
+DELIVERED = "delivered"
+DEFERRED = "deferred"
+BOUNCE = "bounce"
+COMPLAINT = "complaint"
+DROPPED = "dropped"
+# Engagement
+OPEN = "open"
+CLICK = "click"
+# Behaviour reported by the customer's systems (POST /events)
+CUSTOM = "custom"
+
+EVENT_TYPES = frozenset(
+    {
+        SIGNUP, CONFIRM, PREFERENCES_CHANGED, UNSUBSCRIBE, ERASED, SEND, SEND_FAILED,
+        SUPPRESSED, DELIVERED, DEFERRED, BOUNCE, COMPLAINT, DROPPED, OPEN, CLICK, CUSTOM,
+    }
+)  # fmt: skip
+
+COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "event_type",
+    "occurred_at",
+    "received_at",
+    "subscriber_id",
+    "campaign_id",
+    "variant",
+    "trigger_id",
+    "provider",
+    "mailbox_provider",
+    "message_id",
+    "link_url",
+    "is_machine",
+    "reason",
+    "properties",
+)
+
+
+def utc_iso(ts: float | None = None) -> str:
+    """RFC 3339 UTC with milliseconds and a Z, the shape BigQuery and Pub/Sub use."""
+    moment = datetime.now(UTC) if ts is None else datetime.fromtimestamp(ts, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def stable_id(*parts: object) -> str:
+    """A deterministic id from its causes, so retries produce the same id."""
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class AnalyticsEvent:
+    event_id: str
+    event_type: str
+    occurred_at: str
+    subscriber_id: str | None = None
+    campaign_id: str | None = None
+    variant: str | None = None
+    trigger_id: str | None = None
+    provider: str | None = None
+    mailbox_provider: str | None = None
+    message_id: str | None = None
+    link_url: str | None = None
+    is_machine: bool | None = None
+    reason: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    received_at: str | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["properties"] = dict(self.properties)
+        row["received_at"] = self.received_at or utc_iso()
+        return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> AnalyticsEvent:
+        known = {k: row.get(k) for k in COLUMNS}
+        props = known.get("properties") or {}
+        known["properties"] = json.loads(props) if isinstance(props, str) else dict(props)
+        return cls(**known)
+
+
+def encode_events(events: list[AnalyticsEvent]) -> bytes:
+    return json.dumps([e.to_row() for e in events], separators=(",", ":")).encode()
+
+
+def decode_events(data: bytes) -> list[AnalyticsEvent]:
+    rows = json.loads(data)
+    return [AnalyticsEvent.from_row(r) for r in (rows if isinstance(rows, list) else [rows])]
+
+
+MAILBOX_PROVIDERS = {
+    "gmail.com": "gmail", "googlemail.com": "gmail",
+    "outlook.com": "outlook", "hotmail.com": "outlook", "live.com": "outlook", "msn.com": "outlook",
+    "yahoo.com": "yahoo", "ymail.com": "yahoo", "aol.com": "yahoo",
+    "icloud.com": "icloud", "me.com": "icloud", "mac.com": "icloud",
+}  # fmt: skip
+
+
+def mailbox_provider(address: str) -> str:
+    """gmail, outlook, yahoo, icloud or other, from the address's domain."""
+    domain = address.rpartition("@")[2].lower()
+    if domain in MAILBOX_PROVIDERS:
+        return MAILBOX_PROVIDERS[domain]
+    for suffix, name in (("yahoo.", "yahoo"), ("hotmail.", "outlook"), ("outlook.", "outlook")):
+        if domain.startswith(suffix):
+            return name
+    return "other"

@@ -1,0 +1,146 @@
+"""The messages that travel between stages on the bus, and their wire encoding.
+
+Every message is JSON; send batches (rendered MIME) are zlib-compressed because a batch of
+personalized copies of one newsletter compresses ~20x, which keeps each Pub/Sub message far
+below the 512 KB event limit and Pub/Sub's per-byte price low.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from shared.domain.errors import InvalidInput
+from shared.ports import OutgoingEmail
+
+ENCODING_ATTRIBUTE = "encoding"
+ZLIB_JSON = "zlib+json"
+
+# Subscriber event kinds (topic subscriber-events)
+SIGNED_UP = "signed_up"
+CONFIRMED = "confirmed"
+UNSUBSCRIBED = "unsubscribed"
+PREFERENCES_CHANGED = "preferences_changed"
+
+# Mail kinds: transactional mail (confirmation) goes to pending subscribers; marketing mail only
+# to confirmed ones. Suppression applies to both.
+TRANSACTIONAL = "transactional"
+MARKETING = "marketing"
+
+
+def to_json(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), default=_default).encode()
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def from_json(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{what}: body is not JSON ({exc})") from exc
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"{what}: expected a JSON object")
+    return payload
+
+
+@dataclass(frozen=True)
+class SubscriberEvent:
+    event_id: str
+    kind: str
+    subscriber_id: str
+    occurred_at: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def decode(cls, data: bytes) -> SubscriberEvent:
+        raw = from_json(data, "subscriber event")
+        try:
+            return cls(
+                event_id=str(raw["event_id"]),
+                kind=str(raw["kind"]),
+                subscriber_id=str(raw["subscriber_id"]),
+                occurred_at=float(raw["occurred_at"]),
+                data=dict(raw.get("data") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"subscriber event: missing or bad field {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Recipient:
+    subscriber_id: str
+    email: str
+    first_name: str = ""
+    variables: dict[str, Any] = field(default_factory=dict)
+    tracking: bool = True
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """Render `template` for each recipient; one request is one batch of one campaign."""
+
+    batch_id: str
+    template: str
+    kind: str
+    audience_at: float
+    recipients: list[Recipient]
+    campaign_id: str | None = None
+    variant: str | None = None
+    trigger_id: str | None = None
+    subject: str | None = None
+    sender: str | None = None
+    track_opens: bool = True
+    track_clicks: bool = True
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def decode(cls, data: bytes) -> RenderRequest:
+        raw = from_json(data, "render request")
+        try:
+            raw["recipients"] = [Recipient(**r) for r in raw["recipients"]]
+            return cls(**raw)
+        except (KeyError, TypeError) as exc:
+            raise InvalidInput(f"render request: missing or bad field {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SendBatch:
+    """Rendered messages for one batch; the send ledger is keyed by `batch_id`."""
+
+    batch_id: str
+    kind: str
+    audience_at: float
+    emails: list[OutgoingEmail]
+    campaign_id: str | None = None
+    variant: str | None = None
+    trigger_id: str | None = None
+
+    def encode(self) -> bytes:
+        payload = asdict(self)
+        for email in payload["emails"]:
+            email["raw"] = email["raw"].decode("utf-8", "surrogateescape")
+        return zlib.compress(to_json(payload), 6)
+
+    @classmethod
+    def decode(cls, data: bytes) -> SendBatch:
+        try:
+            raw = from_json(zlib.decompress(data), "send batch")
+        except zlib.error as exc:
+            raise InvalidInput(f"send batch: not zlib-compressed ({exc})") from exc
+        try:
+            raw["emails"] = [
+                OutgoingEmail(**{**e, "raw": e["raw"].encode("utf-8", "surrogateescape")})
+                for e in raw["emails"]
+            ]
+            return cls(**raw)
+        except (KeyError, TypeError) as exc:
+            raise InvalidInput(f"send batch: missing or bad field {exc}") from exc

@@ -1,0 +1,130 @@
+"""HTTP plumbing shared by the HTTP functions: body limits, parsing, and the error contract.
+
+Every domain error becomes a 4xx/5xx with a JSON (or HTML, for browsers) message saying what is
+wrong; nothing ever returns a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import flask
+from werkzeug.exceptions import HTTPException
+
+from shared.domain.errors import (
+    ConfigurationError,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    TransientError,
+    Unauthorized,
+)
+
+log = logging.getLogger("mailpipe.http")
+MAX_BODY_BYTES = 64 * 1024
+JSON_TYPES = ("application/json",)
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+Handler = Callable[[flask.Request], flask.Response]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+def wants_html(request: flask.Request) -> bool:
+    """Browsers ask for text/html by name; API clients (and `*/*`) get JSON."""
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html" and request.mimetype not in JSON_TYPES
+
+
+def error_response(request: flask.Request, status: int, message: str, field: str | None = None):
+    if wants_html(request):
+        from shared.entrypoints.pages import render_message  # noqa: PLC0415 (avoid a cycle)
+
+        return render_message("Something is not right", message, status)
+    body: dict[str, Any] = {"error": message}
+    if field:
+        body["field"] = field
+    return flask.Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def json_response(body: Any, status: int = 200) -> flask.Response:
+    return flask.Response(json.dumps(body, default=str), status=status, mimetype="application/json")
+
+
+def client_ip(request: flask.Request) -> str:
+    """The caller's address: the first X-Forwarded-For hop behind Google's front end."""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    return forwarded.split(",")[0].strip() or (request.remote_addr or "")
+
+
+def check_body_size(request: flask.Request, limit: int = MAX_BODY_BYTES) -> None:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise HttpError(413, f"request body is larger than {limit // 1024} KB")
+    if length is None and request.method in ("POST", "PUT"):
+        # Chunked bodies have no length: read at most limit + 1 bytes to decide.
+        if len(request.get_data(cache=True)[: limit + 1]) > limit:
+            raise HttpError(413, f"request body is larger than {limit // 1024} KB")
+
+
+def read_fields(request: flask.Request) -> dict[str, Any]:
+    """The JSON object or form fields of a POST; 415 for other content types."""
+    check_body_size(request)
+    mimetype = request.mimetype
+    if mimetype in JSON_TYPES:
+        try:
+            payload = json.loads(request.get_data(cache=True) or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HttpError(400, f"body is not valid JSON: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise HttpError(400, "body must be a JSON object")
+        return payload
+    if mimetype in FORM_TYPES:
+        return {k: v if len(v) > 1 else v[0] for k, v in request.form.lists()}
+    raise HttpError(415, "send application/json or an HTML form (application/x-www-form-urlencoded)")
+
+
+_STATUS = (
+    (HttpError, None),
+    (InvalidInput, 400),
+    (Unauthorized, 401),
+    (NotFound, 404),
+    (RateLimited, 429),
+    (TransientError, 503),
+    (ConfigurationError, 500),
+)
+
+
+def endpoint(handler: Handler) -> Handler:
+    """Wraps an HTTP function: maps errors to clear responses and never leaks a stack trace."""
+
+    @functools.wraps(handler)
+    def wrapped(request: flask.Request) -> flask.Response:
+        try:
+            return handler(request)
+        except HttpError as exc:
+            return error_response(request, exc.status, exc.message, exc.field)
+        except HTTPException as exc:
+            return error_response(request, exc.code or 400, exc.description or exc.name)
+        except (InvalidInput, Unauthorized, NotFound, RateLimited, TransientError) as exc:
+            status = next(code for kind, code in _STATUS if isinstance(exc, kind))
+            field = getattr(exc, "field", None)
+            if status == 503:
+                log.warning("transient failure in %s: %s", handler.__name__, exc)
+                return error_response(request, 503, "temporarily unavailable; please retry")
+            return error_response(request, status or 400, str(exc), field)
+        except Exception:
+            log.exception("unexpected error in %s", handler.__name__)
+            return error_response(request, 500, "internal error; please try again later")
+
+    return wrapped

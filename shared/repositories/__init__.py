@@ -1,0 +1,1 @@
+"""Repositories: typed access to aggregates, written once over the DocumentStore port."""

@@ -1,0 +1,105 @@
+"""The send ledger: one document per batch, recording each recipient's outcome.
+
+One document per batch (not per recipient) is what keeps exactly-once cheap: a million emails
+cost ~2,000 ledger documents, not a million. A lease stops two deliveries of the same batch from
+sending at once; the lease is renewed at every checkpoint.
+
+Outcomes: sent | permanent (rejected) | suppressed | skipped (campaign cancelled) |
+failed (transient until the attempts ran out) | transient:<n> (will be retried).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.domain.errors import AlreadyProcessed, TransientError
+from shared.ports import DocumentStore, Filter
+
+COLLECTION = "send_ledger"
+OPEN, DONE, PARKED = "open", "done", "parked"
+FINAL_OUTCOMES = frozenset({"sent", "permanent", "suppressed", "skipped", "failed"})
+
+
+@dataclass
+class LedgerEntry:
+    batch_id: str
+    campaign_id: str | None
+    state: str = OPEN
+    attempts: int = 0
+    outcomes: dict[str, str] = field(default_factory=dict)
+
+    def is_final(self, subscriber_id: str) -> bool:
+        return self.outcomes.get(subscriber_id, "") in FINAL_OUTCOMES
+
+    def transient_count(self, subscriber_id: str) -> int:
+        outcome = self.outcomes.get(subscriber_id, "")
+        return int(outcome.split(":")[1]) if outcome.startswith("transient:") else 0
+
+
+class SendLedger:
+    def __init__(self, store: DocumentStore, lease_s: float = 120.0) -> None:
+        self._store = store
+        self._lease_s = lease_s
+
+    def claim(self, batch_id: str, campaign_id: str | None, owner: str, now: float) -> LedgerEntry:
+        """Take the batch's lease. AlreadyProcessed when it is done; TransientError while
+        another delivery holds a live lease (it will finish, or its lease will lapse)."""
+
+        def apply(doc: dict[str, Any] | None) -> dict[str, Any]:
+            doc = doc or {"campaign_id": campaign_id, "state": OPEN, "attempts": 0, "outcomes": {}}
+            if doc["state"] == DONE:
+                raise AlreadyProcessed(f"batch {batch_id} already sent")
+            if doc.get("lease_until", 0) > now and doc.get("lease_owner") != owner:
+                raise TransientError(f"batch {batch_id} is being sent by another delivery")
+            return {
+                **doc,
+                "state": OPEN,
+                "attempts": doc["attempts"] + 1,
+                "lease_owner": owner,
+                "lease_until": now + self._lease_s,
+                "updated_at": now,
+            }
+
+        doc = self._store.update(COLLECTION, batch_id, apply) or {}
+        return LedgerEntry(batch_id, campaign_id, doc["state"], doc["attempts"], doc["outcomes"])
+
+    def checkpoint(
+        self, entry: LedgerEntry, outcomes: Mapping[str, str], now: float, state: str = OPEN
+    ) -> None:
+        """Record outcomes (and renew the lease, or release it when the state is final)."""
+        entry.outcomes.update(outcomes)
+        entry.state = state
+
+        def apply(doc: dict[str, Any] | None) -> dict[str, Any]:
+            doc = dict(doc or {"campaign_id": entry.campaign_id, "attempts": entry.attempts})
+            doc["outcomes"] = {**doc.get("outcomes", {}), **outcomes}
+            doc["state"] = state
+            doc["updated_at"] = now
+            doc["lease_until"] = now + self._lease_s if state == OPEN else 0
+            return doc
+
+        self._store.update(COLLECTION, entry.batch_id, apply)
+
+    def get(self, batch_id: str) -> LedgerEntry | None:
+        doc = self._store.get(COLLECTION, batch_id)
+        if doc is None:
+            return None
+        return LedgerEntry(batch_id, doc.get("campaign_id"), doc["state"], doc["attempts"],
+                           doc.get("outcomes", {}))  # fmt: skip
+
+    def of_campaign(self, campaign_id: str) -> list[LedgerEntry]:
+        entries = []
+        start: str | None = None
+        while True:
+            page = self._store.query(
+                COLLECTION, [Filter("campaign_id", "==", campaign_id)], limit=500, start_after=start
+            )
+            entries += [
+                LedgerEntry(i, campaign_id, d["state"], d["attempts"], d.get("outcomes", {}))
+                for i, d in page
+            ]
+            if len(page) < 500:
+                return entries
+            start = page[-1][0]

@@ -1,0 +1,53 @@
+"""Single-use, expiring secrets (confirmation links). Only their SHA-256 is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.domain.errors import AlreadyExists, InvalidToken
+from shared.domain.tokens import token_digest
+from shared.ports import DocumentStore
+
+COLLECTION = "tokens"
+
+
+class SingleUseTokens:
+    def __init__(self, store: DocumentStore) -> None:
+        self._store = store
+
+    def issue(self, token: str, purpose: str, subscriber_id: str, expires_at: float) -> None:
+        """Store a token; issuing the same token again (a retried event) is a no-op."""
+        doc = {
+            "purpose": purpose,
+            "subscriber_id": subscriber_id,
+            "expires_at": expires_at,
+            "used_at": None,
+        }
+        try:
+            self._store.create(COLLECTION, token_digest(token), doc)
+        except AlreadyExists:
+            pass
+
+    def check(self, token: str, purpose: str, now: float) -> dict[str, Any]:
+        """The token's record if it is usable; InvalidToken if unknown, expired or used."""
+        if not isinstance(token, str) or not token or len(token) > 200:
+            raise InvalidToken("this link is not valid")
+        return _usable(self._store.get(COLLECTION, token_digest(token)), purpose, now)
+
+    def consume(self, token: str, purpose: str, now: float) -> dict[str, Any]:
+        """Mark the token used (atomically) and return its record; InvalidToken as in check."""
+
+        def apply(doc: dict | None) -> dict | None:
+            return {**_usable(doc, purpose, now), "used_at": now}
+
+        return self._store.update(COLLECTION, token_digest(token), apply) or {}
+
+
+def _usable(doc: dict[str, Any] | None, purpose: str, now: float) -> dict[str, Any]:
+    if doc is None or doc.get("purpose") != purpose:
+        raise InvalidToken("this link is not valid")
+    if doc.get("used_at") is not None:
+        raise InvalidToken("this link was already used")
+    if doc["expires_at"] < now:
+        raise InvalidToken("this link has expired; please sign up again")
+    return doc

@@ -1,0 +1,70 @@
+"""Hosts every Cloud Function of the topology in this process, as the platform would.
+
+HTTP functions are functions-framework apps mounted under their route prefix; Pub/Sub-triggered
+functions receive the exact body a Pub/Sub push subscription POSTs, through their own
+functions-framework app (which turns it into the `messagePublished` CloudEvent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import flask
+import functions_framework
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from shared import topology
+from shared.adapters.local.sqlite_bus import Delivery, push_body
+
+log = logging.getLogger(__name__)
+
+
+def function_app(function: topology.Function) -> flask.Flask:
+    kind = "http" if function.is_http else "cloudevent"
+    return functions_framework.create_app(function.entry_point, str(function.source), kind)
+
+
+class FunctionsHost:
+    def __init__(self) -> None:
+        self.apps = {f.name: function_app(f) for f in topology.FUNCTIONS}
+        self._clients = {name: app.test_client() for name, app in self.apps.items()}
+
+    def http_mounts(self) -> dict[str, Any]:
+        return {f.route: self.apps[f.name] for f in topology.FUNCTIONS if f.is_http and f.route}
+
+    def wsgi(self, root: flask.Flask, extra_mounts: dict[str, Any] | None = None) -> Any:
+        mounts = {**self.http_mounts(), **(extra_mounts or {})}
+        return DispatcherMiddleware(root, {p: _rooted(app) for p, app in mounts.items()})
+
+    def deliverer(self, subscription: topology.Subscription) -> Callable[[Delivery], bool]:
+        """Push one delivery to the subscription's function; True when it answered 2xx."""
+        client = self._clients[subscription.function]
+
+        # The topic in the path lets functions-framework name the CloudEvent's source.
+        path = f"/projects/local/topics/{subscription.topic}"
+
+        def deliver(delivery: Delivery) -> bool:
+            response = client.post(
+                path,
+                data=json.dumps(push_body(delivery)),
+                content_type="application/json",
+            )
+            if response.status_code >= 300:
+                log.debug("%s answered %s", subscription.function, response.status_code)
+            return 200 <= response.status_code < 300
+
+        return deliver
+
+
+def _rooted(app: Any) -> Any:
+    """`/signup` and `/signup/` are the same function root, as on a Cloud Functions URL."""
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("PATH_INFO"):
+            environ["PATH_INFO"] = "/"
+        return app(environ, start_response)
+
+    return wsgi

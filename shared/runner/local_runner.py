@@ -1,0 +1,133 @@
+"""`mailpipe run`: the whole pipeline on embedded parts, in one process.
+
+HTTP functions on http://HOST:PORT under one prefix each, /healthz, /inbox, the bus workers
+(one per subscription), an SMTP sink on SMTP_PORT storing a Maildir, and a scheduler that does
+what Cloud Scheduler does in GCP (publish the dispatch sweep). Ctrl-C stops it cleanly; all
+state lives in MAILPIPE_DATA_DIR, so a restart carries on where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from shared import bootstrap, topology
+from shared.adapters.local.bus_worker import BusWorker
+from shared.bootstrap import Container
+from shared.runner.functions_host import FunctionsHost
+from shared.runner.inbox import create_inbox_app
+from shared.runner.smtp_sink import SmtpSink
+
+log = logging.getLogger("mailpipe.runner")
+
+
+def root_app(container: Container) -> flask.Flask:
+    app = flask.Flask("mailpipe")
+
+    @app.get("/")
+    def home() -> Any:
+        return flask.redirect("/signup")
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        depths = container.bus.depths()
+        return {"status": "ok", "queues": depths}
+
+    return app
+
+
+@dataclass
+class LocalRunner:
+    container: Container
+    with_smtp_sink: bool = True
+    worker_batch: int = 10
+    extra_mounts: dict[str, Any] = field(default_factory=dict)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        bootstrap.install(self.container)
+        self.settings = self.container.settings
+        self.host = FunctionsHost()
+        self.sink: SmtpSink | None = None
+        self.server: BaseWSGIServer | None = None
+        self.workers: list[BusWorker] = []
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def maildir(self):  # noqa: ANN201
+        return self.settings.data_dir / "mail"
+
+    def start(self) -> LocalRunner:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.with_smtp_sink:
+            self.sink = SmtpSink(self.maildir, self.settings.smtp_host, self.settings.smtp_port)
+            self.sink.start()
+        self._start_http()
+        self._start_workers()
+        return self
+
+    def _start_http(self) -> None:
+        mounts = {"/inbox": create_inbox_app(self.maildir), **self.extra_mounts}
+        wsgi = self.host.wsgi(root_app(self.container), mounts)
+        self.server = make_server(self.settings.host, self.settings.port, wsgi, threaded=True)
+        thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _start_workers(self) -> None:
+        for subscription in topology.SUBSCRIPTIONS:
+            worker = BusWorker(
+                self.container.bus,
+                subscription.name,
+                self.host.deliverer(subscription),
+                batch=self.worker_batch,
+                poll_interval_s=self.settings.bus_poll_interval_s,
+                stop_event=self.stop_event,
+            )
+            worker.start()
+            self.workers.append(worker)
+
+    @property
+    def http_port(self) -> int:
+        return self.server.server_port if self.server else self.settings.port
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for worker in self.workers:
+            worker.join(timeout=30)
+        if self.server:
+            self.server.shutdown()
+        if self.sink:
+            self.sink.stop()
+        bootstrap.install(None)
+
+    def banner(self) -> str:
+        base = f"http://{self.settings.host}:{self.http_port}"
+        lines = [
+            "Mailpipe is running locally.",
+            f"  signup form    {base}/signup",
+            f"  inbox          {base}/inbox",
+            f"  dashboard      {base}/dashboard",
+            f"  health         {base}/healthz",
+            f"  SMTP sink      {self.settings.smtp_host}:{self.settings.smtp_port} "
+            f"(Maildir: {self.maildir})",
+            f"  data directory {self.settings.data_dir.resolve()}",
+            "Press Ctrl-C to stop.",
+        ]
+        return "\n".join(lines)
+
+    def serve_forever(self) -> None:
+        """Run until SIGINT/SIGTERM, then stop cleanly."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop_event.set())
+        print(self.banner(), flush=True)
+        self.stop_event.wait()
+        print("Stopping: finishing deliveries in progress ...", flush=True)
+        self.stop()
+        print("Stopped. State is kept in the data directory.", flush=True)

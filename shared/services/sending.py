@@ -1,0 +1,162 @@
+"""Send: one SendBatch -> the provider, exactly once per (batch, recipient) in effect.
+
+The ledger is claimed first; recipients with a final outcome are skipped; suppression is checked
+again (anything suppressed since the audience was read); messages go out in chunks and each
+chunk's outcomes are checkpointed before the next. A crash can therefore resend at most the one
+chunk in flight, with the same Message-ID. Recipients that failed transiently are retried by
+redelivering the batch, up to `max_attempts`, then recorded as failed (see resend-failed).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+
+from shared.domain import events as ev
+from shared.domain.errors import AlreadyProcessed, Throttled, TransientError
+from shared.domain.events import AnalyticsEvent, mailbox_provider, stable_id, utc_iso
+from shared.domain.messages import TRANSACTIONAL, SendBatch
+from shared.ports import Mailer, OutgoingEmail, SendResult
+from shared.repositories.send_ledger import DONE, LedgerEntry, SendLedger
+from shared.repositories.suppressions import Suppressions
+from shared.services.publishing import Outbox
+
+log = logging.getLogger(__name__)
+
+SUPPRESSION_CLOCK_SKEW_S = 300  # re-check suppressions from a little before the audience read
+CampaignGate = Callable[[str | None], str]  # campaign id -> "send" | "park" | "skip"
+
+
+def always_send(campaign_id: str | None) -> str:
+    return "send"
+
+
+class SendService:
+    def __init__(
+        self,
+        ledger: SendLedger,
+        suppressions: Suppressions,
+        mailer: Mailer,
+        outbox: Outbox,
+        clock: Callable[[], float],
+        chunk_size: int = 50,
+        max_attempts: int = 8,
+        campaign_gate: CampaignGate = always_send,
+    ) -> None:
+        self._ledger = ledger
+        self._suppressions = suppressions
+        self._mailer = mailer
+        self._outbox = outbox
+        self._clock = clock
+        self._chunk_size = chunk_size
+        self._max_attempts = max_attempts
+        self._gate = campaign_gate
+
+    def handle(self, batch: SendBatch) -> dict[str, int]:
+        """Send what is left of the batch; returns counts per outcome for this delivery.
+        Raises AlreadyProcessed (ack), Throttled/TransientError (retry later)."""
+        entry = self._ledger.claim(batch.batch_id, batch.campaign_id, uuid.uuid4().hex, self._clock())
+        todo = [e for e in batch.emails if not entry.is_final(e.subscriber_id)]
+        decision = self._gate(batch.campaign_id)
+        if decision != "send":
+            return self._hold(batch, entry, todo, decision)
+        counts: dict[str, int] = {}
+        todo = self._drop_suppressed(batch, entry, todo, counts)
+        for start in range(0, len(todo), self._chunk_size):
+            self._send_chunk(batch, entry, todo[start : start + self._chunk_size], counts)
+        self._finish(batch, entry)
+        return counts
+
+    def _hold(
+        self, batch: SendBatch, entry: LedgerEntry, todo: list[OutgoingEmail], decision: str
+    ) -> dict[str, int]:
+        """Paused campaigns park the batch (resume republishes it); cancelled ones skip it."""
+        if decision == "park":
+            self._ledger.checkpoint(entry, {}, self._clock(), state="parked")
+            raise AlreadyProcessed(f"batch {batch.batch_id} parked: campaign paused")
+        outcomes = {e.subscriber_id: "skipped" for e in todo}
+        self._ledger.checkpoint(entry, outcomes, self._clock(), state=DONE)
+        return {"skipped": len(todo)}
+
+    def _drop_suppressed(
+        self,
+        batch: SendBatch,
+        entry: LedgerEntry,
+        todo: list[OutgoingEmail],
+        counts: dict[str, int],
+    ) -> list[OutgoingEmail]:
+        if batch.kind == TRANSACTIONAL:  # tiny batches to people not yet in any audience
+            suppressed = self._suppressions.suppressed_now(e.recipient for e in todo)
+        else:
+            since = batch.audience_at - SUPPRESSION_CLOCK_SKEW_S
+            suppressed = self._suppressions.suppressed_among((e.recipient for e in todo), since)
+        if not suppressed:
+            return todo
+        dropped = [e for e in todo if e.recipient in suppressed]
+        self._ledger.checkpoint(entry, {e.subscriber_id: "suppressed" for e in dropped}, self._clock())
+        self._outbox.analytics([self._event(batch, e, ev.SUPPRESSED, "suppressed") for e in dropped])
+        counts["suppressed"] = len(dropped)
+        return [e for e in todo if e.recipient not in suppressed]
+
+    def _send_chunk(
+        self,
+        batch: SendBatch,
+        entry: LedgerEntry,
+        chunk: Sequence[OutgoingEmail],
+        counts: dict[str, int],
+    ) -> None:
+        try:
+            results = self._mailer.send(chunk)
+        except Throttled:
+            log.warning("provider throttled; batch %s will be retried", batch.batch_id)
+            raise
+        outcomes: dict[str, str] = {}
+        analytics: list[AnalyticsEvent] = []
+        for email, result in zip(chunk, results, strict=True):
+            outcome = self._outcome(entry, email, result)
+            outcomes[email.subscriber_id] = outcome
+            counts[outcome.split(":")[0]] = counts.get(outcome.split(":")[0], 0) + 1
+            if outcome == "sent":
+                analytics.append(self._event(batch, email, ev.SEND, None, result))
+            elif outcome in ("permanent", "failed"):
+                analytics.append(self._event(batch, email, ev.SEND_FAILED, result.detail, result))
+        self._ledger.checkpoint(entry, outcomes, self._clock())
+        if analytics:
+            self._outbox.analytics(analytics)
+
+    def _outcome(self, entry: LedgerEntry, email: OutgoingEmail, result: SendResult) -> str:
+        if result.status != "transient":
+            return result.status
+        tries = entry.transient_count(email.subscriber_id) + 1
+        return "failed" if entry.attempts >= self._max_attempts else f"transient:{tries}"
+
+    def _finish(self, batch: SendBatch, entry: LedgerEntry) -> None:
+        pending = [e for e in batch.emails if not entry.is_final(e.subscriber_id)]
+        if pending:
+            self._ledger.checkpoint(entry, {}, self._clock())
+            raise TransientError(f"{len(pending)} recipients of {batch.batch_id} failed transiently")
+        self._ledger.checkpoint(entry, {}, self._clock(), state=DONE)
+
+    def _event(
+        self,
+        batch: SendBatch,
+        email: OutgoingEmail,
+        event_type: str,
+        reason: str | None,
+        result: SendResult | None = None,
+    ) -> AnalyticsEvent:
+        return AnalyticsEvent(
+            event_id=stable_id(event_type, email.message_id),
+            event_type=event_type,
+            occurred_at=utc_iso(self._clock()),
+            subscriber_id=email.subscriber_id,
+            campaign_id=batch.campaign_id,
+            variant=batch.variant,
+            trigger_id=batch.trigger_id,
+            provider=self._mailer.name,
+            mailbox_provider=mailbox_provider(email.recipient),
+            message_id=email.message_id,
+            reason=reason,
+            properties={"provider_message_id": result.provider_message_id} if result else {},
+        )

@@ -1,0 +1,123 @@
+"""Settings: the only module that reads the environment.
+
+Every knob is an environment variable (in GCP set by Terraform; secrets come from Secret Manager
+as environment variables). Defaults give a working local mode with no configuration at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+from shared.domain.errors import ConfigurationError
+
+Backend = Literal["local", "gcp"]
+_DEV_SECRET = "local-development-secret-do-not-use-in-production"
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: Backend = "local"
+    data_dir: Path = Path("var")
+    template_root: Path = Path("templates")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str = ""
+    smtp_password: str = ""  # secret
+    smtp_starttls: str = ""  # "1" to upgrade the connection with STARTTLS
+    public_url: str = ""  # base URL links in mail point at; derived from host/port locally
+    sender: str = "Mailpipe <hello@mailpipe.local>"
+    esp: str = "smtp"  # smtp | sendgrid | mailgun | ses | null
+    # Secrets. Local defaults are refused when backend=gcp.
+    signing_key: str = _DEV_SECRET  # tokens, tracking links, unsubscribe links
+    hash_key: str = _DEV_SECRET  # keyed hashes of addresses (ids, suppression after erasure)
+    admin_api_key: str = ""
+    # Local bus.
+    bus_min_backoff_s: float | None = None  # None: the topology's retry policy
+    bus_max_backoff_s: float | None = None
+    bus_max_attempts: int | None = None
+    bus_poll_interval_s: float = 0.05
+    # Signup abuse limits.
+    signup_ip_limit_per_hour: int = 20
+    signup_address_limit_per_hour: int = 3
+    confirmation_ttl_hours: int = 48
+    # GCP.
+    gcp_project: str = ""
+    gcp_region: str = "europe-west1"
+    firestore_database: str = "(default)"
+    bigquery_dataset: str = "mailpipe"
+    template_bucket: str = ""
+    # ESP credentials (Secret Manager in GCP).
+    sendgrid_api_key: str = ""
+    sendgrid_webhook_public_key: str = ""
+    mailgun_api_key: str = ""
+    mailgun_domain: str = ""
+    mailgun_webhook_signing_key: str = ""
+    ses_region: str = "eu-west-1"
+    ses_topic_arns: tuple[str, ...] = ()
+    esp_base_url: str = ""  # overrides the provider's API endpoint (tests, EU regions)
+    esp_rate_per_s: float = 0.0  # token-bucket rate; 0 means the provider's default
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def is_local(self) -> bool:
+        return self.backend == "local"
+
+    def validate(self) -> Settings:
+        if self.backend not in ("local", "gcp"):
+            raise ConfigurationError(f"MAILPIPE_BACKEND must be local or gcp, not {self.backend!r}")
+        if self.backend == "gcp":
+            missing = [n for n in ("gcp_project", "template_bucket") if not getattr(self, n)]
+            if missing:
+                names = ", ".join(f"MAILPIPE_{n.upper()}" for n in missing)
+                raise ConfigurationError(f"backend gcp needs {names}")
+            if _DEV_SECRET in (self.signing_key, self.hash_key):
+                raise ConfigurationError(
+                    "MAILPIPE_SIGNING_KEY and MAILPIPE_HASH_KEY must be set in production"
+                )
+        return self
+
+
+def _convert(kind: object, raw: str, name: str) -> object:
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float", "float | None"):
+            return float(raw)
+        if kind in ("int | None",):
+            return int(raw)
+        if kind in (Path, "Path"):
+            return Path(raw)
+        if kind in ("tuple[str, ...]",):
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}={raw!r} is not a valid {kind}") from exc
+    return raw
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from MAILPIPE_* variables (plus PORT and SMTP_PORT, as `make run` documents)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        if f.name == "extra":
+            continue
+        name = f"MAILPIPE_{f.name.upper()}"
+        if name in env:
+            values[f.name] = _convert(f.type, env[name], name)
+    if "port" not in values and env.get("PORT"):
+        values["port"] = _convert(int, env["PORT"], "PORT")
+    if "smtp_port" not in values and env.get("SMTP_PORT"):
+        values["smtp_port"] = _convert(int, env["SMTP_PORT"], "SMTP_PORT")
+    extra = {k: v for k, v in env.items() if k.startswith("MAILPIPE_") or k.endswith("_EMULATOR_HOST")}
+    return Settings(**values, extra=extra).validate()  # type: ignore[arg-type]

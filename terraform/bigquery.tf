@@ -1,0 +1,75 @@
+# The event warehouse: one partitioned table the warehouse function streams into, a view that
+# removes redeliveries, and one view per dashboard query in sql/dashboards/*.sql.
+
+locals {
+  dashboards_dir = "${path.module}/../sql/dashboards"
+  events_table   = "`${var.project_id}.${google_bigquery_dataset.warehouse.dataset_id}.${google_bigquery_table.events.table_id}`"
+}
+
+resource "google_bigquery_dataset" "warehouse" {
+  #checkov:skip=CKV_GCP_81:Google-managed encryption; the rows hold keyed hashes, not addresses, and a customer-managed key adds KMS operations to every streamed row.
+  dataset_id  = var.bigquery_dataset
+  location    = var.bigquery_location != "" ? var.bigquery_location : var.region
+  description = "Mailpipe events and dashboard views."
+
+  delete_contents_on_destroy = false
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_bigquery_table" "events" {
+  #checkov:skip=CKV_GCP_80:Google-managed encryption; see the dataset.
+  dataset_id          = google_bigquery_dataset.warehouse.dataset_id
+  table_id            = "events"
+  description         = "One row per event (shared/domain/events.py); delivery is at least once, so read events_deduped."
+  deletion_protection = var.deletion_protection
+  schema              = file("${path.module}/schemas/events.json")
+  clustering          = ["event_type", "campaign_id"]
+
+  time_partitioning {
+    type  = "DAY"
+    field = "occurred_at"
+  }
+}
+
+resource "google_bigquery_table" "events_deduped" {
+  #checkov:skip=CKV_GCP_80:A view stores no data to encrypt.
+  #checkov:skip=CKV_GCP_121:A view holds no data and is recreated from code; protection would only block removing a dashboard.
+  dataset_id          = google_bigquery_dataset.warehouse.dataset_id
+  table_id            = "events_deduped"
+  description         = "events with one row per event_id (the first one received)."
+  deletion_protection = false
+
+  view {
+    use_legacy_sql = false
+    query          = <<-SQL
+      SELECT * EXCEPT (_copy)
+      FROM (
+        SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY received_at, occurred_at) AS _copy
+        FROM ${local.events_table}
+      )
+      WHERE _copy = 1
+    SQL
+  }
+}
+
+resource "google_bigquery_table" "dashboard" {
+  #checkov:skip=CKV_GCP_80:A view stores no data to encrypt.
+  #checkov:skip=CKV_GCP_121:A view holds no data and is recreated from code; protection would only block removing a dashboard.
+  for_each = fileset(local.dashboards_dir, "*.sql")
+
+  dataset_id          = google_bigquery_dataset.warehouse.dataset_id
+  table_id            = trimsuffix(each.value, ".sql")
+  description         = "Dashboard view from sql/dashboards/${each.value}."
+  deletion_protection = false
+
+  view {
+    use_legacy_sql = false
+    query = templatefile("${local.dashboards_dir}/${each.value}", {
+      project = var.project_id
+      dataset = google_bigquery_dataset.warehouse.dataset_id
+    })
+  }
+
+  depends_on = [google_bigquery_table.events_deduped]
+}

@@ -1,0 +1,119 @@
+# One Cloud Function (2nd gen) per entry of var.topology.functions, built from the reproducible
+# zip `make package` writes to dist/<name>.zip. The source object's name carries the zip's
+# sha256, so changed code means a new object and a redeploy, and unchanged code means no change.
+#
+# Every function is an HTTP function. Pub/Sub-triggered ones receive our push subscriptions
+# (pubsub.tf); functions-framework converts the push envelope into the CloudEvent their
+# @cloud_event decorator expects.
+#
+# Ingress: public functions (signup, confirm, tracking, webhooks ...) take traffic from anywhere
+# and allUsers may invoke them (iam.tf). All others are ALLOW_INTERNAL_ONLY: Cloud Run counts
+# Pub/Sub push (and Cloud Scheduler, Eventarc, Workflows) from the same project as internal
+# traffic when it calls the service's run.app URL, which is exactly what the push subscriptions
+# use. On top of that, only the pusher service account has run.invoker on them, so an internal
+# caller without that identity gets 403 as well.
+
+locals {
+  dist_dir = startswith(var.dist_dir, "/") ? var.dist_dir : "${path.module}/${var.dist_dir}"
+
+  public_url = var.public_base_url != "" ? trimsuffix(var.public_base_url, "/") : "https://${var.region}-${var.project_id}.cloudfunctions.net"
+  sender     = var.sender_name == "" ? var.sender_address : "${var.sender_name} <${var.sender_address}>"
+
+  # Plain settings (shared/settings.py reads MAILPIPE_<FIELD>); secrets are in secrets.tf.
+  esp_environment = {
+    smtp = {
+      MAILPIPE_SMTP_HOST = var.smtp_host
+      MAILPIPE_SMTP_PORT = tostring(var.smtp_port)
+    }
+    sendgrid = {}
+    mailgun = {
+      MAILPIPE_MAILGUN_DOMAIN = coalesce(var.mailgun_domain, var.sender_domain)
+    }
+    ses = {
+      MAILPIPE_SES_REGION     = var.ses_region
+      MAILPIPE_SES_TOPIC_ARNS = join(",", var.ses_topic_arns)
+    }
+  }
+
+  environment = merge(
+    {
+      MAILPIPE_BACKEND            = "gcp"
+      MAILPIPE_GCP_PROJECT        = var.project_id
+      MAILPIPE_GCP_REGION         = var.region
+      MAILPIPE_FIRESTORE_DATABASE = google_firestore_database.main.name
+      MAILPIPE_BIGQUERY_DATASET   = google_bigquery_dataset.warehouse.dataset_id
+      MAILPIPE_TEMPLATE_BUCKET    = google_storage_bucket.templates.name
+      MAILPIPE_ESP                = var.esp
+      MAILPIPE_ESP_RATE_PER_S     = tostring(var.esp_rate_per_s)
+      MAILPIPE_SENDER             = local.sender
+      MAILPIPE_PUBLIC_URL         = local.public_url
+      MAILPIPE_LOG_LEVEL          = var.log_level
+    },
+    local.esp_environment[var.esp],
+  )
+}
+
+resource "google_storage_bucket_object" "source" {
+  for_each = var.topology.functions
+
+  bucket = google_storage_bucket.sources.name
+  name   = "functions/${each.key}/${filesha256("${local.dist_dir}/${each.key}.zip")}.zip"
+  source = "${local.dist_dir}/${each.key}.zip"
+}
+
+resource "google_cloudfunctions2_function" "function" {
+  #checkov:skip=CKV_GCP_124:Public functions (topology public=True: forms, links in mail, ESP webhooks) must take internet traffic; every other function is ALLOW_INTERNAL_ONLY (see ingress_settings, checked by tests/unit/test_terraform.py).
+  for_each = var.topology.functions
+
+  name        = each.key
+  location    = var.region
+  description = each.value.trigger_topic == null ? "Mailpipe ${each.key} (HTTP)" : "Mailpipe ${each.key} (pushed from ${each.value.trigger_topic})"
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = each.value.entry_point
+    service_account = google_service_account.builder.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.sources.name
+        object = google_storage_bucket_object.source[each.key].name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = "${each.value.memory_mb}M"
+    timeout_seconds                  = each.value.timeout_s
+    max_instance_count               = lookup(var.max_instances, each.key, each.value.max_instances)
+    min_instance_count               = lookup(var.min_instances, each.key, 0)
+    max_instance_request_concurrency = 1
+    ingress_settings                 = each.value.public ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.function[each.key].email
+    environment_variables            = local.environment
+
+    dynamic "secret_environment_variables" {
+      for_each = local.function_secrets[each.key]
+
+      content {
+        key        = "MAILPIPE_${upper(secret_environment_variables.value)}"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.setting[secret_environment_variables.value].secret_id
+        version    = "latest"
+      }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = endswith(lower(var.sender_address), "@${lower(var.sender_domain)}")
+      error_message = "sender_address must be an address at sender_domain."
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.builder,
+    google_secret_manager_secret_iam_member.function_reads_secret,
+  ]
+}

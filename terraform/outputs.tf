@@ -1,0 +1,37 @@
+output "http_function_urls" {
+  description = "URL of every HTTP function (the ones that are not pushed from Pub/Sub)."
+  value = {
+    for name, f in var.topology.functions :
+    name => google_cloudfunctions2_function.function[name].url if f.trigger_topic == null
+  }
+}
+
+output "public_base_url" {
+  description = "The base URL links in mail point at (MAILPIPE_PUBLIC_URL)."
+  value       = local.public_url
+}
+
+output "template_bucket" {
+  description = "Bucket holding the Jinja2 templates (MAILPIPE_TEMPLATE_BUCKET)."
+  value       = google_storage_bucket.templates.name
+}
+
+output "bigquery_dataset" {
+  description = "Dataset of the events table and the dashboard views (project.dataset)."
+  value       = "${var.project_id}.${google_bigquery_dataset.warehouse.dataset_id}"
+}
+
+output "secrets_to_fill" {
+  description = "Secret Manager secrets to add a version to before the functions can start."
+  value       = sort([for s in google_secret_manager_secret.setting : s.secret_id])
+}
+
+output "dead_letter_subscriptions" {
+  description = "Pull subscriptions holding each push subscription's dead letters."
+  value       = sort([for s in google_pubsub_subscription.dead_letter_hold : s.name])
+}
+
+output "esp_webhook_url" {
+  description = "URL to register at the ESP for delivery, bounce and complaint events (the webhooks function's /<esp> route)."
+  value       = var.esp == "smtp" ? null : "${google_cloudfunctions2_function.function["webhooks"].url}/${var.esp}"
+}

@@ -1,0 +1,52 @@
+# Secret Manager secrets, one per secret setting (MAILPIPE_<FIELD> in shared/settings.py).
+# Terraform creates them empty and never sees their values: an operator adds versions with
+# `gcloud secrets versions add` (README: secrets) before the functions are deployed. Each
+# function's service account may read only the secrets in its entry of local.function_access.
+
+locals {
+  # shared/settings.py refuses to start with backend=gcp unless both are set, so every function
+  # gets them.
+  common_secrets = ["signing_key", "hash_key"]
+
+  # Credentials of the ESP in use (ses authenticates SNS notifications by topic ARN instead).
+  esp_secrets = {
+    smtp     = []
+    sendgrid = ["sendgrid_api_key", "sendgrid_webhook_public_key"]
+    mailgun  = ["mailgun_api_key", "mailgun_webhook_signing_key"]
+    ses      = []
+  }
+
+  secret_settings = concat(local.common_secrets, ["admin_api_key"], local.esp_secrets[var.esp])
+
+  # function -> the secret settings it receives as environment variables.
+  function_secrets = {
+    for name, access in local.function_access :
+    name => [for s in concat(local.common_secrets, access.secrets) : s if contains(local.secret_settings, s)]
+  }
+
+  secret_grants = merge([
+    for name, secrets in local.function_secrets : {
+      for s in secrets : "${name}/${s}" => { function = name, secret = s }
+    }
+  ]...)
+}
+
+resource "google_secret_manager_secret" "setting" {
+  for_each = toset(local.secret_settings)
+
+  secret_id = "mailpipe-${replace(each.key, "_", "-")}"
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_secret_manager_secret_iam_member" "function_reads_secret" {
+  for_each = local.secret_grants
+
+  secret_id = google_secret_manager_secret.setting[each.value.secret].id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.function[each.value.function].email}"
+}

@@ -1,0 +1,195 @@
+# Inputs. Only project_id, esp, sender_domain and sender_address have no default.
+
+variable "project_id" {
+  description = "The Google Cloud project everything is created in."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, buckets, scheduler job and (by default) Firestore and BigQuery."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "firestore_location" {
+  description = "Firestore location (a region such as europe-west1, or a multi-region such as eur3); empty means var.region."
+  type        = string
+  default     = ""
+}
+
+variable "bigquery_location" {
+  description = "BigQuery dataset location (a region, EU or US); empty means var.region."
+  type        = string
+  default     = ""
+}
+
+variable "bigquery_dataset" {
+  description = "Dataset of the event warehouse and the dashboard views."
+  type        = string
+  default     = "mailpipe"
+}
+
+variable "esp" {
+  description = "The email service provider the send function uses: smtp, sendgrid, mailgun or ses."
+  type        = string
+
+  validation {
+    condition     = contains(["smtp", "sendgrid", "mailgun", "ses"], var.esp)
+    error_message = "esp must be one of smtp, sendgrid, mailgun, ses."
+  }
+}
+
+variable "sender_domain" {
+  description = "The domain mail is sent from (SPF, DKIM and DMARC are set up for it at the ESP)."
+  type        = string
+}
+
+variable "sender_address" {
+  description = "The From address, e.g. news@example.com; it must be at sender_domain."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[^@\\s<>]+@[^@\\s<>]+$", var.sender_address))
+    error_message = "sender_address must be a bare address such as news@example.com."
+  }
+}
+
+variable "sender_name" {
+  description = "Display name in the From header; empty sends the bare address."
+  type        = string
+  default     = ""
+}
+
+variable "public_base_url" {
+  description = "Base URL that links in mail and pages point at. Empty means the functions' own https://REGION-PROJECT.cloudfunctions.net base (see README: routes)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.public_base_url == "" || can(regex("^https://", var.public_base_url))
+    error_message = "public_base_url must start with https://."
+  }
+}
+
+variable "dist_dir" {
+  description = "Directory holding the zips `make package` builds, relative to this directory unless absolute."
+  type        = string
+  default     = "../dist"
+}
+
+variable "max_instances" {
+  description = "Per-function override of the topology's maximum instance count, e.g. { send = 50 }."
+  type        = map(number)
+  default     = {}
+}
+
+variable "min_instances" {
+  description = "Per-function minimum (warm) instance count, e.g. { tracking = 1 }; instances kept warm are billed while idle."
+  type        = map(number)
+  default     = {}
+}
+
+variable "log_level" {
+  description = "MAILPIPE_LOG_LEVEL of every function."
+  type        = string
+  default     = "INFO"
+}
+
+variable "esp_rate_per_s" {
+  description = "Messages per second the send function allows itself against the ESP; 0 means the provider's default."
+  type        = number
+  default     = 0
+}
+
+variable "smtp_host" {
+  description = "SMTP relay host when esp = smtp."
+  type        = string
+  default     = ""
+}
+
+variable "smtp_port" {
+  description = "SMTP relay port when esp = smtp (Cloud Run blocks outbound port 25)."
+  type        = number
+  default     = 587
+}
+
+variable "mailgun_domain" {
+  description = "Mailgun sending domain when esp = mailgun; empty means sender_domain."
+  type        = string
+  default     = ""
+}
+
+variable "ses_region" {
+  description = "AWS region of SES when esp = ses."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "ses_topic_arns" {
+  description = "SNS topic ARNs whose SES notifications the webhooks function accepts when esp = ses."
+  type        = list(string)
+  default     = []
+}
+
+variable "sweep_schedule" {
+  description = "Cron schedule of the scheduled-campaign sweep published to the dispatch function's topic."
+  type        = string
+  default     = "*/5 * * * *"
+}
+
+variable "deletion_protection" {
+  description = "Protect the Firestore database and the events table from `terraform destroy`."
+  type        = bool
+  default     = true
+}
+
+variable "labels" {
+  description = "Extra labels put on every resource that takes labels."
+  type        = map(string)
+  default     = {}
+}
+
+variable "topology" {
+  description = "Functions, topics and subscriptions, generated from shared/topology.py into topology.auto.tfvars.json by `python -m shared.topology_export` (also run by `make package`). Never set it by hand."
+  type = object({
+    generated_by = string
+    topics       = list(string)
+    functions = map(object({
+      entry_point   = string
+      source_dir    = string
+      trigger_topic = string # null for HTTP functions
+      public        = bool
+      memory_mb     = number
+      timeout_s     = number
+      max_instances = number
+    }))
+    subscriptions = map(object({
+      topic                    = string
+      function                 = string
+      ack_deadline_s           = number
+      minimum_backoff_s        = number
+      maximum_backoff_s        = number
+      max_attempts             = number
+      dead_letter_topic        = string
+      dead_letter_subscription = string
+    }))
+  })
+
+  validation {
+    condition     = alltrue([for s in values(var.topology.subscriptions) : s.max_attempts >= 5 && s.max_attempts <= 100])
+    error_message = "Pub/Sub dead-letter policies allow 5 to 100 delivery attempts."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.topology.subscriptions) : s.ack_deadline_s >= 10 && s.ack_deadline_s <= 600])
+    error_message = "Pub/Sub ack deadlines must be 10 to 600 seconds."
+  }
+
+  validation {
+    condition = alltrue([
+      for s in values(var.topology.subscriptions) :
+      s.minimum_backoff_s >= 0 && s.minimum_backoff_s <= s.maximum_backoff_s && s.maximum_backoff_s <= 600
+    ])
+    error_message = "Pub/Sub retry backoff must satisfy 0 <= minimum <= maximum <= 600 seconds."
+  }
+}

@@ -1,0 +1,467 @@
+"""terraform/ declares exactly the topology of shared/topology.py, in both directions.
+
+How the comparison works:
+1. terraform/topology.auto.tfvars.json (the `topology` variable) must equal what
+   `python -m shared.topology_export` generates, and is also compared field by field with
+   shared/topology.py here, independently of the exporter.
+2. Every topic, subscription and function resource in terraform/*.tf iterates (`for_each`) over
+   that variable, and no other resource of those types exists.
+3. Each resource body is instantiated for every topology entry (`each.key` / `each.value.x`
+   replaced by the entry's values) and the result is compared with the topology: names, retry
+   backoff, delivery attempts, ack deadline, push target, entry point, ingress ...
+
+Plus: no identity gets roles/owner or roles/editor, every MAILPIPE_* variable is a setting,
+`terraform fmt` is clean and checkov reports no failed check.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+from hcl2.utils import SerializationOptions
+
+from shared import settings, topology, topology_export
+from shared.domain import events
+
+REPO_ROOT = topology.REPO_ROOT
+TF_DIR = REPO_ROOT / "terraform"
+TFVARS = TF_DIR / "topology.auto.tfvars.json"
+SETTING_FIELDS = {f.name for f in fields(settings.Settings)} - {"extra"}
+FORBIDDEN_ROLES = ("roles/owner", "roles/editor")
+
+# The resources generated from the topology: (type, name) -> the for_each they must use.
+TOPOLOGY_RESOURCES = {
+    ("google_pubsub_topic", "topic"): "${toset(var.topology.topics)}",
+    ("google_pubsub_topic", "dead_letter"): "${var.topology.subscriptions}",
+    ("google_pubsub_subscription", "push"): "${var.topology.subscriptions}",
+    ("google_pubsub_subscription", "dead_letter_hold"): "${var.topology.subscriptions}",
+    ("google_cloudfunctions2_function", "function"): "${var.topology.functions}",
+    ("google_storage_bucket_object", "source"): "${var.topology.functions}",
+    ("google_service_account", "function"): "${var.topology.functions}",
+}
+
+
+# --- reading terraform/ -------------------------------------------------------------------------
+
+
+@functools.cache
+def tf() -> dict[str, Any]:
+    """Every .tf file merged: {"resource": {type: {name: body}}, "locals": {...}, ...}."""
+    options = SerializationOptions(
+        strip_string_quotes=True, explicit_blocks=False, with_comments=False
+    )
+    merged: dict[str, Any] = {"resource": {}, "data": {}, "locals": {}, "variable": {}}
+    for path in sorted(TF_DIR.glob("*.tf")):
+        with path.open(encoding="utf-8") as f:
+            parsed = hcl2.load(f, serialization_options=options)
+        for kind in ("resource", "data"):
+            for declared in parsed.get(kind, []):
+                for rtype, named in declared.items():
+                    for name, body in named.items():
+                        seen = merged[kind].setdefault(rtype, {})
+                        assert name not in seen, f"{kind} {rtype}.{name} is declared twice"
+                        seen[name] = body
+        for block in parsed.get("locals", []):
+            merged["locals"].update(block)
+        for block in parsed.get("variable", []):
+            merged["variable"].update(block)
+    return merged
+
+
+def resource(rtype: str, name: str) -> dict[str, Any]:
+    found = tf()["resource"].get(rtype, {}).get(name)
+    assert found is not None, f"terraform/ declares no {rtype}.{name}"
+    return found
+
+
+def block(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """The single nested block `name` of a resource body."""
+    value = body.get(name)
+    assert isinstance(value, list) and len(value) == 1, f"expected one {name} block"
+    return value[0]
+
+
+def _literal(value: object) -> str:
+    return json.dumps(value)
+
+
+def instantiate(expression: object, key: str, value: dict[str, Any]) -> str:
+    """`expression` for the for_each instance (key, value): `each.key` and `each.value.x` become
+    literals, then `${"literal"}`, `${10}` and `${true ? "A" : "B"}` collapse to their value."""
+    text = str(expression)
+    text = re.sub(r"\beach\.value\.(\w+)", lambda m: _literal(value[m[1]]), text)
+    text = re.sub(r"\beach\.key\b", _literal(key), text)
+    text = re.sub(
+        r'\$\{(true|false) \? "([^"]*)" : "([^"]*)"\}',
+        lambda m: m[2] if m[1] == "true" else m[3],
+        text,
+    )
+    text = re.sub(r'\$\{"([^"]*)"\}', lambda m: m[1], text)
+    return re.sub(r"\$\{(-?\d+(?:\.\d+)?|true|false|null)\}", lambda m: m[1], text)
+
+
+def ref(rtype: str, name: str, key: str, attribute: str) -> str:
+    return f'${{{rtype}.{name}["{key}"].{attribute}}}'
+
+
+def strings(node: object) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from strings(v)
+
+
+@functools.cache
+def tfvars() -> dict[str, Any]:
+    return json.loads(TFVARS.read_text(encoding="utf-8"))["topology"]
+
+
+# --- the topology variable ---------------------------------------------------------------------
+
+
+def test_topology_tfvars_is_up_to_date() -> None:
+    assert topology_export.is_up_to_date(), (
+        "terraform/topology.auto.tfvars.json is stale: run `python -m shared.topology_export`"
+    )
+
+
+def test_topology_tfvars_matches_topology_both_ways() -> None:
+    data = tfvars()
+    assert data["topics"] == list(topology.TOPICS)
+    assert set(data["functions"]) == {f.name for f in topology.FUNCTIONS}
+    for f in topology.FUNCTIONS:
+        assert data["functions"][f.name] == {
+            "entry_point": f.entry_point,
+            "source_dir": f.folder,
+            "trigger_topic": f.trigger_topic,
+            "public": f.public,
+            "memory_mb": f.memory_mb,
+            "timeout_s": f.timeout_s,
+            "max_instances": f.max_instances,
+        }, f.name
+    assert set(data["subscriptions"]) == {s.name for s in topology.SUBSCRIPTIONS}
+    for s in topology.SUBSCRIPTIONS:
+        assert data["subscriptions"][s.name] == {
+            "topic": s.topic,
+            "function": s.function,
+            "ack_deadline_s": s.ack_deadline_s,
+            "minimum_backoff_s": s.retry.minimum_backoff_s,
+            "maximum_backoff_s": s.retry.maximum_backoff_s,
+            "max_attempts": s.retry.max_attempts,
+            "dead_letter_topic": s.dead_letter_topic,
+            "dead_letter_subscription": s.dead_letter_subscription,
+        }, s.name
+
+
+@pytest.mark.parametrize("sub", topology.SUBSCRIPTIONS, ids=lambda s: s.name)
+def test_topology_values_are_ones_pubsub_accepts(sub: topology.Subscription) -> None:
+    assert 5 <= sub.retry.max_attempts <= 100, "dead-letter policies allow 5..100 attempts"
+    assert 10 <= sub.ack_deadline_s <= 600, "ack deadlines are 10..600 s"
+    assert 0 <= sub.retry.minimum_backoff_s <= sub.retry.maximum_backoff_s <= 600
+    assert sub.topic in topology.TOPICS
+    assert topology.function(sub.function).trigger_topic == sub.topic
+
+
+def test_service_account_ids_fit() -> None:
+    account = resource("google_service_account", "function")
+    for f in topology.FUNCTIONS:
+        account_id = instantiate(account["account_id"], f.name, {})
+        assert re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", account_id), account_id
+
+
+# --- Terraform resources against the topology --------------------------------------------------
+
+
+def test_topology_resources_iterate_over_the_topology_and_nothing_else_exists() -> None:
+    for (rtype, name), for_each in TOPOLOGY_RESOURCES.items():
+        assert resource(rtype, name).get("for_each") == for_each, f"{rtype}.{name}"
+    for rtype in {rtype for rtype, _ in TOPOLOGY_RESOURCES}:
+        declared = {(rtype, name) for name in tf()["resource"].get(rtype, {})}
+        expected = {key for key in TOPOLOGY_RESOURCES if key[0] == rtype}
+        extra = declared - expected
+        if rtype == "google_storage_bucket_object":
+            extra -= {(rtype, "template")}
+        if rtype == "google_service_account":
+            extra -= {(rtype, "pusher"), (rtype, "builder")}
+        assert not extra, f"resources outside the topology: {sorted(extra)}"
+
+
+@pytest.mark.parametrize("topic", topology.TOPICS)
+def test_topic(topic: str) -> None:
+    assert instantiate(resource("google_pubsub_topic", "topic")["name"], topic, {}) == topic
+
+
+@pytest.mark.parametrize("sub", topology.SUBSCRIPTIONS, ids=lambda s: s.name)
+def test_push_subscription(sub: topology.Subscription) -> None:
+    values = tfvars()["subscriptions"][sub.name]
+    body = resource("google_pubsub_subscription", "push")
+
+    def at(expression: object) -> str:
+        return instantiate(expression, sub.name, values)
+
+    assert at(body["name"]) == sub.name
+    assert at(body["topic"]) == ref("google_pubsub_topic", "topic", sub.topic, "id")
+    assert at(body["ack_deadline_seconds"]) == str(sub.ack_deadline_s)
+    retry = block(body, "retry_policy")
+    assert at(retry["minimum_backoff"]) == f"{sub.retry.minimum_backoff_s:g}s"
+    assert at(retry["maximum_backoff"]) == f"{sub.retry.maximum_backoff_s:g}s"
+    dead = block(body, "dead_letter_policy")
+    assert at(dead["dead_letter_topic"]) == ref(
+        "google_pubsub_topic", "dead_letter", sub.name, "id"
+    )
+    assert at(dead["max_delivery_attempts"]) == str(sub.retry.max_attempts)
+    assert block(body, "expiration_policy")["ttl"] == ""
+    push = block(body, "push_config")
+    function_uri = (
+        f'${{google_cloudfunctions2_function.function["{sub.function}"].service_config[0].uri}}'
+    )
+    assert at(push["push_endpoint"]) == (
+        f"{function_uri}/projects/${{var.project_id}}/topics/{sub.topic}"
+    )
+    oidc = block(push, "oidc_token")
+    assert oidc["service_account_email"] == "${google_service_account.pusher.email}"
+    assert at(oidc["audience"]) == function_uri
+
+
+@pytest.mark.parametrize("sub", topology.SUBSCRIPTIONS, ids=lambda s: s.name)
+def test_dead_letters_are_kept(sub: topology.Subscription) -> None:
+    values = tfvars()["subscriptions"][sub.name]
+    topic = resource("google_pubsub_topic", "dead_letter")
+    assert instantiate(topic["name"], sub.name, values) == sub.dead_letter_topic
+    hold = resource("google_pubsub_subscription", "dead_letter_hold")
+    assert instantiate(hold["name"], sub.name, values) == sub.dead_letter_subscription
+    assert instantiate(hold["topic"], sub.name, values) == ref(
+        "google_pubsub_topic", "dead_letter", sub.name, "id"
+    )
+    assert "push_config" not in hold, "the hold subscription must be a pull subscription"
+    assert hold["message_retention_duration"] == "604800s"
+    assert block(hold, "expiration_policy")["ttl"] == ""
+
+
+def test_pubsub_service_agent_may_dead_letter() -> None:
+    agent = tf()["locals"]["pubsub_service_agent"]
+    assert "@gcp-sa-pubsub.iam.gserviceaccount.com" in agent
+    assert "service-${data.google_project.this.number}" in agent
+    publisher = resource("google_pubsub_topic_iam_member", "dead_letter_publisher")
+    subscriber = resource("google_pubsub_subscription_iam_member", "dead_letter_subscriber")
+    for body in (publisher, subscriber):
+        assert body["for_each"] == "${var.topology.subscriptions}"
+        assert body["member"] == "${local.pubsub_service_agent}"
+    assert publisher["role"] == "roles/pubsub.publisher"
+    assert subscriber["role"] == "roles/pubsub.subscriber"
+    assert publisher["topic"] == "${google_pubsub_topic.dead_letter[each.key].name}"
+    assert subscriber["subscription"] == "${google_pubsub_subscription.push[each.key].name}"
+
+
+@pytest.mark.parametrize("fn", topology.FUNCTIONS, ids=lambda f: f.name)
+def test_function(fn: topology.Function) -> None:
+    values = tfvars()["functions"][fn.name]
+    body = resource("google_cloudfunctions2_function", "function")
+
+    def at(expression: object) -> str:
+        return instantiate(expression, fn.name, values)
+
+    assert at(body["name"]) == fn.name
+    assert "event_trigger" not in body, "every function is HTTP; Pub/Sub pushes to it"
+    build = block(body, "build_config")
+    assert build["runtime"] == "python311"
+    assert at(build["entry_point"]) == fn.entry_point
+    source = block(block(build, "source"), "storage_source")
+    assert at(source["object"]) == ref("google_storage_bucket_object", "source", fn.name, "name")
+    service = block(body, "service_config")
+    assert at(service["available_memory"]) == f"{fn.memory_mb}M"
+    assert at(service["timeout_seconds"]) == str(fn.timeout_s)
+    assert at(service["max_instance_count"]) == (
+        f'${{lookup(var.max_instances, "{fn.name}", {fn.max_instances})}}'
+    )
+    expected_ingress = "ALLOW_ALL" if fn.public else "ALLOW_INTERNAL_ONLY"
+    assert at(service["ingress_settings"]) == expected_ingress
+    assert at(service["service_account_email"]) == ref(
+        "google_service_account", "function", fn.name, "email"
+    )
+    zip_object = resource("google_storage_bucket_object", "source")
+    assert at(zip_object["source"]) == f"${{local.dist_dir}}/{fn.name}.zip"
+    assert f'filesha256("${{local.dist_dir}}/{fn.name}.zip")' in at(zip_object["name"])
+
+
+def test_pubsub_triggered_functions_are_exactly_the_pushed_ones() -> None:
+    pushed = {s.function for s in topology.SUBSCRIPTIONS}
+    assert pushed == {f.name for f in topology.FUNCTIONS if not f.is_http}
+    local = tf()["locals"]["pushed_functions"]
+    assert local == "${toset([for s in values(var.topology.subscriptions) : s.function])}"
+    invoker = resource("google_cloud_run_v2_service_iam_member", "pusher_invoker")
+    assert invoker["for_each"] == "${local.pushed_functions}"
+    assert invoker["role"] == "roles/run.invoker"
+    assert invoker["member"] == "serviceAccount:${google_service_account.pusher.email}"
+
+
+def test_only_public_functions_are_open_to_everyone() -> None:
+    local = tf()["locals"]["public_functions"]
+    assert local == "${toset([for name, f in var.topology.functions : name if f.public])}"
+    public = resource("google_cloud_run_v2_service_iam_member", "public_invoker")
+    assert public["for_each"] == "${local.public_functions}"
+    assert public["role"] == "roles/run.invoker"
+    assert public["member"] == "allUsers"
+    for rtype, named in tf()["resource"].items():
+        for name, body in named.items():
+            if (rtype, name) == ("google_cloud_run_v2_service_iam_member", "public_invoker"):
+                continue
+            opened = [s for s in strings(body) if "allUsers" in s or "allAuthenticatedUsers" in s]
+            assert not opened, f"{rtype}.{name} grants {opened}"
+
+
+def test_function_access_covers_exactly_the_topology() -> None:
+    access = tf()["locals"]["function_access"]
+    assert set(access) == {f.name for f in topology.FUNCTIONS}
+    for name, grants in access.items():
+        unknown = set(grants["publishes"]) - set(topology.TOPICS)
+        assert not unknown, f"{name} publishes to topics not in the topology: {unknown}"
+        assert set(grants["secrets"]) <= SETTING_FIELDS, name
+        assert set(grants) == {"publishes", "firestore", "templates", "warehouse", "secrets"}
+    assert access["warehouse"]["warehouse"] is True
+    assert [n for n, g in access.items() if g["warehouse"]] == ["warehouse"]
+
+
+def test_no_identity_gets_a_basic_role() -> None:
+    for kind in ("resource", "data"):
+        for rtype, named in tf()[kind].items():
+            for name, body in named.items():
+                for text in strings(body):
+                    assert not any(role in text for role in FORBIDDEN_ROLES), (
+                        f"{rtype}.{name} grants a basic role: {text}"
+                    )
+    for text in strings(tf()["locals"]):
+        assert not any(role in text for role in FORBIDDEN_ROLES), text
+
+
+def test_every_environment_variable_is_a_setting() -> None:
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(TF_DIR.glob("*.tf")))
+    names = set(re.findall(r"\bMAILPIPE_([A-Z0-9_]+)\b", text))
+    assert names, "no MAILPIPE_* variable found"
+    unknown = {n for n in names if n.lower() not in SETTING_FIELDS}
+    assert not unknown, f"not fields of shared/settings.py: {sorted(unknown)}"
+    secrets = tf()["locals"]
+    secret_names = set(secrets["common_secrets"]) | {"admin_api_key"}
+    for names_for_esp in secrets["esp_secrets"].values():
+        secret_names |= set(names_for_esp)
+    assert secret_names <= SETTING_FIELDS
+    assert {"backend", "gcp_project", "template_bucket"} <= {n.lower() for n in names}
+
+
+def test_scheduler_sweeps_the_dispatch_topic() -> None:
+    dispatch = topology.function("dispatch")
+    assert dispatch.trigger_topic in topology.TOPICS
+    job = resource("google_cloud_scheduler_job", "campaign_sweep")
+    target = block(job, "pubsub_target")
+    assert target["topic_name"] == (
+        '${google_pubsub_topic.topic[var.topology.functions["dispatch"].trigger_topic].id}'
+    )
+    assert target["data"] == '${base64encode(jsonencode({kind = "sweep"}))}'
+    assert job["schedule"] == "${var.sweep_schedule}"
+    assert tf()["variable"]["sweep_schedule"]["default"] == "*/5 * * * *"
+
+
+def test_events_table_matches_the_event_schema() -> None:
+    schema = json.loads((TF_DIR / "schemas" / "events.json").read_text(encoding="utf-8"))
+    assert tuple(c["name"] for c in schema) == events.COLUMNS
+    required = {c["name"] for c in schema if c["mode"] == "REQUIRED"}
+    assert required == {"event_id", "event_type", "occurred_at"}
+    table = resource("google_bigquery_table", "events")
+    assert block(table, "time_partitioning") == {"type": "DAY", "field": "occurred_at"}
+    assert table["clustering"] == ["event_type", "campaign_id"]
+    assert "event_id" in block(resource("google_bigquery_table", "events_deduped"), "view")["query"]
+
+
+# --- tools -------------------------------------------------------------------------------------
+
+
+def _terraform() -> str:
+    found = shutil.which("terraform")
+    if found is None:
+        pytest.fail("terraform is not on PATH: install Terraform >= 1.5 to run this test")
+    return found
+
+
+def test_terraform_fmt() -> None:
+    result = subprocess.run(
+        [_terraform(), "fmt", "-check", "-recursive", "-diff", str(TF_DIR)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"run `terraform fmt -recursive terraform`:\n{result.stdout}"
+
+
+CHECKOV_VERSION = "3.3.30"
+CHECKOV_VENV = REPO_ROOT / ".venv-checkov"
+
+
+def _checkov() -> Path:
+    """checkov in its own virtualenv (its pins clash with ours), created once and reused."""
+    executable = CHECKOV_VENV / "bin" / "checkov"
+    stamp = CHECKOV_VENV / f".installed-{CHECKOV_VERSION}"
+    lock_path = Path(tempfile.gettempdir()) / "mailpipe-venv-checkov.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # pytest-xdist workers must not install it twice
+        if not stamp.exists():
+            base = getattr(sys, "_base_executable", sys.executable)
+            subprocess.run([base, "-m", "venv", "--clear", str(CHECKOV_VENV)], check=True)
+            subprocess.run(
+                [
+                    str(CHECKOV_VENV / "bin" / "python"),
+                    *("-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
+                    f"checkov=={CHECKOV_VERSION}",
+                ],
+                check=True,
+                capture_output=True,
+            )
+            stamp.touch()
+    return executable
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("checkov")
+@pytest.mark.timeout(900)
+def test_checkov_finds_no_failed_check() -> None:
+    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE"}
+    result = subprocess.run(
+        [
+            str(_checkov()),
+            *("-d", str(TF_DIR), "--framework", "terraform"),
+            *("--quiet", "--compact", "--skip-download", "-o", "json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=REPO_ROOT,
+    )
+    assert result.stdout.strip(), f"checkov printed nothing:\n{result.stderr[-2000:]}"
+    reports = json.loads(result.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
+        for report in reports
+        for c in report.get("results", {}).get("failed_checks", [])
+    ]
+    parse_errors = [r["summary"].get("parsing_errors", 0) for r in reports if "summary" in r]
+    assert not failed, "checkov failed checks:\n" + "\n".join(failed)
+    assert not any(parse_errors), f"checkov could not parse terraform/: {parse_errors}"
