@@ -1,9 +1,11 @@
-# The event warehouse: one partitioned table the warehouse function streams into, a view that
-# removes redeliveries, and one view per dashboard query in sql/dashboards/*.sql.
+# The event warehouse: one partitioned table the warehouse function streams into (events_raw),
+# the `events` view that removes redeliveries (the relation every query reads, as locally), and
+# one view per dashboard query in sql/dashboards/*.sql.
 
 locals {
   dashboards_dir = "${path.module}/../sql/dashboards"
-  events_table   = "`${var.project_id}.${google_bigquery_dataset.warehouse.dataset_id}.${google_bigquery_table.events.table_id}`"
+  dataset_ref    = "${var.project_id}.${google_bigquery_dataset.warehouse.dataset_id}"
+  events_table   = "`${local.dataset_ref}.${google_bigquery_table.events_raw.table_id}`"
 }
 
 resource "google_bigquery_dataset" "warehouse" {
@@ -17,11 +19,11 @@ resource "google_bigquery_dataset" "warehouse" {
   depends_on = [google_project_service.api]
 }
 
-resource "google_bigquery_table" "events" {
+resource "google_bigquery_table" "events_raw" {
   #checkov:skip=CKV_GCP_80:Google-managed encryption; see the dataset.
   dataset_id          = google_bigquery_dataset.warehouse.dataset_id
-  table_id            = "events"
-  description         = "One row per event (shared/domain/events.py); delivery is at least once, so read events_deduped."
+  table_id            = "events_raw"
+  description         = "One row per event (shared/domain/events.py); delivery is at least once, so read the events view."
   deletion_protection = var.deletion_protection
   schema              = file("${path.module}/schemas/events.json")
   clustering          = ["event_type", "campaign_id"]
@@ -32,12 +34,12 @@ resource "google_bigquery_table" "events" {
   }
 }
 
-resource "google_bigquery_table" "events_deduped" {
+resource "google_bigquery_table" "events" {
   #checkov:skip=CKV_GCP_80:A view stores no data to encrypt.
   #checkov:skip=CKV_GCP_121:A view holds no data and is recreated from code; protection would only block removing a dashboard.
   dataset_id          = google_bigquery_dataset.warehouse.dataset_id
-  table_id            = "events_deduped"
-  description         = "events with one row per event_id (the first one received)."
+  table_id            = "events"
+  description         = "events_raw with one row per event_id (the first one received); what every query reads."
   deletion_protection = false
 
   view {
@@ -65,11 +67,13 @@ resource "google_bigquery_table" "dashboard" {
 
   view {
     use_legacy_sql = false
-    query = templatefile("${local.dashboards_dir}/${each.value}", {
-      project = var.project_id
-      dataset = google_bigquery_dataset.warehouse.dataset_id
-    })
+    # The .sql files say `events`, as the local DuckDB run does; a view must name the dataset.
+    query = replace(
+      file("${local.dashboards_dir}/${each.value}"),
+      "/\\b(FROM|JOIN)\\s+events\\b/",
+      "$1 `${local.dataset_ref}.events`",
+    )
   }
 
-  depends_on = [google_bigquery_table.events_deduped]
+  depends_on = [google_bigquery_table.events]
 }

@@ -16,14 +16,16 @@
 locals {
   dist_dir = startswith(var.dist_dir, "/") ? var.dist_dir : "${path.module}/${var.dist_dir}"
 
-  public_url = var.public_base_url != "" ? trimsuffix(var.public_base_url, "/") : "https://${var.region}-${var.project_id}.cloudfunctions.net"
+  public_url = var.public_base_url != "" ? trimsuffix(var.public_base_url, "/") : local.functions_base_url
   sender     = var.sender_name == "" ? var.sender_address : "${var.sender_name} <${var.sender_address}>"
 
   # Plain settings (shared/settings.py reads MAILPIPE_<FIELD>); secrets are in secrets.tf.
   esp_environment = {
     smtp = {
-      MAILPIPE_SMTP_HOST = var.smtp_host
-      MAILPIPE_SMTP_PORT = tostring(var.smtp_port)
+      MAILPIPE_SMTP_HOST     = var.smtp_host
+      MAILPIPE_SMTP_PORT     = tostring(var.smtp_port)
+      MAILPIPE_SMTP_USERNAME = var.smtp_username
+      MAILPIPE_SMTP_STARTTLS = var.smtp_starttls ? "1" : ""
     }
     sendgrid = {}
     mailgun = {
@@ -33,6 +35,16 @@ locals {
       MAILPIPE_SES_REGION     = var.ses_region
       MAILPIPE_SES_TOPIC_ARNS = join(",", var.ses_topic_arns)
     }
+  }
+
+  # Without a public_base_url (a load balancer serving the local path prefixes), every link
+  # points straight at its function: MAILPIPE_URL_<ROUTE> overrides the route's base URL
+  # (shared/bootstrap.py), and a route is named after its HTTP function.
+  functions_base_url = "https://${var.region}-${var.project_id}.cloudfunctions.net"
+  route_urls = {
+    for name, f in var.topology.functions :
+    "MAILPIPE_URL_${upper(name)}" => "${local.functions_base_url}/${name}"
+    if f.trigger_topic == null && var.public_base_url == ""
   }
 
   environment = merge(
@@ -50,6 +62,7 @@ locals {
       MAILPIPE_LOG_LEVEL          = var.log_level
     },
     local.esp_environment[var.esp],
+    local.route_urls,
   )
 }
 

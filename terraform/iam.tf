@@ -10,23 +10,25 @@
 locals {
   # What each function's own service account may do. The keys are exactly the topology's
   # functions and every topic is a topology topic (tests/unit/test_terraform.py checks both).
+  # Read off shared/services (what each function's services publish and use); dispatch gets
+  # Firestore and analytics-events ahead of the campaign engine (issue 4).
   #   publishes  topics it publishes to: roles/pubsub.publisher on each of them, nothing else
   #   firestore  reads and writes documents: roles/datastore.user
   #   templates  reads templates: roles/storage.objectViewer on the template bucket
   #   warehouse  streams event rows: roles/bigquery.dataEditor on the dataset
   #   secrets    secrets beyond local.common_secrets (dropped when the ESP in use has no such secret)
   function_access = {
-    signup            = { publishes = ["subscriber-events", "analytics-events"], firestore = true, templates = true, warehouse = false, secrets = [] }
-    confirm           = { publishes = ["subscriber-events", "analytics-events"], firestore = true, templates = true, warehouse = false, secrets = [] }
-    preferences       = { publishes = ["subscriber-events", "analytics-events"], firestore = true, templates = true, warehouse = false, secrets = [] }
-    unsubscribe       = { publishes = ["subscriber-events", "analytics-events"], firestore = true, templates = true, warehouse = false, secrets = [] }
+    signup            = { publishes = ["subscriber-events"], firestore = true, templates = true, warehouse = false, secrets = [] }
+    confirm           = { publishes = ["subscriber-events"], firestore = true, templates = true, warehouse = false, secrets = [] }
+    preferences       = { publishes = ["subscriber-events"], firestore = true, templates = true, warehouse = false, secrets = [] }
+    unsubscribe       = { publishes = ["subscriber-events"], firestore = true, templates = true, warehouse = false, secrets = [] }
     tracking          = { publishes = ["analytics-events"], firestore = false, templates = false, warehouse = false, secrets = [] }
     webhooks          = { publishes = ["esp-feedback"], firestore = false, templates = false, warehouse = false, secrets = ["sendgrid_webhook_public_key", "mailgun_webhook_signing_key"] }
-    "preference-sync" = { publishes = ["analytics-events"], firestore = true, templates = false, warehouse = false, secrets = [] }
-    dispatch          = { publishes = ["render-requests", "analytics-events"], firestore = true, templates = false, warehouse = false, secrets = ["admin_api_key"] }
-    render            = { publishes = ["send-requests", "analytics-events"], firestore = true, templates = true, warehouse = false, secrets = [] }
-    send              = { publishes = ["analytics-events"], firestore = true, templates = false, warehouse = false, secrets = ["sendgrid_api_key", "mailgun_api_key"] }
-    feedback          = { publishes = ["analytics-events"], firestore = true, templates = false, warehouse = false, secrets = [] }
+    "preference-sync" = { publishes = ["render-requests", "analytics-events"], firestore = true, templates = false, warehouse = false, secrets = [] }
+    dispatch          = { publishes = ["render-requests", "analytics-events"], firestore = true, templates = false, warehouse = false, secrets = [] }
+    render            = { publishes = ["send-requests", "analytics-events"], firestore = false, templates = true, warehouse = false, secrets = [] }
+    send              = { publishes = ["analytics-events"], firestore = true, templates = false, warehouse = false, secrets = ["sendgrid_api_key", "mailgun_api_key", "smtp_password"] }
+    feedback          = { publishes = ["subscriber-events", "analytics-events"], firestore = true, templates = false, warehouse = false, secrets = [] }
     warehouse         = { publishes = [], firestore = false, templates = false, warehouse = true, secrets = [] }
   }
 

@@ -20,8 +20,9 @@ resource "google_pubsub_topic" "dead_letter" {
 
   name = each.value.dead_letter_topic
 
-  # The hold subscription keeps messages 7 days; the topic keeps them 31, so an operator can
-  # still seek the hold subscription back to a dead letter that was acknowledged by mistake.
+  # The hold subscription keeps messages 7 days; the topic keeps them 31 (the most Pub/Sub
+  # allows), so an operator can seek the hold subscription back to an expired or wrongly
+  # acknowledged dead letter.
   message_retention_duration = "2678400s"
 
   depends_on = [google_project_service.api]
@@ -76,7 +77,9 @@ resource "google_pubsub_subscription" "dead_letter_hold" {
   topic                = google_pubsub_topic.dead_letter[each.key].id
   ack_deadline_seconds = 600
 
-  message_retention_duration = "604800s" # 7 days, the most Pub/Sub keeps unacked messages
+  # 7 days in the backlog; after that the dead-letter topic's 31-day retention still lets an
+  # operator seek this subscription back to any dead letter (README: dead letters).
+  message_retention_duration = "604800s"
   retain_acked_messages      = false
 
   expiration_policy {

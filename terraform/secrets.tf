@@ -10,12 +10,13 @@ locals {
 
   # Credentials of the ESP in use (ses authenticates SNS notifications by topic ARN instead).
   esp_secrets = {
-    smtp     = []
+    smtp     = ["smtp_password"]
     sendgrid = ["sendgrid_api_key", "sendgrid_webhook_public_key"]
     mailgun  = ["mailgun_api_key", "mailgun_webhook_signing_key"]
     ses      = []
   }
 
+  # admin_api_key is created for the admin API; no function reads it yet, so none is granted it.
   secret_settings = concat(local.common_secrets, ["admin_api_key"], local.esp_secrets[var.esp])
 
   # function -> the secret settings it receives as environment variables.

@@ -61,7 +61,7 @@ variable "sender_name" {
 }
 
 variable "public_base_url" {
-  description = "Base URL that links in mail and pages point at. Empty means the functions' own https://REGION-PROJECT.cloudfunctions.net base (see README: routes)."
+  description = "Base URL of a load balancer that serves the HTTP functions under their local path prefixes (/signup, /confirm, /preferences, /unsubscribe, /t, /webhooks). Empty: links point straight at each function's https://REGION-PROJECT.cloudfunctions.net/NAME URL."
   type        = string
   default     = ""
 
@@ -111,6 +111,18 @@ variable "smtp_port" {
   description = "SMTP relay port when esp = smtp (Cloud Run blocks outbound port 25)."
   type        = number
   default     = 587
+}
+
+variable "smtp_username" {
+  description = "SMTP relay user when esp = smtp (its password is the mailpipe-smtp-password secret)."
+  type        = string
+  default     = ""
+}
+
+variable "smtp_starttls" {
+  description = "Upgrade the SMTP connection with STARTTLS when esp = smtp."
+  type        = bool
+  default     = true
 }
 
 variable "mailgun_domain" {

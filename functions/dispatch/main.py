@@ -1,4 +1,4 @@
-"""dispatch: a campaign (or the scheduler's sweep) -> its audience, page by page, as render batches."""
+"""dispatch: a campaign (or the scheduler's sweep) -> its audience as render batches."""
 
 import functions_framework
 

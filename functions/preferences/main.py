@@ -23,8 +23,14 @@ def preferences(request):
     if request.method == "GET":
         subscriber = service.subscriber(token)
         if not wants_html(request):
-            return json_response({"lists": subscriber.lists, "topics": subscriber.topics,
-                                  "frequency": subscriber.frequency, "status": subscriber.status})
+            return json_response(
+                {
+                    "lists": subscriber.lists,
+                    "topics": subscriber.topics,
+                    "frequency": subscriber.frequency,
+                    "status": subscriber.status,
+                }
+            )
         return render_page(template_names.PREFERENCES_PAGE, token=token, subscriber=subscriber,
                            all_lists=LISTS, all_topics=TOPICS)  # fmt: skip
     fields = read_fields(request)

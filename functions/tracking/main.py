@@ -2,6 +2,7 @@
 click and redirects (302) to the one URL signed into that link; anything else is 404."""
 
 import base64
+import contextlib
 
 import flask
 import functions_framework
@@ -25,10 +26,9 @@ def tracking(request):
     kind, _, token = request.path.strip("/").partition("/")
     service = container().tracking
     if kind == "o" and token:
-        try:
+        # Still a pixel for a bad token: a broken image in someone's mail helps nobody.
+        with contextlib.suppress(InvalidToken):
             service.open(_hit(request, token))
-        except InvalidToken:
-            pass  # still a pixel: a broken image in someone's mail helps nobody
         return flask.Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
     if kind == "c" and token:
         return flask.redirect(service.click(_hit(request, token)), 302)

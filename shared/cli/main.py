@@ -31,7 +31,9 @@ def run() -> None:
     try:
         runner.start()
     except OSError as exc:
-        raise click.ClickException(f"cannot start: {exc} (is another `make run` using the port?)")
+        raise click.ClickException(
+            f"cannot start: {exc} (is another `make run` using the port?)"
+        ) from exc
     runner.serve_forever()
 
 

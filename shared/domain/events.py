@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.domain.errors import InvalidInput
+
 # Subscriber lifecycle
 SIGNUP = "signup"
 CONFIRM = "confirm"
@@ -99,7 +101,7 @@ class AnalyticsEvent:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> AnalyticsEvent:
-        known = {k: row.get(k) for k in COLUMNS}
+        known: dict[str, Any] = {k: row.get(k) for k in COLUMNS}
         props = known.get("properties") or {}
         known["properties"] = json.loads(props) if isinstance(props, str) else dict(props)
         return cls(**known)
@@ -110,8 +112,13 @@ def encode_events(events: list[AnalyticsEvent]) -> bytes:
 
 
 def decode_events(data: bytes) -> list[AnalyticsEvent]:
-    rows = json.loads(data)
-    return [AnalyticsEvent.from_row(r) for r in (rows if isinstance(rows, list) else [rows])]
+    """Events from a Pub/Sub message; InvalidInput when it is not a list of event rows."""
+    try:
+        rows = json.loads(data)
+        rows = rows if isinstance(rows, list) else [rows]
+        return [AnalyticsEvent.from_row(r) for r in rows]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InvalidInput(f"analytics events: {exc}") from exc
 
 
 MAILBOX_PROVIDERS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -52,3 +53,46 @@ class FeedbackEvent:
             return cls(**raw)
         except TypeError as exc:
             raise InvalidInput(f"feedback event: {exc}") from exc
+
+
+# --- bounce classification ---------------------------------------------------------------------
+# A provider's own verdict (SendGrid bounce/blocked, Mailgun severity, SES bounceType) wins: it
+# knows the remote server's history. The status codes decide when the provider says nothing:
+# RFC 3463 enhanced status codes first (5.x.x permanent, 4.x.x persistent-transient), then the
+# RFC 5321 reply code (5yz permanent, 4yz transient). With neither, a bounce is soft, because a
+# wrongly hard bounce suppresses an address for good while a wrongly soft one costs one retry.
+
+_ENHANCED_CODE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_REPLY_CODE = re.compile(r"(?<![\d.])([245]\d\d)(?![\d.])")
+
+
+def bounce_type(
+    provider_verdict: str | None, smtp_code: str | None = None, enhanced_code: str | None = None
+) -> str:
+    """hard or soft: the provider's verdict if it gave one, else the codes, else soft."""
+    if provider_verdict in (HARD, SOFT):
+        return provider_verdict
+    for code in (enhanced_code, smtp_code):
+        if code and code[0] == "5":
+            return HARD
+        if code and code[0] == "4":
+            return SOFT
+    return SOFT
+
+
+def codes_in(text: str | None) -> tuple[str | None, str | None]:
+    """(SMTP reply code, enhanced status code) found in a diagnostic such as
+    "smtp; 550 5.1.1 <jane@example.com>... User unknown"; None for each one absent."""
+    if not text:
+        return None, None
+    enhanced = _ENHANCED_CODE.search(text)
+    reply = _REPLY_CODE.search(text)
+    return (reply.group(1) if reply else None, ".".join(enhanced.groups()) if enhanced else None)
+
+
+def clean_code(value: object) -> str | None:
+    """An SMTP or enhanced code as text ("550", "5.1.1"), or None for empty values."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    return text or None

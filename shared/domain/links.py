@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from shared.domain import tokens
+from shared.topology import FUNCTIONS
 
 UNSUBSCRIBE = "unsubscribe"
 PREFERENCES = "preferences"
@@ -53,7 +54,5 @@ class Links:
 
 
 def local_base_urls(base_url: str) -> dict[str, str]:
-    """Every route under one host, as `make run` serves them."""
-    routes = {"signup": "/signup", "confirm": "/confirm", "preferences": "/preferences",
-              "unsubscribe": "/unsubscribe", "tracking": "/t", "webhooks": "/webhooks"}  # fmt: skip
-    return {name: base_url.rstrip("/") + prefix for name, prefix in routes.items()}
+    """Every HTTP function's route under one host, as `make run` serves them."""
+    return {f.name: base_url.rstrip("/") + f.route for f in FUNCTIONS if f.route}

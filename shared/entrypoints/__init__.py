@@ -1,1 +1,1 @@
-"""What function entry points share: decoding, error mapping, logging. Flask lives here, not in services."""
+"""What function entry points share: decoding, error mapping, pages. Flask lives here only."""

@@ -1,10 +1,10 @@
 """The one place that decides what a Pub/Sub-triggered function does with an outcome.
 
-    success, AlreadyProcessed          -> acknowledge
-    InvalidInput (bad payload)         -> log with the message id, acknowledge (retrying won't help)
-    TransientError, PermanentFailure,
-    anything unexpected                -> raise: the platform redelivers with backoff and, after
-                                          the subscription's max attempts, dead-letters it
+success, AlreadyProcessed          -> acknowledge
+InvalidInput (bad payload)         -> log with the message id, acknowledge (retrying won't help)
+TransientError, PermanentFailure,
+anything unexpected                -> raise: the platform redelivers with backoff and, after
+                                      the subscription's max attempts, dead-letters it
 """
 
 from __future__ import annotations

@@ -51,3 +51,25 @@ def _usable(doc: dict[str, Any] | None, purpose: str, now: float) -> dict[str, A
     if doc["expires_at"] < now:
         raise InvalidToken("this link has expired; please sign up again")
     return doc
+
+
+WEBHOOK_TOKENS = "webhook_tokens"
+
+
+class SeenWebhookTokens:
+    """Nonces a provider signed into webhook requests (Mailgun's `token`), remembered until
+    `expires_at` so a captured request cannot be replayed while its timestamp is still fresh.
+    Only the SHA-256 of each token is stored (one create per webhook request); a TTL policy on
+    `expires_at` deletes them later, and the freshness check refuses anything older anyway."""
+
+    def __init__(self, store: DocumentStore) -> None:
+        self._store = store
+
+    def first_use(self, provider: str, token: str, expires_at: float) -> bool:
+        """Record the token; False when it was seen before (a replay)."""
+        doc_id = f"{provider}:{token_digest(token)}"
+        try:
+            self._store.create(WEBHOOK_TOKENS, doc_id, {"provider": provider, "expires_at": expires_at})
+        except AlreadyExists:
+            return False
+        return True

@@ -60,7 +60,7 @@ class LocalRunner:
         self._threads: list[threading.Thread] = []
 
     @property
-    def maildir(self):  # noqa: ANN201
+    def maildir(self):
         return self.settings.data_dir / "mail"
 
     def start(self) -> LocalRunner:

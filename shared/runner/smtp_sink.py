@@ -22,7 +22,7 @@ class MaildirHandler:
         self._lock = threading.Lock()
         self.received = 0
 
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
         local = address.partition("@")[0].lower()
@@ -33,11 +33,10 @@ class MaildirHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(  # noqa: N802
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content: Any = envelope.original_content or envelope.content
-        header = f"Return-Path: <{envelope.mail_from}>\r\nDelivered-To: {', '.join(envelope.rcpt_tos)}\r\n"
+        recipients = ", ".join(envelope.rcpt_tos)
+        header = f"Return-Path: <{envelope.mail_from}>\r\nDelivered-To: {recipients}\r\n"
         with self._lock:
             self._maildir.add(header.encode() + bytes(content))
             self.received += 1

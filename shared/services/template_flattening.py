@@ -40,7 +40,9 @@ class Protection:
                 continue
             else:
                 in_tag = _inside_tag(source, match.start())
-                out.append(self._mark(token, as_comment=comments and token[1] == "%" and not in_tag))
+                out.append(
+                    self._mark(token, as_comment=comments and token[1] == "%" and not in_tag)
+                )
         out.append(source[last:])
         return "".join(out)
 

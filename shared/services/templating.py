@@ -28,6 +28,8 @@ from shared.services.template_flattening import Protection, flatten
 _TITLE = re.compile(r"<title>(.*?)</title>", re.DOTALL | re.IGNORECASE)
 _TBODY = re.compile(r"</?tbody>")
 _BLANK_RUNS = re.compile(r"\n{3,}")
+_TABLE_TAGS = re.compile(r"<(/?)(?:table|thead|tbody|tfoot|tr|td|th)\b[^>]*>", re.IGNORECASE)
+_MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
 _TEXT_CONFIG = ParserConfig(display_links=True)
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, keep_link_tags=True)
 
@@ -181,7 +183,11 @@ def _inline_css(html: str) -> str:
 
 
 def _to_text(html: str) -> str:
-    text = get_text(_TITLE.sub("", html), _TEXT_CONFIG)
+    # Tables become plain blocks first: a text renderer lays table cells out by position,
+    # which would tear Jinja loops (kept as placeholders) away from the rows they repeat.
+    html = _TABLE_TAGS.sub(lambda m: f"<{m.group(1)}div>", _TITLE.sub("", html))
+    text = get_text(html, _TEXT_CONFIG)
+    text = _MARKDOWN_LINK.sub(r"\1 <\2>", text)  # plain-text convention: label <url>
     lines = [line.strip() for line in text.splitlines()]
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip() + "\n"
 

@@ -6,8 +6,8 @@ for an operator) rather than being dropped.
 
 from __future__ import annotations
 
-from shared.domain.events import EVENT_TYPES, AnalyticsEvent
 from shared.domain.errors import PermanentFailure
+from shared.domain.events import EVENT_TYPES, AnalyticsEvent
 from shared.ports import Warehouse
 
 

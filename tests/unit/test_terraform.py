@@ -35,7 +35,7 @@ import pytest
 from hcl2.utils import SerializationOptions
 
 from shared import settings, topology, topology_export
-from shared.domain import events
+from shared.domain import events, links
 
 REPO_ROOT = topology.REPO_ROOT
 TF_DIR = REPO_ROOT / "terraform"
@@ -354,7 +354,7 @@ def test_no_identity_gets_a_basic_role() -> None:
 
 def test_every_environment_variable_is_a_setting() -> None:
     text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(TF_DIR.glob("*.tf")))
-    names = set(re.findall(r"\bMAILPIPE_([A-Z0-9_]+)\b", text))
+    names = set(re.findall(r"\bMAILPIPE_([A-Z0-9_]+)\b", text)) - {"URL_"}
     assert names, "no MAILPIPE_* variable found"
     unknown = {n for n in names if n.lower() not in SETTING_FIELDS}
     assert not unknown, f"not fields of shared/settings.py: {sorted(unknown)}"
@@ -364,6 +364,19 @@ def test_every_environment_variable_is_a_setting() -> None:
         secret_names |= set(names_for_esp)
     assert secret_names <= SETTING_FIELDS
     assert {"backend", "gcp_project", "template_bucket"} <= {n.lower() for n in names}
+
+
+def test_route_urls_point_each_link_route_at_its_function() -> None:
+    """MAILPIPE_URL_<ROUTE> (read by shared/bootstrap.py) is set per HTTP function, so every
+    route the links use must be named after an HTTP function."""
+    http_functions = {f.name for f in topology.FUNCTIONS if f.is_http}
+    assert set(links.local_base_urls("http://localhost")) == http_functions
+    assert 'f"MAILPIPE_URL_{route.upper()}"' in (REPO_ROOT / "shared" / "bootstrap.py").read_text()
+    route_urls = tf()["locals"]["route_urls"]
+    assert "for name, f in var.topology.functions" in route_urls
+    assert "MAILPIPE_URL_${upper(name)}" in route_urls
+    assert "f.trigger_topic == null" in route_urls
+    assert "local.route_urls)" in tf()["locals"]["environment"]
 
 
 def test_scheduler_sweeps_the_dispatch_topic() -> None:
@@ -384,10 +397,10 @@ def test_events_table_matches_the_event_schema() -> None:
     assert tuple(c["name"] for c in schema) == events.COLUMNS
     required = {c["name"] for c in schema if c["mode"] == "REQUIRED"}
     assert required == {"event_id", "event_type", "occurred_at"}
-    table = resource("google_bigquery_table", "events")
+    table = resource("google_bigquery_table", "events_raw")
     assert block(table, "time_partitioning") == {"type": "DAY", "field": "occurred_at"}
     assert table["clustering"] == ["event_type", "campaign_id"]
-    assert "event_id" in block(resource("google_bigquery_table", "events_deduped"), "view")["query"]
+    assert "event_id" in block(resource("google_bigquery_table", "events"), "view")["query"]
 
 
 # --- tools -------------------------------------------------------------------------------------
