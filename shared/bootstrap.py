@@ -17,7 +17,7 @@ from shared import topology
 from shared.domain.errors import ConfigurationError
 from shared.domain.links import Links, local_base_urls
 from shared.metering import NULL_METER, OperationMeter
-from shared.ports import BlobStore, DocumentStore, Mailer, Publisher, Warehouse
+from shared.ports import BlobStore, DeadLetters, DocumentStore, Mailer, Publisher, Warehouse
 from shared.repositories.rate_limits import RateLimits
 from shared.repositories.send_ledger import SendLedger
 from shared.repositories.subscribers import Subscribers
@@ -91,6 +91,15 @@ class Container:
                 s.bus_max_attempts or default.max_attempts,
             )
         return SqliteBus(s.data_dir / "bus.sqlite3", retry_override=override, meter=self.meter)
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters:
+        """Dead letters per subscription: the local bus, or Pub/Sub's dead-letter topics."""
+        if self.settings.is_local:
+            return self.bus
+        from shared.adapters.gcp.pubsub_dead_letters import PubSubDeadLetters
+
+        return PubSubDeadLetters.from_settings(self.settings, self.meter)
 
     @cached_property
     def blobs(self) -> BlobStore:
@@ -198,19 +207,70 @@ class Container:
 
     @cached_property
     def feedback(self) -> FeedbackService:
-        return FeedbackService(
-            self.subscribers, self.suppressions, self.unsubscribe, self.outbox, self.clock
-        )
+        from shared.domain.feedback import SoftBouncePolicy
+        from shared.services.send_history import SendHistory
+
+        s = self.settings
+        history = SendHistory(self.warehouse, self.sql_dialect, s.soft_bounce_lookback_days)
+        policy = SoftBouncePolicy(s.soft_bounce_threshold, s.soft_bounce_window)
+        return FeedbackService(self.subscribers, self.suppressions, self.unsubscribe, self.outbox,
+                               self.clock, history, policy, self.machines)  # fmt: skip
+
+    @cached_property
+    def machines(self) -> Any:
+        """Human-or-machine classifier for opens and clicks (one per process: it keeps a window)."""
+        from shared.domain.machine_detection import MachineDetector
+
+        s = self.settings
+        return MachineDetector(s.machine_click_within_s, s.machine_ip_ranges)
+
+    @cached_property
+    def gdpr(self) -> Any:
+        """Export and erasure of one person's data across every store."""
+        from shared.services.gdpr import GdprService
+
+        mail = None
+        if self.settings.is_local:
+            from shared.adapters.local.maildir_mail import MaildirMail
+
+            mail = MaildirMail(self.settings.data_dir / "mail")
+        return GdprService(self.documents, self.subscribers, self.suppressions, self.warehouse,
+                           self.outbox, self.sql_dialect, self.clock, mail)  # fmt: skip
+
+    @cached_property
+    def deliverability(self) -> Any:
+        """Bounce and complaint rates per campaign and day against Gmail's lines."""
+        from shared.analytics.sql_catalog import SqlCatalog
+        from shared.services.deliverability import DeliverabilityService
+
+        return DeliverabilityService(self.warehouse, SqlCatalog(self.sql_dialect))
+
+    @cached_property
+    def sql_dialect(self) -> Any:
+        """The warehouse's SQL dialect: BigQuery's, or DuckDB's in local mode."""
+        return "duckdb" if self.settings.is_local else "bigquery"
 
     @cached_property
     def tracking(self) -> TrackingService:
-        return TrackingService(self.outbox, self.settings.signing_key, self.clock)
+        return TrackingService(self.outbox, self.settings.signing_key, self.clock, self.machines)
 
     @cached_property
     def webhooks(self) -> WebhookService:
-        from shared.adapters.esp.webhook_parsers import parsers_from_settings
+        from shared.adapters.esp import webhook_parsers
 
-        return WebhookService(parsers_from_settings(self.settings), self.outbox, self.clock)
+        parsers = webhook_parsers.parsers_from_settings(
+            self.settings, lambda: self.documents, self.sns_http
+        )
+        return WebhookService(
+            parsers, self.outbox, self.clock, webhook_parsers.not_configured_message
+        )
+
+    @cached_property
+    def sns_http(self) -> Any:
+        """The two HTTPS requests an SNS subscriber makes (tests override it)."""
+        from shared.adapters.esp.sns_certificates import RequestsSnsHttp
+
+        return RequestsSnsHttp()
 
     @cached_property
     def dispatch(self) -> DispatchService:
@@ -219,6 +279,15 @@ class Container:
     @cached_property
     def warehousing(self) -> WarehouseService:
         return WarehouseService(self.warehouse)
+
+    @cached_property
+    def dashboards(self) -> Any:
+        """The marketers' figures (shared/analytics): dashboard SQL in the warehouse's dialect."""
+        from shared.analytics.dashboards import Dashboards
+        from shared.analytics.sql_catalog import SqlCatalog
+
+        catalog = SqlCatalog("duckdb" if self.settings.is_local else "bigquery")
+        return Dashboards(self.warehouse, catalog, self.documents)
 
 
 _lock = threading.Lock()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 class Tally:
     operations: int = 0
     bytes: int = 0
+    seconds: float = 0.0  # CPU seconds, for function invocations
 
 
 class OperationMeter:
@@ -22,15 +23,16 @@ class OperationMeter:
         self._lock = threading.Lock()
         self._tallies: dict[str, Tally] = defaultdict(Tally)
 
-    def count(self, name: str, n: int = 1, nbytes: int = 0) -> None:
+    def count(self, name: str, n: int = 1, nbytes: int = 0, seconds: float = 0.0) -> None:
         with self._lock:
             tally = self._tallies[name]
             tally.operations += n
             tally.bytes += nbytes
+            tally.seconds += seconds
 
     def snapshot(self) -> dict[str, Tally]:
         with self._lock:
-            return {k: Tally(v.operations, v.bytes) for k, v in self._tallies.items()}
+            return {k: Tally(v.operations, v.bytes, v.seconds) for k, v in self._tallies.items()}
 
     def reset(self) -> None:
         with self._lock:
@@ -38,7 +40,7 @@ class OperationMeter:
 
 
 class _NullMeter(OperationMeter):
-    def count(self, name: str, n: int = 1, nbytes: int = 0) -> None:
+    def count(self, name: str, n: int = 1, nbytes: int = 0, seconds: float = 0.0) -> None:
         return None
 
 

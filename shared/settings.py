@@ -46,12 +46,26 @@ class Settings:
     signup_ip_limit_per_hour: int = 20
     signup_address_limit_per_hour: int = 3
     confirmation_ttl_hours: int = 48
+    # Feedback policy: suppress after `threshold` soft bounces among the last `window` sends.
+    soft_bounce_threshold: int = 3
+    soft_bounce_window: int = 5
+    soft_bounce_lookback_days: int = 90  # sends older than this do not count
+    # Tracking: a click this soon after the send is a security scanner, not a person.
+    machine_click_within_s: float = 10.0
+    machine_ip_ranges: tuple[str, ...] = ()  # extra CIDRs of proxies/scanners, comma list
     # GCP.
     gcp_project: str = ""
     gcp_region: str = "europe-west1"
     firestore_database: str = "(default)"
     bigquery_dataset: str = "mailpipe"
     template_bucket: str = ""
+    # GCP client endpoints: empty means Google's. A plain-http endpoint is a local emulator or
+    # test server and gets anonymous credentials. The SDKs also honour *_EMULATOR_HOST.
+    pubsub_transport: str = "grpc"  # grpc | rest (rest reaches an HTTP test server)
+    pubsub_api_endpoint: str = ""
+    bigquery_api_endpoint: str = ""
+    storage_api_endpoint: str = ""
+    gcp_retry_deadline_s: float = 60.0  # how long the SDKs retry 429/5xx before giving up
     # ESP credentials (Secret Manager in GCP).
     sendgrid_api_key: str = ""
     sendgrid_webhook_public_key: str = ""
@@ -60,6 +74,9 @@ class Settings:
     mailgun_webhook_signing_key: str = ""
     ses_region: str = "eu-west-1"
     ses_topic_arns: tuple[str, ...] = ()
+    ses_configuration_set: str = ""  # the SES configuration set that publishes events to SNS
+    ses_access_key_id: str = ""  # empty: boto3's standard chain (AWS_ACCESS_KEY_ID, ...)
+    ses_secret_access_key: str = ""  # secret
     esp_base_url: str = ""  # overrides the provider's API endpoint (tests, EU regions)
     esp_rate_per_s: float = 0.0  # token-bucket rate; 0 means the provider's default
     log_level: str = "INFO"

@@ -6,17 +6,17 @@ from shared.bootstrap import container
 from shared.domain import template_names
 from shared.entrypoints.http import client_ip, endpoint, json_response, read_fields, wants_html
 from shared.entrypoints.pages import render_message, render_page
-from shared.services.signup import SignupForm
+from shared.services.signup import CONSENT_TEXTS, FORM_VERSION, SignupForm
 
 ACCEPTED = "Thanks! Check your inbox for a link to confirm your subscription."
-FORM_VERSION = "signup-form-v1"
 
 
 @functions_framework.http
 @endpoint
 def signup(request):
     if request.method == "GET":
-        return render_page(template_names.SIGNUP_PAGE, form_version=FORM_VERSION)
+        return render_page(template_names.SIGNUP_PAGE, form_version=FORM_VERSION,
+                           consent_text=CONSENT_TEXTS[FORM_VERSION])  # fmt: skip
     if request.method != "POST":
         return json_response({"error": "use GET for the form or POST to sign up"}, 405)
     fields = read_fields(request)
@@ -30,7 +30,7 @@ def signup(request):
             ip=client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),
             form_version=str(fields.get("form_version") or FORM_VERSION)[:50],
-            consent_text=str(fields.get("consent_text") or FORM_VERSION)[:2000],
+            consent_text=str(fields.get("consent_text") or "")[:2000],
             honeypot=str(fields.get("website") or ""),
         )
     )

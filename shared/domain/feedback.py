@@ -96,3 +96,60 @@ def clean_code(value: object) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+# --- soft-bounce policy ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One of a subscriber's recent `send` or soft `bounce` events, newest first."""
+
+    event_type: str  # "send" | "bounce"
+    message_key: str  # the Message-ID, or the event id when the provider gave none
+    occurred_at: float
+    message_known: bool = True  # False: a bounce that named no Message-ID
+
+
+@dataclass(frozen=True)
+class SoftBouncePolicy:
+    """Suppress after `threshold` soft-bounced messages among the last `window` sends.
+
+    A message counts once however often it soft-bounced (Mailgun reports every temporary
+    failure of one message), so retries and redeliveries cannot inflate the count. A bounce
+    that names its message counts when that message is one of the last `window` sends; one that
+    does not (no correlation data) counts when it happened after the oldest of those sends.
+    The bounce being processed always counts unless its message is known to be older than the
+    window: the warehouse is eventually consistent and may not hold it (or its send) yet.
+    """
+
+    threshold: int = 3
+    window: int = 5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.threshold <= self.window:
+            raise InvalidInput("soft bounce policy needs 1 <= threshold <= window")
+
+    def bounced_messages(self, history: list[HistoryRow], current: HistoryRow) -> int:
+        """How many distinct messages in the window soft-bounced, `current` included."""
+        known_sends = [r.message_key for r in history if r.event_type == "send"]
+        recent = list(dict.fromkeys(known_sends))[: self.window]
+        if current.message_known and current.message_key not in known_sends:
+            recent = [current.message_key, *recent][: self.window]  # its send is not stored yet
+        starts_at = min(
+            (r.occurred_at for r in history if r.event_type == "send" and r.message_key in recent),
+            default=float("-inf"),
+        )
+        if len(recent) < self.window:
+            starts_at = float("-inf")  # fewer sends than the window: every bounce is in it
+
+        def in_window(row: HistoryRow) -> bool:
+            if row.message_known and row.message_key in known_sends:
+                return row.message_key in recent
+            return row.occurred_at >= starts_at
+
+        bounces = [r for r in history if r.event_type == "bounce"] + [current]
+        return len({r.message_key for r in bounces if in_window(r)})
+
+    def suppresses(self, history: list[HistoryRow], current: HistoryRow) -> bool:
+        return self.bounced_messages(history, current) >= self.threshold

@@ -1,4 +1,4 @@
-"""Signed, URL-safe tokens: `<base64url payload>.<base64url HMAC-SHA256 truncated to 128 bits>`.
+"""Signed, URL-safe tokens: `<base64url payload>.<base64url keyed BLAKE2b, 128 bits>`.
 
 Used for links in mail (unsubscribe, preferences, click and open tracking) so that a link
 proves what it points at without a database read, and cannot be forged or altered.
@@ -7,6 +7,7 @@ proves what it points at without a database read, and cannot be forged or altere
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -18,7 +19,8 @@ from shared.domain.errors import InvalidToken
 _MAC_BYTES = 16
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
+    """URL-safe base64 without padding (concatenable when len(data) % 3 == 0)."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
@@ -26,16 +28,39 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _mac(key: str, purpose: str, payload: bytes) -> bytes:
-    return hmac.new(key.encode(), purpose.encode() + b"\0" + payload, hashlib.sha256).digest()[
-        :_MAC_BYTES
-    ]
+def mac_input(purpose: str, payload: bytes) -> bytes:
+    """What the MAC covers: the purpose, a separator, then the payload."""
+    return purpose.encode() + b"\0" + payload
+
+
+def mac_key(secret: str) -> bytes:
+    """The 32-byte MAC key derived from the configured secret (any length)."""
+    return hashlib.sha256(b"mailpipe-token-mac\0" + secret.encode()).digest()
+
+
+def mac_bytes(key: bytes, data: bytes) -> bytes:
+    """Keyed BLAKE2b, a MAC by design and ~2x faster than HMAC-SHA256 here: a campaign signs
+    a dozen or more links per message."""
+    return hashlib.blake2b(data, key=key, digest_size=_MAC_BYTES).digest()
+
+
+def _mac(secret: str, purpose: str, payload: bytes) -> bytes:
+    return mac_bytes(_derived_key(secret), mac_input(purpose, payload))
+
+
+@functools.lru_cache(maxsize=16)
+def _derived_key(secret: str) -> bytes:
+    return mac_key(secret)
 
 
 def sign(key: str, purpose: str, payload: Any) -> str:
     """A token for `payload` (JSON-able) that is only valid for `purpose`."""
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    return f"{_b64(body)}.{_b64(_mac(key, purpose, body))}"
+    return sign_json(key, purpose, json.dumps(payload, separators=(",", ":")).encode())
+
+
+def sign_json(key: str, purpose: str, body: bytes) -> str:
+    """Like `sign` for a payload the caller already serialized as JSON (hot paths)."""
+    return f"{b64(body)}.{b64(_mac(key, purpose, body))}"
 
 
 def verify(key: str, purpose: str, token: str) -> Any:

@@ -5,7 +5,11 @@ cost ~2,000 ledger documents, not a million. A lease stops two deliveries of the
 sending at once; the lease is renewed at every checkpoint.
 
 Outcomes: sent | permanent (rejected) | suppressed | skipped (campaign cancelled) |
-failed (transient until the attempts ran out) | transient:<n> (will be retried).
+failed (transient until the attempts ran out) | transient:<n> (will be retried) |
+holdout (an A/B holdout member: deliberately not mailed, recorded so lift can be measured).
+
+A batch of a paused campaign is parked: its document keeps the recipients not yet final (ids,
+variant, phase) because the message itself is acknowledged; resume republishes them.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from shared.ports import DocumentStore, Filter
 
 COLLECTION = "send_ledger"
 OPEN, DONE, PARKED = "open", "done", "parked"
-FINAL_OUTCOMES = frozenset({"sent", "permanent", "suppressed", "skipped", "failed"})
+HOLDOUT = "holdout"
+FINAL_OUTCOMES = frozenset({"sent", "permanent", "suppressed", "skipped", "failed", HOLDOUT})
 
 
 @dataclass
@@ -81,6 +86,52 @@ class SendLedger:
             return doc
 
         self._store.update(COLLECTION, entry.batch_id, apply)
+
+    def park(
+        self,
+        entry: LedgerEntry,
+        subscriber_ids: list[str],
+        variant: str | None,
+        phase: str | None,
+        now: float,
+    ) -> None:
+        """Park the batch (campaign paused), keeping what resume needs to rebuild it."""
+        entry.state = PARKED
+        parked = {"subscriber_ids": subscriber_ids, "variant": variant, "phase": phase,
+                  "parked_at": now}  # fmt: skip
+
+        def apply(doc: dict[str, Any] | None) -> dict[str, Any]:
+            doc = dict(doc or {"campaign_id": entry.campaign_id, "attempts": entry.attempts})
+            doc.setdefault("outcomes", {})
+            return {**doc, "state": PARKED, "parked": parked, "updated_at": now, "lease_until": 0}
+
+        self._store.update(COLLECTION, entry.batch_id, apply)
+
+    def parked(self, campaign_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """(batch id, parked data) of the campaign's parked batches."""
+        found: list[tuple[str, dict[str, Any]]] = []
+        start: str | None = None
+        filters = [Filter("campaign_id", "==", campaign_id), Filter("state", "==", PARKED)]
+        while True:
+            page = self._store.query(COLLECTION, filters, limit=500, start_after=start)
+            found += [(i, d.get("parked") or {}) for i, d in page]
+            if len(page) < 500:
+                return found
+            start = page[-1][0]
+
+    def record_holdout(
+        self, batch_id: str, campaign_id: str, subscriber_ids: list[str], now: float
+    ) -> None:
+        """One done document per page of holdout members (a replay rewrites the same one)."""
+        doc = {
+            "campaign_id": campaign_id,
+            "state": DONE,
+            "attempts": 0,
+            "outcomes": dict.fromkeys(subscriber_ids, HOLDOUT),
+            "updated_at": now,
+            "lease_until": 0,
+        }
+        self._store.put(COLLECTION, batch_id, doc)
 
     def get(self, batch_id: str) -> LedgerEntry | None:
         doc = self._store.get(COLLECTION, batch_id)

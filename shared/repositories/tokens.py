@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from shared.domain.errors import AlreadyExists, InvalidToken
@@ -23,10 +24,8 @@ class SingleUseTokens:
             "expires_at": expires_at,
             "used_at": None,
         }
-        try:
+        with contextlib.suppress(AlreadyExists):
             self._store.create(COLLECTION, token_digest(token), doc)
-        except AlreadyExists:
-            pass
 
     def check(self, token: str, purpose: str, now: float) -> dict[str, Any]:
         """The token's record if it is usable; InvalidToken if unknown, expired or used."""
@@ -69,7 +68,9 @@ class SeenWebhookTokens:
         """Record the token; False when it was seen before (a replay)."""
         doc_id = f"{provider}:{token_digest(token)}"
         try:
-            self._store.create(WEBHOOK_TOKENS, doc_id, {"provider": provider, "expires_at": expires_at})
+            self._store.create(
+                WEBHOOK_TOKENS, doc_id, {"provider": provider, "expires_at": expires_at}
+            )
         except AlreadyExists:
             return False
         return True

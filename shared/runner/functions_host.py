@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from shared import topology
 from shared.adapters.local.sqlite_bus import Delivery, push_body
+from shared.metering import NULL_METER, OperationMeter
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,8 @@ def function_app(function: topology.Function) -> flask.Flask:
 
 
 class FunctionsHost:
-    def __init__(self) -> None:
+    def __init__(self, meter: OperationMeter = NULL_METER) -> None:
+        self._meter = meter
         self.apps = {f.name: function_app(f) for f in topology.FUNCTIONS}
         self._clients = {name: app.test_client() for name, app in self.apps.items()}
 
@@ -47,10 +50,15 @@ class FunctionsHost:
         path = f"/projects/local/topics/{subscription.topic}"
 
         def deliver(delivery: Delivery) -> bool:
+            started = time.thread_time()
             response = client.post(
                 path,
                 data=json.dumps(push_body(delivery)),
                 content_type="application/json",
+            )
+            # CPU time of this invocation (the thread's), for pricing function compute.
+            self._meter.count(
+                f"function.{subscription.function}", 1, seconds=time.thread_time() - started
             )
             if response.status_code >= 300:
                 log.debug("%s answered %s", subscription.function, response.status_code)

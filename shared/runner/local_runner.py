@@ -20,6 +20,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from shared import bootstrap, topology
 from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
+from shared.dashboard.app import create_dashboard_app
 from shared.runner.functions_host import FunctionsHost
 from shared.runner.inbox import create_inbox_app
 from shared.runner.smtp_sink import SmtpSink
@@ -53,7 +54,7 @@ class LocalRunner:
     def __post_init__(self) -> None:
         bootstrap.install(self.container)
         self.settings = self.container.settings
-        self.host = FunctionsHost()
+        self.host = FunctionsHost(self.container.meter)
         self.sink: SmtpSink | None = None
         self.server: BaseWSGIServer | None = None
         self.workers: list[BusWorker] = []
@@ -73,7 +74,11 @@ class LocalRunner:
         return self
 
     def _start_http(self) -> None:
-        mounts = {"/inbox": create_inbox_app(self.maildir), **self.extra_mounts}
+        mounts = {
+            "/inbox": create_inbox_app(self.maildir),
+            "/dashboard": create_dashboard_app(lambda: self.container.dashboards),
+            **self.extra_mounts,
+        }
         wsgi = self.host.wsgi(root_app(self.container), mounts)
         self.server = make_server(self.settings.host, self.settings.port, wsgi, threaded=True)
         thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)

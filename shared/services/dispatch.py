@@ -1,14 +1,234 @@
-"""Dispatch: campaigns -> audience pages -> render batches. (Campaigns land with issue 4.)"""
+"""Dispatch: a campaign phase -> its audience, page by page, as render batches.
+
+One invocation handles one message on campaign-dispatch:
+
+    {"kind": "sweep"}                                   what Cloud Scheduler (or the local
+                                                        scheduler thread) sends every 5 minutes
+    {"kind": "campaign", "campaign_id": C, "phase": P,  dispatch up to `pages_per_run` pages of
+     "token": T}                                        phase P, then hand over to a new message
+
+Per page: read one page of confirmed subscribers (ordered by id, after the cursor), select the
+phase's recipients in Python (segment, suppression, A/B cohort), publish one RenderRequest per
+variant with the deterministic batch id `C:P:<page>` (`C:test:<page>:<variant>` in the test
+phase), record the holdout members, and checkpoint the cursor on the campaign document. Memory
+stays flat: at most two pages are held at once.
+
+Exactly-once, step by step: the end of a page is recorded before it is published, so a replay
+after a crash publishes the same subscribers under the same batch ids and the send ledger
+makes the second copy harmless. A lease on the phase keeps two invocations from walking it at
+once; the continuation message carries a token and only the latest token is honoured, so a
+duplicated or stale message does nothing. If an invocation dies between two writes, the sweep
+notices the stalled phase and sends a fresh continuation.
+"""
 
 from __future__ import annotations
 
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from shared.domain.errors import InvalidInput
+from shared import topology
+from shared.domain.campaign import (
+    PHASE_HOLDOUT,
+    SENDING,
+    Campaign,
+    PageOutcome,
+    batch_id,
+)
+from shared.domain.errors import Conflict, InvalidInput
+from shared.domain.subscriber import Subscriber
+from shared.repositories.audience import AudiencePages
+from shared.repositories.campaigns import Campaigns
+from shared.repositories.send_ledger import SendLedger
+from shared.services.audience import AudiencePlan, page_requests, render_requests
+from shared.services.engagement import EngagementQueries
+from shared.services.publishing import Outbox
+
+log = logging.getLogger(__name__)
+
+SWEEP, CAMPAIGN = "sweep", "campaign"
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class DispatchMessage:
+    campaign_id: str
+    phase: str
+    token: str | None = None
+
+    @classmethod
+    def from_request(cls, request: dict[str, Any]) -> DispatchMessage:
+        campaign_id, phase = request.get("campaign_id"), request.get("phase")
+        if not isinstance(campaign_id, str) or not isinstance(phase, str):
+            raise InvalidInput("a campaign dispatch message needs campaign_id and phase")
+        token = request.get("token")
+        return cls(campaign_id, phase, token if isinstance(token, str) else None)
+
+    def to_request(self) -> dict[str, Any]:
+        return {"kind": CAMPAIGN, **asdict(self)}
+
+
+class PhaseDispatcher:
+    def __init__(
+        self,
+        campaigns: Campaigns,
+        pages: AudiencePages,
+        engagement: EngagementQueries,
+        ledger: SendLedger,
+        outbox: Outbox,
+        clock: Callable[[], float],
+        *,
+        pages_per_run: int = 50,
+        lease_s: float = 300.0,
+    ) -> None:
+        self._campaigns = campaigns
+        self._pages = pages
+        self._engagement = engagement
+        self._ledger = ledger
+        self._outbox = outbox
+        self._clock = clock
+        self._pages_per_run = pages_per_run
+        self._lease_s = lease_s
+
+    # -- messages ------------------------------------------------------------------------
+
+    def kick(self, campaign_id: str, phase: str, token: str) -> None:
+        """Publish the message that (re)starts dispatching `phase` from its checkpoint."""
+        message = DispatchMessage(campaign_id, phase, token).to_request()
+        self._outbox.publish_json(topology.CAMPAIGN_DISPATCH, [message])
+
+    def publish_batch(
+        self, campaign: Campaign, batch: str, variant: str | None, members: Sequence[Subscriber]
+    ) -> int:
+        """Publish one batch for exactly these subscribers (resume and resend use it)."""
+        requests = render_requests(campaign, batch, variant, members)
+        self._outbox.publish_json(topology.RENDER_REQUESTS, [asdict(r) for r in requests])
+        return len(requests)
+
+    def plan(self, campaign: Campaign) -> AudiencePlan:
+        """The segment, A/B test and engagement sets (one warehouse query, if the segment
+        uses engagement) for evaluating pages of this campaign."""
+        at = campaign.audience_at or self._clock()
+        windows = campaign.audience.engagement_windows()
+        return AudiencePlan.of(campaign, self._engagement.engaged(windows, at))
+
+    # -- one invocation ------------------------------------------------------------------
+
+    def run(self, message: DispatchMessage) -> int:
+        """Dispatch up to `pages_per_run` pages; returns how many were published."""
+        owner = uuid.uuid4().hex
+        now = self._clock()
+        campaign, claimed = self._campaigns.change(
+            message.campaign_id,
+            lambda c: c.claim(message.phase, message.token, owner, now, self._lease_s),
+        )
+        if not claimed:
+            log.info("nothing to dispatch", extra=_ids(message))
+            return 0
+        try:
+            return self._walk(campaign, message.phase, owner)
+        except Conflict as exc:  # the lease was taken over; the new owner carries on
+            log.warning("dispatch stopped: %s", exc, extra=_ids(message))
+            return 0
+
+    def _walk(self, campaign: Campaign, phase: str, owner: str) -> int:
+        plan = self.plan(campaign)
+        rows: list[Subscriber] | None = None
+        published = 0
+        while True:
+            progress = campaign.progress_of(phase)
+            if progress.planned_end is None:
+                rows = self._pages.page(progress.cursor)
+                if not rows:
+                    self._finish(campaign.id, phase, owner)
+                    return published
+                end = rows[-1].id
+                campaign = self._change(campaign.id, lambda c, e=end: c.plan_page(
+                    phase, owner, e, self._clock(), self._lease_s))  # fmt: skip
+                progress = campaign.progress_of(phase)
+            elif rows is None:
+                rows = self._pages.page(progress.cursor, until=progress.planned_end)
+            outcome = self._publish_page(campaign, plan, phase, progress.page, rows)
+            following = self._pages.page(progress.planned_end)
+            next_end = following[-1].id if following else None
+            campaign = self._change(campaign.id, lambda c, o=outcome, n=next_end: c.page_done(
+                phase, owner, o, n, self._clock(), self._lease_s))  # fmt: skip
+            published += 1
+            if next_end is None:
+                self._finish(campaign.id, phase, owner)
+                return published
+            if campaign.status != SENDING or published >= self._pages_per_run:
+                self._hand_over(campaign, phase, owner)
+                return published
+            rows = following
+
+    def _publish_page(
+        self, campaign: Campaign, plan: AudiencePlan, phase: str, page: int, rows: list[Subscriber]
+    ) -> PageOutcome:
+        selection = plan.select(rows, phase)
+        requests = page_requests(campaign, phase, page, selection)
+        if requests:
+            self._outbox.publish_json(topology.RENDER_REQUESTS, [asdict(r) for r in requests])
+        if selection.held_out:
+            holdout_batch = batch_id(campaign.id, PHASE_HOLDOUT, page)
+            self._ledger.record_holdout(holdout_batch, campaign.id, selection.held_out,
+                                        self._clock())  # fmt: skip
+        return PageOutcome(
+            recipients=sum(len(m) for m in selection.groups.values()),
+            held_out=len(selection.held_out),
+            excluded=selection.excluded,
+            batches=len(requests),
+        )
+
+    def _hand_over(self, campaign: Campaign, phase: str, owner: str) -> None:
+        """Release the lease; if still sending, continue in a fresh invocation (a paused
+        campaign continues when resumed, which sends its own message)."""
+        token = new_token()
+        campaign = self._change(campaign.id, lambda c: c.release(phase, owner, token,
+                                                                 self._clock()))  # fmt: skip
+        if campaign.status == SENDING:
+            self.kick(campaign.id, phase, token)
+
+    def _finish(self, campaign_id: str, phase: str, owner: str) -> None:
+        token = new_token()
+
+        def finish(c: Campaign) -> str | None:
+            if not c.holds_lease(phase, owner):
+                raise Conflict(f"dispatch of {campaign_id}/{phase} was taken over")
+            window_s = c.ab_test.window_hours * 3600 if c.ab_test else 0.0
+            return c.finish_phase(phase, self._clock(), token, window_s)
+
+        campaign, following = self._campaigns.change(campaign_id, finish)
+        log.info("phase dispatched", extra={"campaign_id": campaign_id, "phase": phase,
+                                            "status": campaign.status})  # fmt: skip
+        if following:
+            self.kick(campaign_id, following, token)
+
+    def _change(self, campaign_id: str, mutate: Callable[[Campaign], object]) -> Campaign:
+        return self._campaigns.change(campaign_id, mutate)[0]
 
 
 class DispatchService:
+    """The dispatch function's handler: campaign messages to the dispatcher, sweeps to the
+    campaign service's sweep."""
+
+    def __init__(self, dispatcher: PhaseDispatcher, sweep: Callable[[], int]) -> None:
+        self._dispatcher = dispatcher
+        self._sweep = sweep
+
     def handle(self, request: dict[str, Any]) -> int:
-        if request.get("kind") == "sweep":
-            return 0  # no scheduled campaigns exist before the campaign engine
-        raise InvalidInput(f"unknown dispatch request kind {request.get('kind')!r}")
+        kind = request.get("kind")
+        if kind == SWEEP:
+            return self._sweep()
+        if kind == CAMPAIGN:
+            return self._dispatcher.run(DispatchMessage.from_request(request))
+        raise InvalidInput(f"unknown dispatch request kind {kind!r}; expected sweep or campaign")
+
+
+def _ids(message: DispatchMessage) -> dict[str, str]:
+    return {"campaign_id": message.campaign_id, "phase": message.phase}

@@ -1,12 +1,22 @@
 """Feedback: the bounce and complaint policy, applied to normalized provider events.
 
-A hard bounce suppresses the address; a complaint unsubscribes and suppresses at once; an
-unsubscribe reported by the provider unsubscribes. Every event goes to the warehouse with an id
-derived from the provider's event id, so a provider's retry is stored once.
+    hard bounce          -> suppress the address (reason hard_bounce)
+    soft bounce          -> suppress once SoftBouncePolicy says so (reason soft_bounces), judged
+                            on the subscriber's recent sends read from the warehouse
+    complaint            -> suppress (reason complaint) and unsubscribe, at once
+    unsubscribe (ESP)    -> unsubscribe (which suppresses, reason unsubscribed)
+    open / click (ESP)   -> classified human or machine like our own tracking hits
+
+Suppression is keyed by the address's keyed hash, so it holds for every provider and campaign;
+the send stage checks it at send time. Every effect is idempotent (suppressing or unsubscribing
+twice changes nothing; the soft-bounce count is over distinct messages), and the analytics event
+id derives from (provider, provider event id), so a provider's retried delivery is applied and
+stored once in effect.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -14,12 +24,14 @@ from shared.domain import events as ev
 from shared.domain import feedback as fb
 from shared.domain.errors import NotFound
 from shared.domain.events import AnalyticsEvent, mailbox_provider, stable_id, utc_iso
-from shared.domain.feedback import FeedbackEvent
+from shared.domain.feedback import FeedbackEvent, HistoryRow, SoftBouncePolicy
+from shared.domain.machine_detection import MachineDetector, Request
 from shared.domain.subscriber import Subscriber
 from shared.repositories import suppressions as reasons
 from shared.repositories.subscribers import Subscribers
 from shared.repositories.suppressions import Suppressions
 from shared.services.publishing import Outbox
+from shared.services.send_history import SendHistory
 from shared.services.unsubscribe import UnsubscribeService
 
 log = logging.getLogger(__name__)
@@ -31,6 +43,11 @@ _EVENT_TYPE = {
 }  # fmt: skip
 
 
+def analytics_event_id(event: FeedbackEvent) -> str:
+    """The warehouse id of a provider event: the same for every delivery of it."""
+    return stable_id("feedback", event.provider, event.provider_event_id)
+
+
 class FeedbackService:
     def __init__(
         self,
@@ -39,23 +56,46 @@ class FeedbackService:
         unsubscribe: UnsubscribeService,
         outbox: Outbox,
         clock: Callable[[], float],
+        history: SendHistory | None = None,
+        policy: SoftBouncePolicy | None = None,
+        machines: MachineDetector | None = None,
     ) -> None:
         self._subscribers = subscribers
         self._suppressions = suppressions
         self._unsubscribe = unsubscribe
         self._outbox = outbox
         self._clock = clock
+        self._history = history
+        self._policy = policy or SoftBouncePolicy()
+        self._machines = machines or MachineDetector()
 
     def handle(self, event: FeedbackEvent) -> None:
+        """Apply the policy, then record the event. Raises TransientError (retry) only."""
         subscriber_id = self._subscribers.id_for(event.email)
         if event.kind == fb.BOUNCE and event.bounce_type == fb.HARD:
             self._suppress(event, subscriber_id, reasons.HARD_BOUNCE)
+        elif event.kind == fb.BOUNCE:
+            self._judge_soft_bounce(event, subscriber_id)
         elif event.kind == fb.COMPLAINT:
             self._suppress(event, subscriber_id, reasons.COMPLAINT)
             self._unsubscribe_quietly(subscriber_id, f"{event.provider}-complaint")
         elif event.kind == fb.UNSUBSCRIBE:
             self._unsubscribe_quietly(subscriber_id, f"{event.provider}-unsubscribe")
         self._outbox.analytics([self._analytics(event, subscriber_id)])
+
+    def _judge_soft_bounce(self, event: FeedbackEvent, subscriber_id: str) -> None:
+        if self._history is None:
+            return
+        current = HistoryRow(
+            "bounce",
+            event.message_id or analytics_event_id(event),
+            event.occurred_at,
+            message_known=bool(event.message_id),
+        )
+        history = self._history.recent(subscriber_id, self._policy.window, self._clock())
+        if self._policy.suppresses(history, current):
+            log.info("soft bounce limit reached; suppressing", extra={"subscriber": subscriber_id})
+            self._suppress(event, subscriber_id, reasons.SOFT_BOUNCES)
 
     def _suppress(self, event: FeedbackEvent, subscriber_id: str, reason: str) -> None:
         self._suppressions.add(event.email, reason, self._clock(), event.provider)
@@ -72,14 +112,20 @@ class FeedbackService:
             log.info("feedback for an address with no subscriber; suppression recorded")
 
     def _unsubscribe_quietly(self, subscriber_id: str, source: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):  # no subscriber: nobody to unsubscribe
             self._unsubscribe.unsubscribe_subscriber(subscriber_id, source)
-        except NotFound:
-            pass
+
+    def _is_machine(self, event: FeedbackEvent) -> bool | None:
+        if event.kind not in (fb.OPEN, fb.CLICK):
+            return None
+        if event.extra.get("provider_machine_open") or event.extra.get("provider_bot"):
+            return True
+        request = Request(user_agent=event.user_agent or "", ip=event.ip or "")
+        return self._machines.classify(request).is_machine
 
     def _analytics(self, event: FeedbackEvent, subscriber_id: str) -> AnalyticsEvent:
         return AnalyticsEvent(
-            event_id=stable_id("feedback", event.provider, event.provider_event_id),
+            event_id=analytics_event_id(event),
             event_type=_EVENT_TYPE[event.kind],
             occurred_at=utc_iso(event.occurred_at),
             subscriber_id=subscriber_id,
@@ -88,6 +134,7 @@ class FeedbackService:
             mailbox_provider=mailbox_provider(event.email),
             message_id=event.message_id,
             link_url=event.url,
+            is_machine=self._is_machine(event),
             reason=event.bounce_type or event.detail,
             properties={
                 k: v

@@ -1,19 +1,21 @@
 """Render: one RenderRequest (a batch) -> personalized MIME messages -> one or more SendBatches.
 
-Per message the work is: render the precompiled templates, rewrite links into signed tracking
-links, add the open pixel and the per-recipient List-Unsubscribe headers, assemble the MIME.
+Per message the work is: render the precompiled templates (whose links already pass through
+the tracking filter and whose pixel slot is filled per recipient), add the per-recipient
+List-Unsubscribe headers, and assemble the MIME from cached quoted-printable fragments.
 A recipient whose data breaks the template is reported and skipped; the batch goes on.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from shared.domain import events as ev
 from shared.domain.errors import PermanentFailure
@@ -21,14 +23,18 @@ from shared.domain.events import AnalyticsEvent, mailbox_provider, stable_id, ut
 from shared.domain.links import Links
 from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
 from shared.ports import OutgoingEmail
-from shared.services.mime import build_message
+from shared.services.mime import FragmentEncoder, build_message
 from shared.services.publishing import Outbox
-from shared.services.templating import CompiledEmail, TemplateCatalog
+from shared.services.templating import (
+    LINKS_VARIABLE,
+    PIXEL_VARIABLE,
+    TRACKER_VARIABLE,
+    CompiledEmail,
+    TemplateCatalog,
+)
 
 log = logging.getLogger(__name__)
 
-_HREF = re.compile(r'(<a\b[^>]*?\bhref=")(https?://[^"]+)(")', re.IGNORECASE)
-_BODY_END = re.compile(r"</body>", re.IGNORECASE)
 MAX_BATCH_BYTES = 400_000  # compressed; the 2nd-gen event limit is 512 KB
 
 
@@ -39,24 +45,28 @@ class Renderer:
         self._links = links
         self._sender = sender
         self._domain = sender_domain
+        self._encoder = FragmentEncoder()
 
     def message_id(self, scope: str, subscriber_id: str) -> str:
         """Deterministic per (campaign or batch, subscriber): a resend carries the same id."""
         return f"{stable_id(scope, subscriber_id)}@{self._domain}"
 
     def render(
-        self, compiled: CompiledEmail, request: RenderRequest, recipient: Recipient
+        self,
+        compiled: CompiledEmail,
+        request: RenderRequest,
+        recipient: Recipient,
+        now: float | None = None,
     ) -> OutgoingEmail:
-        scope = request.campaign_id or request.batch_id
-        message_id = self.message_id(scope, recipient.subscriber_id)
+        sent_at = time.time() if now is None else now
+        message_id = self.message_id(
+            request.campaign_id or request.batch_id, recipient.subscriber_id
+        )
         unsubscribe_url = self._links.unsubscribe(recipient.subscriber_id, request.campaign_id)
         context = self._context(request, recipient, unsubscribe_url)
-        html = compiled.html.render(context)
-        tracking = recipient.tracking
-        if request.track_clicks and tracking:
-            html = self._track_links(html, message_id, recipient, request.campaign_id)
-        if request.track_opens and tracking:
-            html = self._add_pixel(html, message_id, recipient, request.campaign_id)
+        context.update(self._tracking(compiled, request, recipient, message_id, sent_at))
+        html_parts = list(compiled.html.generate(context))
+        text_parts = list(compiled.text.generate(context))
         subject = request.subject or compiled.subject.render(context)
         headers = {}
         if request.kind == MARKETING:
@@ -65,7 +75,7 @@ class Renderer:
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             }
         sender = request.sender or self._sender
-        text = compiled.text.render(context)
+        html, text = "".join(html_parts), "".join(text_parts)
         raw = build_message(
             sender=sender,
             recipient=recipient.email,
@@ -74,6 +84,9 @@ class Renderer:
             html=html,
             text=text,
             headers=headers,
+            date=sent_at,
+            html_qp=self._encoder.encode(html_parts, compiled.html_static),
+            text_qp=self._encoder.encode(text_parts, compiled.text_static),
         )
         return OutgoingEmail(
             message_id=message_id,
@@ -101,25 +114,38 @@ class Renderer:
             "variant": request.variant,
         }
 
-    def _track_links(
-        self, html: str, message_id: str, recipient: Recipient, campaign_id: str | None
-    ) -> str:
-        def rewrite(match: re.Match[str]) -> str:
-            url = match.group(2).replace("&amp;", "&")
-            if self._links.is_ours(url):
-                return match.group(0)
-            tracked = self._links.click(message_id, recipient.subscriber_id, campaign_id, url)
-            return f"{match.group(1)}{tracked}{match.group(3)}"
+    def _tracking(
+        self,
+        compiled: CompiledEmail,
+        request: RenderRequest,
+        recipient: Recipient,
+        message_id: str,
+        sent_at: float,
+    ) -> dict[str, Any]:
+        """What the instrumented template calls for links and the pixel; tracking is off when
+        the campaign or the subscriber said no."""
+        allowed = recipient.tracking
+        tracker = None
+        if allowed and request.track_clicks:
+            sign = self._links.click_tracker(
+                message_id, recipient.subscriber_id, request.campaign_id, sent_at
+            )
+            is_ours = self._links.is_ours
 
-        return _HREF.sub(rewrite, html)
+            def tracker(url: str) -> str | None:
+                return None if is_ours(url) else sign(url)
 
-    def _add_pixel(
-        self, html: str, message_id: str, recipient: Recipient, campaign_id: str | None
-    ) -> str:
-        url = self._links.open_pixel(message_id, recipient.subscriber_id, campaign_id)
-        pixel = f'<img src="{url}" width="1" height="1" alt="" style="display:block;border:0">'
-        replaced, count = _BODY_END.subn(pixel + "</body>", html, count=1)
-        return replaced if count else html + pixel
+        links = [Markup.escape(_tracked(tracker, url)) for url in compiled.links]
+
+        pixel = ""
+        if allowed and request.track_opens:
+            src = self._links.open_pixel(
+                message_id, recipient.subscriber_id, request.campaign_id, sent_at
+            )
+            pixel = Markup(
+                f'<img src="{src}" width="1" height="1" alt="" style="display:block;border:0">'
+            )
+        return {TRACKER_VARIABLE: tracker, LINKS_VARIABLE: links, PIXEL_VARIABLE: pixel}
 
 
 class RenderService:
@@ -185,6 +211,11 @@ class RenderService:
             reason="render_error",
             properties={"error": str(exc)[:300]},
         )
+
+
+def _tracked(tracker: Callable[[str], str | None] | None, url: str) -> str:
+    tracked = tracker(url) if tracker else None
+    return url if tracked is None else tracked
 
 
 def _split(batch: SendBatch) -> list[bytes]:

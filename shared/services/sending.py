@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from shared.domain import events as ev
+from shared.domain.campaign import phase_of
 from shared.domain.errors import AlreadyProcessed, Throttled, TransientError
 from shared.domain.events import AnalyticsEvent, mailbox_provider, stable_id, utc_iso
 from shared.domain.messages import TRANSACTIONAL, SendBatch
@@ -73,7 +74,8 @@ class SendService:
     ) -> dict[str, int]:
         """Paused campaigns park the batch (resume republishes it); cancelled ones skip it."""
         if decision == "park":
-            self._ledger.checkpoint(entry, {}, self._clock(), state="parked")
+            ids = [e.subscriber_id for e in todo]
+            self._ledger.park(entry, ids, batch.variant, phase_of(batch.batch_id), self._clock())
             raise AlreadyProcessed(f"batch {batch.batch_id} parked: campaign paused")
         outcomes = {e.subscriber_id: "skipped" for e in todo}
         self._ledger.checkpoint(entry, outcomes, self._clock(), state=DONE)

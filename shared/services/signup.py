@@ -2,12 +2,16 @@
 publish `signed_up` so preference-sync mails the confirmation link (double opt-in).
 
 The answer never depends on whether the address was known: no way to learn who subscribed.
+Abuse limits: per-IP and per-address hourly counters (RateLimited -> 429 with a generic
+message), and a honeypot field that humans never see: a bot that fills it gets the same answer
+and nothing is stored. The consent record keeps a SHA-256 of the exact consent text the form
+showed (CONSENT_TEXTS, by form version), so the proof of consent does not depend on the client.
 """
 
 from __future__ import annotations
 
 import hashlib
-import uuid
+import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -22,6 +26,23 @@ from shared.services.publishing import Outbox
 
 MAX_NAME_LENGTH = 100
 HOUR = 3600
+
+FORM_VERSION = "signup-form-v1"
+# The consent paragraph of each signup form version, exactly as templates/pages/signup.html
+# shows it. Change the text only together with a new version, so old records stay provable.
+CONSENT_TEXTS = {
+    FORM_VERSION: (
+        "We will email you our newsletter. You can unsubscribe at any time with one click; "
+        "we keep a record of your consent."
+    ),
+}
+
+
+def consent_text_hash(form_version: str, posted_text: str) -> str:
+    """SHA-256 of the consent text of `form_version`; for forms Mailpipe does not serve
+    (embedded elsewhere) the text they posted is all there is to hash."""
+    text = CONSENT_TEXTS.get(form_version, posted_text)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -69,10 +90,10 @@ class SignupService:
 
     def signup(self, form: SignupForm) -> None:
         """Accept a signup. Raises InvalidInput or RateLimited; otherwise it is durable."""
-        email = normalize_address(form.email)
-        first_name = clean_name(form.first_name)
         if form.honeypot:
             return  # pretend success; a bot learns nothing and nothing is stored
+        email = normalize_address(form.email)
+        first_name = clean_name(form.first_name)
         now = self._clock()
         if form.ip:
             ip_key = hashlib.sha256(form.ip.encode()).hexdigest()[:24]
@@ -86,10 +107,11 @@ class SignupService:
             ip=form.ip,
             user_agent=form.user_agent[:300],
             form_version=form.form_version,
-            text_hash=hashlib.sha256(form.consent_text.encode()).hexdigest(),
+            text_hash=consent_text_hash(form.form_version, form.consent_text),
         )
         if self._record(subscriber_id, email, first_name, form.lists, consent, now):
-            event = SubscriberEvent(uuid.uuid4().hex, SIGNED_UP, subscriber_id, now)
+            # 128 random bits: the confirmation token is derived from this id (preference_sync).
+            event = SubscriberEvent(secrets.token_hex(16), SIGNED_UP, subscriber_id, now)
             self._outbox.publish_json(topology.SUBSCRIBER_EVENTS, [asdict(event)])
 
     def _record(

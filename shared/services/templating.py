@@ -12,11 +12,13 @@ import html
 import re
 import threading
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import css_inline
 import jinja2
+import markupsafe
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -46,7 +48,10 @@ class CompiledEmail:
     subject: jinja2.Template
     html: jinja2.Template
     text: jinja2.Template
-    html_source: str  # flattened, CSS inlined; links and pixel are added per message
+    html_source: str  # flattened, CSS inlined, before link and pixel instrumentation
+    links: tuple[str, ...] = ()  # the literal http(s) links, in `mailpipe_links[i]` order
+    html_static: frozenset[int] = frozenset()  # ids of the literal fragments html yields
+    text_static: frozenset[int] = frozenset()
 
 
 class _BlobLoader(jinja2.BaseLoader):
@@ -90,6 +95,9 @@ class TemplateCatalog:
         self._blobs = blobs
         self._interval = check_interval_s
         self._html_env = self._environment(_BlobLoader(blobs, check_interval_s), autoescape=True)
+        self._html_env.filters[TRACK_FILTER] = _track_link
+        # Rendered without a recipient (previews): links untracked, no pixel.
+        self._html_env.globals.update({TRACKER_VARIABLE: None, PIXEL_VARIABLE: ""})
         self._plain_env = self._environment(jinja2.DictLoader({}), autoescape=False)
         self._emails: dict[str, CompiledEmail] = {}
         self._checked: dict[str, float] = {}
@@ -144,14 +152,21 @@ class TemplateCatalog:
             subject_source = _subject_source(flat_html, name)
             text_source = self._text_source(name, html_name, text_name)
             sources = tuple(dict.fromkeys([*loaded, text_name]))
+            instrumented, links = _instrument(flat_html)
+            untracked = {LINKS_VARIABLE: [markupsafe.escape(u) for u in links]}
+            html_template = self._html_env.from_string(instrumented, globals=untracked)
+            text_template = self._plain_env.from_string(text_source)
             return CompiledEmail(
                 name=name,
                 version=self._versions(sources),
                 sources=sources,
                 subject=self._plain_env.from_string(subject_source),
-                html=self._html_env.from_string(flat_html),
-                text=self._plain_env.from_string(text_source),
+                html=html_template,
+                text=text_template,
                 html_source=flat_html,
+                links=links,
+                html_static=literal_fragments(html_template),
+                text_static=literal_fragments(text_template),
             )
         except jinja2.TemplateNotFound as exc:
             raise NotFound(f"email template {name!r} needs {exc.name!r}, which is missing") from exc
@@ -177,9 +192,71 @@ class TemplateCatalog:
             )
 
 
-def _inline_css(html: str) -> str:
-    inlined = _INLINER.inline(html)
-    return inlined if "<tbody" in html else _TBODY.sub("", inlined)
+def literal_fragments(template: jinja2.Template) -> frozenset[int]:
+    """Ids of the string constants in the template's compiled code: the literal text it yields,
+    identical objects in every render (see mime.FragmentEncoder). Missing some is harmless."""
+    ids: set[int] = set()
+    pending = [template.root_render_func.__code__]
+    pending += [block.__code__ for block in template.blocks.values()]
+    while pending:
+        code = pending.pop()
+        for const in code.co_consts:
+            if isinstance(const, str):
+                ids.add(id(const))
+            elif isinstance(const, types.CodeType):
+                pending.append(const)
+    return frozenset(ids)
+
+
+TRACK_FILTER = "mailpipe_track"
+TRACKER_VARIABLE = "mailpipe_tracker"  # url -> tracked url, or None to leave links alone
+# The template's literal links, per message: tracked (or not) and escaped. A list lookup, not a
+# function call: every call in the sandboxed environment pays for its safety checks.
+LINKS_VARIABLE = "mailpipe_links"
+PIXEL_VARIABLE = "mailpipe_pixel"  # the open pixel's <img>, or ""
+_ANCHOR_HREF = re.compile(r'(<a\b[^>]*?\bhref=")([^"]*)(")', re.IGNORECASE | re.DOTALL)
+_BODY_END = re.compile(r"</body>", re.IGNORECASE)
+
+
+def _instrument(source: str) -> tuple[str, tuple[str, ...]]:
+    """Route every link through tracking and put the pixel before </body>, in the template
+    source, so tracking happens inside the render with no pass over each message's output.
+    Literal http(s) links become `mailpipe_links[i]` (their URLs are returned alongside);
+    links built from variables go through the `mailpipe_track` filter."""
+    links: list[str] = []
+
+    def route(match: re.Match[str]) -> str:
+        target = match.group(2)
+        if "{{" in target or "{%" in target:
+            wrapped = f"{{% filter {TRACK_FILTER} %}}{target}{{% endfilter %}}"
+        elif target.startswith(("http://", "https://")):
+            links.append(html.unescape(target))
+            wrapped = f"{{{{ {LINKS_VARIABLE}[{len(links) - 1}] }}}}"
+        else:
+            wrapped = target  # mailto:, anchors: nothing to track
+        return f"{match.group(1)}{wrapped}{match.group(3)}"
+
+    wrapped_source = _ANCHOR_HREF.sub(route, source)
+    pixel = f"{{{{ {PIXEL_VARIABLE} }}}}"
+    with_pixel, found = _BODY_END.subn(pixel + "</body>", wrapped_source, count=1)
+    return (with_pixel if found else wrapped_source + pixel), tuple(links)
+
+
+@jinja2.pass_context
+def _track_link(context: jinja2.runtime.Context, href: str) -> str:
+    tracker = context.get(TRACKER_VARIABLE)
+    if tracker is None:
+        return href
+    url = html.unescape(str(href))
+    if not url.startswith(("http://", "https://")):
+        return href  # mailto:, anchors, and links that are not ours to follow
+    tracked = tracker(url)
+    return href if tracked is None else markupsafe.escape(tracked)
+
+
+def _inline_css(document: str) -> str:
+    inlined = _INLINER.inline(document)
+    return inlined if "<tbody" in document else _TBODY.sub("", inlined)
 
 
 def _to_text(html: str) -> str:

@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 from shared import topology
 from shared.domain import links, tokens
+from shared.domain.errors import NotFound
 from shared.domain.events import stable_id
 from shared.domain.messages import UNSUBSCRIBED, SubscriberEvent
 from shared.domain.subscriber import ConsentRecord, Subscriber
@@ -38,17 +39,20 @@ class UnsubscribeService:
         return str(payload["s"]), payload.get("c")
 
     def unsubscribe(self, token: str, source: str, ip: str = "") -> None:
+        """Unsubscribe the link's subscriber now. InvalidToken for a forged link; a subscriber
+        that no longer exists (erased) is already beyond mail, so that is success too."""
         subscriber_id, campaign_id = self.subscriber_for(token)
-        self.unsubscribe_subscriber(subscriber_id, source, campaign_id, ip)
+        try:
+            self.unsubscribe_subscriber(subscriber_id, source, campaign_id, ip)
+        except NotFound:
+            return
 
     def unsubscribe_subscriber(
         self, subscriber_id: str, source: str, campaign_id: str | None = None, ip: str = ""
     ) -> Subscriber:
         now = self._clock()
         consent = ConsentRecord("unsubscribe", now, source, ip)
-        subscriber = self._subscribers.change(
-            subscriber_id, lambda s: s.unsubscribe(now, consent)
-        )
+        subscriber = self._subscribers.change(subscriber_id, lambda s: s.unsubscribe(now, consent))
         self._suppressions.add(subscriber.email, reasons.UNSUBSCRIBED, now, source)
         event = SubscriberEvent(
             stable_id(UNSUBSCRIBED, subscriber.id, subscriber.unsubscribed_at),

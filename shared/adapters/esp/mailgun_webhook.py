@@ -87,7 +87,7 @@ class MailgunWebhook:
         if kind is None:  # accepted, stored, list events: nothing to act on
             return None
         what = "Mailgun event"
-        status = data.get("delivery-status") if isinstance(data.get("delivery-status"), dict) else {}
+        status = _mapping(data.get("delivery-status"))
         if kind == fb.BOUNCE and data.get("reason") in _SUPPRESSED_REASONS:
             kind = fb.DROPPED
         smtp_code, enhanced = _codes(status)

@@ -100,27 +100,33 @@ class _Open:
         return True
 
     def build(self, rules: MergeRules) -> MergeGroup:
-        templates: list[str] = []
-        values: list[dict[str, str]] = [{} for _ in self.members]
-        names: list[str] = []
-        for p, ref in enumerate(self.reference):
-            out: list[str] = []
-            i = 0
-            while i < len(ref):
-                if (p, i) not in self.varying:
-                    out.append(ref[i])
-                    i += 1
-                    continue
-                start = i
-                while i < len(ref) and (p, i) in self.varying:
-                    i += 1
-                name = f"mp{len(names)}"
-                names.append(name)
-                out.append(rules.placeholder(name))
-                for m, member_values in enumerate(values):
-                    member_values[name] = "".join(self.token(m, (p, j)) for j in range(start, i))
-            templates.append("".join(out))
-        return MergeGroup(list(self.members), tuple(templates), values, tuple(names))
+        """Templates with a placeholder per run of varying positions; runs whose values are the
+        same for every member (the same link twice) share one placeholder."""
+        names: dict[tuple[str, ...], str] = {}  # every member's value -> placeholder name
+        templates = tuple(self._template(p, names, rules) for p in range(len(self.reference)))
+        values = [
+            {name: column[m] for column, name in names.items()} for m in range(len(self.members))
+        ]
+        return MergeGroup(list(self.members), templates, values, tuple(names.values()))
+
+    def _template(self, part: int, names: dict[tuple[str, ...], str], rules: MergeRules) -> str:
+        ref = self.reference[part]
+        out: list[str] = []
+        i = 0
+        while i < len(ref):
+            if (part, i) not in self.varying:
+                out.append(ref[i])
+                i += 1
+                continue
+            start = i
+            while i < len(ref) and (part, i) in self.varying:
+                i += 1
+            column = tuple(
+                "".join(self.token(m, (part, j)) for j in range(start, i))
+                for m in range(len(self.members))
+            )
+            out.append(rules.placeholder(names.setdefault(column, f"mp{len(names)}")))
+        return "".join(out)
 
 
 def _runs(positions: set[Position]) -> int:
@@ -159,7 +165,12 @@ def _checked(
     """The group, or its members one by one if the marker shows up in a template anywhere but
     in a placeholder (shared text next to a placeholder could spell it)."""
     markers = sum(template.count(rules.marker) for template in group.templates)
-    if markers == len(group.variables):
+    placeholders = sum(
+        template.count(rules.placeholder(name))
+        for template in group.templates
+        for name in group.variables
+    )
+    if markers == placeholders:
         return [group]
     return [MergeGroup([i], tuple(parts[i]), [{}]) for i in group.members]
 

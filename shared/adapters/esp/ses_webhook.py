@@ -29,7 +29,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from shared.adapters.esp.sns_certificates import SnsCertificates, SnsHttp, check_sns_url
-from shared.adapters.esp.webhook_verification import iso_seconds, json_body, require_fresh
+from shared.adapters.esp.webhook_verification import (
+    iso_seconds,
+    json_body,
+    require_fresh,
+    strip_angles,
+)
 from shared.domain import feedback as fb
 from shared.domain.errors import InvalidInput, Unauthorized
 from shared.domain.feedback import FeedbackEvent
@@ -64,7 +69,9 @@ class SesWebhook:
         envelope = self._verified(body, now)
         kind = envelope["Type"]
         if kind == SUBSCRIBE:
-            self._http.confirm_subscription(check_sns_url(envelope.get("SubscribeURL"), "SubscribeURL"))
+            self._http.confirm_subscription(
+                check_sns_url(envelope.get("SubscribeURL"), "SubscribeURL")
+            )
             return []
         if kind == UNSUBSCRIBE:
             return []
@@ -130,7 +137,9 @@ def ses_events(message: Mapping[str, Any], sns_message_id: str) -> list[Feedback
         FeedbackEvent(
             provider="ses",
             provider_event_id=f"{sns_message_id}:{fields['email']}",
-            occurred_at=iso_seconds(detail.get("timestamp") or mail.get("timestamp"), "SES timestamp"),
+            occurred_at=iso_seconds(
+                detail.get("timestamp") or mail.get("timestamp"), "SES timestamp"
+            ),
             **common,
             **fields,
         )
@@ -220,14 +229,22 @@ _DETAIL_KEY = {
 
 def _correlation(mail: Mapping[str, Any]) -> dict[str, Any]:
     """message_id and campaign_id from SES tags, else the original Message-ID header."""
-    tags = mail.get("tags") if isinstance(mail.get("tags"), dict) else {}
-    common = mail.get("commonHeaders") if isinstance(mail.get("commonHeaders"), dict) else {}
-    message_id = _first(tags.get("message_id")) or _strip(common.get("messageId"))
+    tags = _mapping(mail.get("tags"))
+    common = _mapping(mail.get("commonHeaders"))
+    message_id = _first(tags.get("message_id")) or strip_angles(common.get("messageId"))
     extra = {"ses_message_id": str(mail.get("messageId", ""))}
     subscriber_id = _first(tags.get("subscriber_id"))
     if subscriber_id:
         extra["subscriber_id"] = subscriber_id
-    return {"message_id": message_id, "campaign_id": _first(tags.get("campaign_id")), "extra": extra}
+    return {
+        "message_id": message_id,
+        "campaign_id": _first(tags.get("campaign_id")),
+        "extra": extra,
+    }
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _recipients(detail: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
@@ -249,12 +266,6 @@ def _first(value: object) -> str | None:
     if isinstance(value, list) and value and isinstance(value[0], str):
         return value[0]
     return value if isinstance(value, str) and value else None
-
-
-def _strip(value: object) -> str | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    return value.strip().removeprefix("<").removesuffix(">")
 
 
 def _text(value: object) -> str | None:

@@ -1,22 +1,41 @@
-"""SmtpMailer: the Mailer port over SMTP, reusing one connection per thread.
+"""SmtpMailer: the Mailer port over SMTP, with a pool of reusable connections.
 
-Replies map to outcomes: 2xx sent; 421/450/451/452/454 transient (421 and 454 mean the server
-wants us to slow down: the rest of the chunk is deferred); other 5xx permanent.
+Pool: one connection per worker thread (smtplib connections are not thread-safe), kept open
+between chunks. A connection idle for longer than `idle_check_s` is probed with NOOP before
+use, and one the server closed anyway (idle timeout, 421 on shutdown) is replaced
+transparently and the message tried once more on the new connection. `close()` ends every
+pooled connection, whichever thread opened it.
+
+One SMTP transaction per message (each carries its own personalized MIME). Replies:
+2xx sent; 421 and 454 mean "slow down": Throttled when nothing in the chunk was accepted yet,
+otherwise the rest of the chunk is returned transient ("throttled: ..."); 450/451/452 and any
+other 4xx transient for that message; 5xx permanent for that message. A server that cannot be
+reached is a TransientError in the same way (raised, or the rest transient). Refused
+credentials are a ConfigurationError naming the settings, never their values.
 """
 
 from __future__ import annotations
 
 import smtplib
-import socket
+import ssl
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from email.utils import parseaddr
 
-from shared.domain.errors import Throttled, TransientError
+from shared.adapters.esp.chunk_results import ChunkResults
+from shared.domain.errors import ConfigurationError, Throttled, TransientError
 from shared.ports import OutgoingEmail, SendResult
 
 THROTTLE_CODES = frozenset({421, 454})
 TRANSIENT_CODES = frozenset({421, 450, 451, 452, 454})
+
+
+@dataclass
+class _Pooled:
+    conn: smtplib.SMTP
+    last_used: float
 
 
 class SmtpMailer:
@@ -30,6 +49,8 @@ class SmtpMailer:
         password: str = "",
         starttls: bool = False,
         timeout_s: float = 30.0,
+        idle_check_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._host = host
         self._port = port
@@ -37,79 +58,149 @@ class SmtpMailer:
         self._password = password
         self._starttls = starttls
         self._timeout = timeout_s
+        self._idle_check_s = idle_check_s
+        self._clock = clock
         self._local = threading.local()
+        self._pool: set[smtplib.SMTP] = set()
+        self._pool_lock = threading.Lock()
 
-    def _connection(self) -> smtplib.SMTP:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        try:
-            conn = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
-            if self._starttls:
-                conn.starttls()
-            if self._username:
-                conn.login(self._username, self._password)
-        except (OSError, smtplib.SMTPException) as exc:
-            raise TransientError(f"SMTP server {self._host}:{self._port} unreachable: {exc}") from exc
-        self._local.conn = conn
-        return conn
+    def __repr__(self) -> str:
+        return f"SmtpMailer({self._host}:{self._port})"
 
-    def _drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
+    @property
+    def open_connections(self) -> int:
+        with self._pool_lock:
+            return len(self._pool)
+
+    def send(self, emails: Sequence[OutgoingEmail]) -> list[SendResult]:
+        chunk = ChunkResults(emails)
+        for index, email in enumerate(emails):
             try:
-                conn.close()
-            except OSError:
-                pass
+                self._deliver(chunk, index, email)
+            except TransientError as exc:
+                return chunk.interrupted(exc)
+        return chunk.results()
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """QUIT every pooled connection."""
+        with self._pool_lock:
+            conns, self._pool = self._pool, set()
+        for conn in conns:
             try:
                 conn.quit()
             except (OSError, smtplib.SMTPException):
-                pass
-        self._local.conn = None
+                conn.close()
+        self._local.pooled = None
 
-    def send(self, emails: Sequence[OutgoingEmail]) -> list[SendResult]:
-        results: list[SendResult] = []
-        for index, email in enumerate(emails):
-            result = self._send_one(email)
-            if result.status == "transient" and result.detail.startswith(("421", "454")):
-                if index == 0:
-                    raise Throttled(f"SMTP server asked us to slow down: {result.detail}")
-                rest = emails[index:]
-                return results + [SendResult(e.message_id, "transient", detail=result.detail) for e in rest]
-            results.append(result)
-        return results
-
-    def _send_one(self, email: OutgoingEmail, retry: bool = True) -> SendResult:
-        conn = self._connection()
+    # --- one message ---------------------------------------------------------------------
+    def _deliver(self, chunk: ChunkResults, index: int, email: OutgoingEmail) -> None:
+        """Record the message's fate in `chunk`; raise Throttled / TransientError to stop."""
+        reply: bytes | str
         try:
-            refused = conn.sendmail(parseaddr(email.sender)[1], [email.recipient], email.raw)
-        except smtplib.SMTPServerDisconnected:
-            self._drop_connection()
-            if retry:  # a pooled connection the server closed while idle
-                return self._send_one(email, retry=False)
-            return SendResult(email.message_id, "transient", detail="server disconnected")
+            refused = self._sendmail(email)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
-            return _result(email, code, reply)
-        except smtplib.SMTPResponseException as exc:
-            if exc.smtp_code == 421:
-                self._drop_connection()
-            return _result(email, exc.smtp_code, exc.smtp_error)
-        except (OSError, socket.timeout) as exc:
-            self._drop_connection()
-            return SendResult(email.message_id, "transient", detail=f"connection error: {exc}")
-        if refused:
+        except smtplib.SMTPResponseException as exc:  # sender refused, data refused, ...
+            code, reply = exc.smtp_code, exc.smtp_error
+        else:
+            if not refused:
+                chunk.sent([index])
+                return
             code, reply = next(iter(refused.values()))
-            return _result(email, code, reply)
-        return SendResult(email.message_id, "sent", provider_message_id=email.message_id)
+        self._record(chunk, index, code, reply)
 
+    def _sendmail(
+        self, email: OutgoingEmail, retry_stale: bool = True
+    ) -> dict[str, tuple[int, bytes]]:
+        """One transaction; a connection found closed is replaced and the message retried once."""
+        conn = self._connection()
+        try:
+            return conn.sendmail(parseaddr(email.sender)[1], [email.recipient], email.raw)
+        except smtplib.SMTPServerDisconnected as exc:
+            self._discard(conn)
+            if retry_stale:
+                return self._sendmail(email, retry_stale=False)
+            raise TransientError(f"SMTP server {self._host} disconnected: {exc}") from exc
+        except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused):
+            self._discard_if_closed(conn)
+            raise
+        except OSError as exc:
+            self._discard(conn)
+            raise TransientError(f"SMTP connection to {self._host} failed: {exc}") from exc
+        finally:
+            self._touch(conn)
 
-def _result(email: OutgoingEmail, code: int, reply: bytes | str) -> SendResult:
-    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-    status = "transient" if code in TRANSIENT_CODES or 400 <= code < 500 else "permanent"
-    return SendResult(email.message_id, status, detail=f"{code} {text}"[:300])
+    def _record(self, chunk: ChunkResults, index: int, code: int, reply: bytes | str) -> None:
+        text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+        detail = f"{code} {text}"
+        if code in THROTTLE_CODES:
+            raise Throttled(f"SMTP server asked us to slow down: {detail}")
+        if code in TRANSIENT_CODES or 400 <= code < 500:
+            chunk.transient([index], detail)
+        else:
+            chunk.permanent([index], detail)
+
+    # --- the pool ------------------------------------------------------------------------
+    def _connection(self) -> smtplib.SMTP:
+        pooled: _Pooled | None = getattr(self._local, "pooled", None)
+        if pooled is not None and self._alive(pooled):
+            return pooled.conn
+        if pooled is not None:
+            self._discard(pooled.conn)
+        conn = self._connect()
+        self._local.pooled = _Pooled(conn, self._clock())
+        with self._pool_lock:
+            self._pool.add(conn)
+        return conn
+
+    def _alive(self, pooled: _Pooled) -> bool:
+        if pooled.conn.sock is None:
+            return False
+        if self._clock() - pooled.last_used < self._idle_check_s:
+            return True
+        try:
+            return pooled.conn.noop()[0] == 250
+        except (OSError, smtplib.SMTPException):
+            return False
+
+    def _connect(self) -> smtplib.SMTP:
+        where = f"{self._host}:{self._port}"
+        try:
+            conn = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
+            if self._starttls:
+                conn.starttls(context=ssl.create_default_context())
+            if self._username:
+                conn.login(self._username, self._password)
+            return conn
+        except smtplib.SMTPAuthenticationError as exc:
+            raise ConfigurationError(
+                f"SMTP server {where} refused MAILPIPE_SMTP_USERNAME/MAILPIPE_SMTP_PASSWORD "
+                f"({exc.smtp_code})"
+            ) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise ConfigurationError(
+                f"SMTP server {where}: {exc} (MAILPIPE_SMTP_STARTTLS)"
+            ) from exc
+        except smtplib.SMTPConnectError as exc:
+            if exc.smtp_code in THROTTLE_CODES:
+                raise Throttled(f"SMTP server {where} busy: {exc.smtp_code}") from exc
+            raise TransientError(f"SMTP server {where} refused the connection: {exc}") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(f"SMTP server {where} unreachable: {exc}") from exc
+
+    def _touch(self, conn: smtplib.SMTP) -> None:
+        pooled: _Pooled | None = getattr(self._local, "pooled", None)
+        if pooled is not None and pooled.conn is conn:
+            pooled.last_used = self._clock()
+
+    def _discard_if_closed(self, conn: smtplib.SMTP) -> None:
+        if conn.sock is None:  # smtplib closes the connection itself after a 421
+            self._discard(conn)
+
+    def _discard(self, conn: smtplib.SMTP) -> None:
+        pooled: _Pooled | None = getattr(self._local, "pooled", None)
+        if pooled is not None and pooled.conn is conn:
+            self._local.pooled = None
+        with self._pool_lock:
+            self._pool.discard(conn)
+        conn.close()

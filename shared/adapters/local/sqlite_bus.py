@@ -39,6 +39,7 @@ from shared import topology
 from shared.domain.errors import InvalidInput, NotFound, TransientError
 from shared.metering import NULL_METER, OperationMeter
 from shared.ports import DeadLetter, OutboundMessage
+from shared.pricing import PUBSUB_MIN_BYTES
 from shared.topology import RetryPolicy, Subscription
 
 PUSH_PROJECT = "local"
@@ -265,6 +266,7 @@ class SqliteBus:
             conn.executemany(_INSERT, _rows(targets, ids, messages, stamp, now))
         for message in messages:
             self._meter.count("pubsub.publish", 1, len(message.data))
+            self._meter.count("pubsub.billable_bytes", 1, billable_bytes(message.data))
         return ids
 
     # -- consuming -----------------------------------------------------------------------
@@ -304,6 +306,7 @@ class SqliteBus:
         ]
         for d in deliveries:
             self._meter.count("pubsub.delivery", 1, len(d.data))
+            self._meter.count("pubsub.billable_bytes", 1, billable_bytes(d.data))
         return deliveries
 
     def ack(self, subscription: str, message_id: str) -> bool:
@@ -490,6 +493,11 @@ def _id_filter(message_ids: Sequence[str] | None) -> tuple[str, Sequence[str]]:
 def _message_id(n: int) -> str:
     # Zero-padded so that string order is publish order.
     return f"{n:012d}"
+
+
+def billable_bytes(data: bytes) -> int:
+    """What Pub/Sub bills for one publish or one push: the message size, at least 1,000 bytes."""
+    return max(PUBSUB_MIN_BYTES, len(data))
 
 
 def _rfc3339(epoch_s: float) -> str:

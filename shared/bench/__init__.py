@@ -1,0 +1,1 @@
+"""`make bench`: render, campaign and cost benchmarks (figures, never timed tests)."""

@@ -1,0 +1,120 @@
+"""`mailpipe dlq`: dead letters per subscription (local bus or Pub/Sub), listed, shown,
+replayed or purged. Replay is idempotent: a replayed message leaves the dead-letter hold, so
+replaying again requeues nothing, and every consumer is idempotent anyway."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from collections.abc import Sequence
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from shared.bootstrap import container
+from shared.ports import DeadLetter, DeadLetters
+
+ID_HELP = "Only these message ids (repeat --id); default: all of the subscription's."
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(dlq)
+
+
+def _dead_letters() -> DeadLetters:
+    return container().dead_letters
+
+
+@click.group()
+def dlq() -> None:
+    """Dead letters: messages a subscription gave up on after its retries."""
+
+
+@dlq.command("list")
+@click.argument("subscription", required=False)
+@click.option("--limit", default=50, show_default=True, help="How many to list.")
+def list_(subscription: str | None, limit: int) -> None:
+    """Counts per subscription, or SUBSCRIPTION's oldest dead letters."""
+    letters = _dead_letters()
+    console = Console()
+    if subscription is None:
+        table = Table("Subscription", "Dead letters", title="Dead letters per subscription")
+        counts = letters.counts()
+        for name, count in sorted(counts.items()):
+            table.add_row(name, str(count), style="bold red" if count else None)
+        console.print(table)
+        console.print(f"{sum(counts.values())} dead letters in all.")
+        return
+    found = letters.list(subscription, limit)
+    total = letters.counts().get(subscription, len(found))
+    table = Table("Message id", "Dead-lettered at", "Attempts", "Last error",
+                  title=f"{subscription}: {total} dead letters")  # fmt: skip
+    for letter in found:
+        table.add_row(letter.message_id, letter.dead_lettered_at, str(letter.attempts),
+                      letter.last_error[:120])  # fmt: skip
+    console.print(table)
+    if total > len(found):
+        console.print(f"Showing the oldest {len(found)} of {total}; use --limit for more.")
+
+
+@dlq.command()
+@click.argument("subscription")
+@click.option("--id", "message_ids", multiple=True, required=True, help="Message id to show.")
+def show(subscription: str, message_ids: Sequence[str]) -> None:
+    """One dead letter in full: attributes, attempts, last error and the decoded payload."""
+    letters = {d.message_id: d for d in _dead_letters().list(subscription, limit=10_000)}
+    missing = [m for m in message_ids if m not in letters]
+    if missing:
+        raise click.ClickException(f"no dead letter {', '.join(missing)} on {subscription}")
+    for message_id in message_ids:
+        _show(letters[message_id])
+
+
+def _show(letter: DeadLetter) -> None:
+    click.echo(f"message id:       {letter.message_id}")
+    click.echo(f"subscription:     {letter.subscription}")
+    click.echo(f"published at:     {letter.published_at}")
+    click.echo(f"dead-lettered at: {letter.dead_lettered_at}")
+    click.echo(f"attempts:         {letter.attempts}")
+    click.echo(f"last error:       {letter.last_error}")
+    click.echo(f"attributes:       {json.dumps(dict(letter.attributes), sort_keys=True)}")
+    click.echo("data:")
+    click.echo(_decoded(letter))
+
+
+def _decoded(letter: DeadLetter) -> str:
+    """The payload as a person can read it: JSON pretty-printed (inflated first when the
+    message says zlib+json), otherwise base64."""
+    data = letter.data
+    try:
+        if letter.attributes.get("encoding") == "zlib+json":
+            data = zlib.decompress(data)
+        return json.dumps(json.loads(data), indent=2, ensure_ascii=False)[:20_000]
+    except (ValueError, zlib.error):
+        return base64.b64encode(letter.data).decode()[:20_000]
+
+
+@dlq.command()
+@click.argument("subscription")
+@click.option("--id", "message_ids", multiple=True, help=ID_HELP)
+def replay(subscription: str, message_ids: Sequence[str]) -> None:
+    """Deliver SUBSCRIPTION's dead letters to its function again (safe to repeat)."""
+    moved = _dead_letters().replay(subscription, list(message_ids) or None)
+    left = _dead_letters().counts().get(subscription, 0)
+    click.echo(f"Replayed {moved} dead letters on {subscription}; {left} left.")
+
+
+@dlq.command()
+@click.argument("subscription")
+@click.option("--id", "message_ids", multiple=True, help=ID_HELP)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(subscription: str, message_ids: Sequence[str], yes: bool) -> None:
+    """Drop SUBSCRIPTION's dead letters for good."""
+    what = f"{len(message_ids)} dead letters" if message_ids else "ALL dead letters"
+    if not yes:
+        click.confirm(f"Delete {what} of {subscription} for good?", abort=True)
+    removed = _dead_letters().purge(subscription, list(message_ids) or None)
+    left = _dead_letters().counts().get(subscription, 0)
+    click.echo(f"Purged {removed} dead letters on {subscription}; {left} left.")

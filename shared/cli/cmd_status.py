@@ -1,0 +1,95 @@
+"""`mailpipe status`: is the pipeline healthy? Queue depths, campaigns in flight, send rates
+over the last minutes, and the most recent errors (the newest dead letters)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from shared.bootstrap import Container, container
+from shared.ports import DeadLetter, paged
+
+CAMPAIGNS = "campaigns"
+SETTLED = {"draft", "sent", "done", "completed", "cancelled", "canceled", "failed", "archived"}
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(status)
+
+
+@click.command()
+@click.option("--minutes", default=10, show_default=True, help="Send-rate window.")
+@click.option("--errors", "error_count", default=5, show_default=True, help="Recent errors.")
+def status(minutes: int, error_count: int) -> None:
+    """Queue depths, campaigns in flight, send rates and recent errors."""
+    c = container()
+    console = Console()
+    console.print(_queues(c))
+    console.print(_campaigns_in_flight(c))
+    console.print(_send_rates(c, minutes))
+    console.print(_recent_errors(c, error_count))
+
+
+def _queues(c: Container) -> Table:
+    dead = c.dead_letters.counts()
+    table = Table(title="Queues per subscription", title_justify="left")
+    for name in ("Subscription", "Ready", "In flight", "Retrying", "Dead letters", "Oldest"):
+        table.add_column(name, justify="left" if name == "Subscription" else "right")
+    depths: dict[str, Any] = c.bus.depths() if c.settings.is_local else {}
+    for name in sorted(dead.keys() | depths.keys()):
+        d = depths.get(name)
+        cells = ([str(d["ready"]), str(d["leased"]), str(d["backoff"]),
+                  f"{d['oldest_age_s']:.0f}s"] if d else ["n/a"] * 4)  # fmt: skip
+        table.add_row(name, *cells[:3], str(dead.get(name, 0)), cells[3],
+                      style="red" if dead.get(name) else None)  # fmt: skip
+    if not c.settings.is_local:
+        table.caption = "Backlogs on GCP: Cloud Monitoring, subscription/num_undelivered_messages."
+    return table
+
+
+def _campaigns_in_flight(c: Container) -> Table:
+    table = Table("Campaign", "Name", "Status", title="Campaigns in flight", title_justify="left")
+    for page in paged(c.documents, CAMPAIGNS):
+        for campaign_id, doc in page:
+            state = str(doc.get("status") or "unknown")
+            if state.lower() not in SETTLED:
+                table.add_row(campaign_id, str(doc.get("name") or ""), state)
+    if not table.rows:
+        table.caption = "None: no campaign is scheduled, sending or paused."
+    return table
+
+
+def _send_rates(c: Container, minutes: int) -> Table:
+    since = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+    rates = {r.minute: r for r in c.dashboards.send_rates(since)}
+    table = Table("Minute (UTC)", "Sent", "Failed", "Suppressed",
+                  title=f"Sending, last {minutes} minutes", title_justify="left")  # fmt: skip
+    total = 0
+    for n in range(minutes):
+        minute = since + timedelta(minutes=n)
+        r = rates.get(minute)
+        total += r.sent if r else 0
+        table.add_row(minute.strftime("%H:%M"), *(str(getattr(r, k, 0)) for k in
+                                                  ("sent", "failed", "suppressed")))  # fmt: skip
+    table.caption = f"{total} sent, {total / minutes:.1f} per minute on average."
+    return table
+
+
+def _recent_errors(c: Container, count: int) -> Table:
+    letters = c.dead_letters
+    newest: list[DeadLetter] = []
+    for subscription, waiting in letters.counts().items():
+        if waiting:
+            newest += letters.list(subscription, limit=1_000)[-count:]
+    newest.sort(key=lambda d: d.dead_lettered_at, reverse=True)
+    table = Table("Dead-lettered at", "Subscription", "Message id", "Last error",
+                  title="Recent errors", title_justify="left")  # fmt: skip
+    for d in newest[:count]:
+        table.add_row(d.dead_lettered_at, d.subscription, d.message_id, d.last_error[:100])
+    if not newest:
+        table.caption = "None: no dead letters."
+    return table

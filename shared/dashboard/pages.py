@@ -1,0 +1,167 @@
+"""What each dashboard page shows, as template context, and the templates that render it.
+
+Shared by the Flask app (/dashboard) and the HTML report, so both show the same figures with
+the same words. Templates live in templates/dashboard/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from shared.analytics.dashboards import (
+    COMPLAINT_RATE_LIMIT,
+    COMPLAINT_RATE_TARGET,
+    CampaignSummary,
+    Dashboards,
+    DeliverabilityDay,
+)
+from shared.dashboard import charts, formatting
+from shared.topology import REPO_ROOT
+
+TEMPLATES = REPO_ROOT / "templates" / "dashboard"
+Link = Callable[..., str]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One headline number: what it is called, its value, and what it means."""
+
+    key: str
+    label: str
+    kind: str  # "count" or "rate"
+    explanation: str
+
+
+CAMPAIGN_FIGURES = (
+    Figure("sent", "Sent", "count", "Messages handed to the email provider."),
+    Figure("delivered", "Delivered", "count", "Messages the recipients' mail servers accepted."),
+    Figure("bounces", "Bounced", "count",
+           "Messages returned as undeliverable. Hard bounces (the address does not exist) are "
+           "never mailed again; soft bounces (full mailbox, server down) are temporary."),
+    Figure("complaints", "Spam complaints", "count", "People who marked the message as spam."),
+    Figure("unique_opens", "Opened", "count",
+           "People who opened the message at least once. Opens by privacy proxies and "
+           "security scanners (such as Apple Mail Privacy Protection) are left out: they are "
+           "machines, not readers."),
+    Figure("unique_clicks", "Clicked", "count",
+           "People who clicked at least one link (link scanners left out)."),
+    Figure("clicks", "Clicks", "count", "Every click by a person, several per person possible."),
+    Figure("unsubscribes", "Unsubscribed", "count", "People who unsubscribed from this mail."),
+    Figure("open_rate", "Open rate", "rate", "Opened ÷ delivered."),
+    Figure("click_rate", "Click rate", "rate", "Clicked ÷ delivered: the share of recipients "
+           "who acted on the mail."),
+    Figure("click_to_open_rate", "Click-to-open rate", "rate",
+           "Clicked ÷ opened: how convincing the content was to those who read it."),
+    Figure("bounce_rate", "Bounce rate", "rate", "Bounced ÷ sent."),
+    Figure("complaint_rate", "Complaint rate", "rate",
+           f"Spam complaints ÷ delivered. Keep it below {COMPLAINT_RATE_TARGET:.1%}; above "
+           f"{COMPLAINT_RATE_LIMIT:.1%} mailbox providers block the sender."),
+)  # fmt: skip
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(number=formatting.number, percent=formatting.percent,
+                       when=formatting.when)  # fmt: skip
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    """A dashboard template with `context`; `link(endpoint, **args)` builds URLs, or is None
+    in a stand-alone report (no navigation)."""
+    context.setdefault("link", None)
+    context.setdefault("generated_at", datetime.now(UTC))
+    return environment().get_template(template).render(**context)
+
+
+def figure_value(summary: CampaignSummary, figure: Figure) -> str:
+    value = getattr(summary, figure.key)
+    return formatting.percent(value) if figure.kind == "rate" else formatting.number(value)
+
+
+def campaigns_context(d: Dashboards) -> dict[str, Any]:
+    return {"campaigns": d.campaigns()}
+
+
+def campaign_context(d: Dashboards, campaign_id: str) -> dict[str, Any]:
+    """Everything about one campaign; NotFound when there is no such campaign."""
+    summary = d.campaign(campaign_id)
+    days = d.campaign_performance(campaign_id)
+    ab = d.ab_results(campaign_id)
+    links = d.link_clicks(campaign_id)
+    return {
+        "campaign": summary,
+        "figures": [(f, figure_value(summary, f)) for f in CAMPAIGN_FIGURES],
+        "days": days,
+        "ab": ab,
+        "links": links,
+        "charts": {
+            "activity": Markup(charts.campaign_activity(days)),
+            "ab": Markup(charts.ab_comparison(ab)),
+            "links": Markup(charts.link_clicks(links)),
+        },
+    }
+
+
+def deliverability_context(d: Dashboards, days: int, today: date | None = None) -> dict[str, Any]:
+    since = (today or datetime.now(UTC).date()) - timedelta(days=days - 1)
+    rows = d.deliverability(since)
+    return {
+        "days": days,
+        "since": since,
+        "rows": rows,
+        "providers": _provider_totals(rows),
+        "target": COMPLAINT_RATE_TARGET,
+        "limit": COMPLAINT_RATE_LIMIT,
+        "charts": {
+            "bounces": Markup(charts.rate_by_provider(rows, "bounce_rate")),
+            "complaints": Markup(charts.rate_by_provider(rows, "complaint_rate", True)),
+        },
+    }
+
+
+def _provider_totals(rows: list[DeliverabilityDay]) -> list[dict[str, Any]]:
+    """Per mailbox provider over the whole period, with the same rate definitions."""
+    totals: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        t = totals.setdefault(r.mailbox_provider, {"mailbox_provider": r.mailbox_provider,
+                                                   "sent": 0, "delivered": 0, "bounces": 0,
+                                                   "hard_bounces": 0, "complaints": 0})  # fmt: skip
+        for key in ("sent", "delivered", "bounces", "hard_bounces", "complaints"):
+            t[key] += getattr(r, key)
+    for t in totals.values():
+        t["bounce_rate"] = t["bounces"] / t["sent"] if t["sent"] else None
+        t["complaint_rate"] = t["complaints"] / t["delivered"] if t["delivered"] else None
+    return sorted(totals.values(), key=lambda t: -t["sent"])
+
+
+def growth_context(d: Dashboards, days: int, today: date | None = None) -> dict[str, Any]:
+    since = (today or datetime.now(UTC).date()) - timedelta(days=days - 1)
+    rows = [r for r in d.growth() if r.day >= since]  # the running total starts at day one
+    return {
+        "days": days,
+        "since": since,
+        "rows": rows,
+        "totals": {
+            "signups": sum(r.signups for r in rows),
+            "confirmations": sum(r.confirmations for r in rows),
+            "unsubscribes": sum(r.unsubscribes for r in rows),
+            "erasures": sum(r.erasures for r in rows),
+            "subscribers": rows[-1].subscribers if rows else None,
+        },
+        "charts": {"growth": Markup(charts.growth(rows))},
+    }

@@ -1,0 +1,147 @@
+"""Turning a page of subscribers into a campaign's render batches (pure: no I/O here).
+
+Who is in: confirmed, not suppressed, confirmed before the campaign started (the audience is a
+snapshot, so a page replayed later holds the same people), and matched by the segment. With an
+A/B test, the hash assignment then splits them into holdout, test cohort (by variant) and
+remainder; a phase takes only its own cohort.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+from shared.domain import ab_test
+from shared.domain.ab_test import AbTest
+from shared.domain.campaign import PHASE_REMAINDER, PHASE_TEST, Campaign, batch_id
+from shared.domain.messages import MARKETING, Recipient, RenderRequest
+from shared.domain.segment import Engaged, Segment
+from shared.domain.subscriber import Subscriber
+
+MAX_REQUEST_BYTES = 400_000  # a Pub/Sub push event may carry 512 KB
+
+
+@dataclass
+class PageSelection:
+    """One page, sorted: recipients per variant (None without A/B), holdout ids, and how many
+    subscribers the page held that may not or should not get this campaign."""
+
+    groups: dict[str | None, list[Subscriber]] = field(default_factory=dict)
+    held_out: list[str] = field(default_factory=list)
+    excluded: int = 0
+
+
+@dataclass(frozen=True)
+class AudiencePlan:
+    campaign_id: str
+    segment: Segment
+    ab: AbTest | None
+    engaged: Engaged
+    audience_at: float
+    winner: str | None = None
+
+    @classmethod
+    def of(cls, campaign: Campaign, engaged: Engaged) -> AudiencePlan:
+        return cls(campaign.id, campaign.audience, campaign.ab_test, engaged,
+                   campaign.audience_at or campaign.created_at, campaign.winner)  # fmt: skip
+
+    def eligible(self, subscriber: Subscriber) -> bool:
+        if not subscriber.mailable:
+            return False
+        if subscriber.confirmed_at and subscriber.confirmed_at > self.audience_at:
+            return False  # joined after the campaign started
+        return self.segment.matches(subscriber, self.engaged)
+
+    def select(self, subscribers: Iterable[Subscriber], phase: str) -> PageSelection:
+        selection = PageSelection()
+        for subscriber in subscribers:
+            if not self.eligible(subscriber):
+                selection.excluded += 1
+                continue
+            variant, take = self._place(subscriber, phase, selection)
+            if take:
+                selection.groups.setdefault(variant, []).append(subscriber)
+        return selection
+
+    def _place(
+        self, subscriber: Subscriber, phase: str, selection: PageSelection
+    ) -> tuple[str | None, bool]:
+        """(variant, whether this phase mails the subscriber); records holdout members."""
+        if self.ab is None:
+            return None, True
+        assignment = self.ab.assign(self.campaign_id, subscriber.id)
+        if phase == PHASE_TEST:
+            if assignment.cohort == ab_test.HOLDOUT:
+                selection.held_out.append(subscriber.id)
+            return assignment.variant, assignment.cohort == ab_test.TEST
+        if phase == PHASE_REMAINDER:
+            return self.winner, assignment.cohort == ab_test.REMAINDER
+        return None, False
+
+    def variant_of(self, subscriber_id: str, phase: str) -> str | None:
+        """The variant this subscriber gets (resends): the test variant, or the winner."""
+        if self.ab is None:
+            return None
+        assignment = self.ab.assign(self.campaign_id, subscriber_id)
+        if assignment.cohort == ab_test.TEST:
+            return assignment.variant
+        return self.winner if assignment.cohort == ab_test.REMAINDER else None
+
+
+def recipient(subscriber: Subscriber) -> Recipient:
+    """What the templates see of a subscriber besides first_name and email."""
+    return Recipient(
+        subscriber.id,
+        subscriber.email,
+        subscriber.first_name,
+        {"attributes": subscriber.attributes},
+        tracking=subscriber.tracking,
+    )
+
+
+def render_requests(
+    campaign: Campaign,
+    batch: str,
+    variant: str | None,
+    subscribers: Sequence[Subscriber],
+) -> list[RenderRequest]:
+    """The page's batch for one variant, split (with derived ids) until each part fits."""
+    template, subject = campaign.content(variant)
+    request = RenderRequest(
+        batch_id=batch,
+        template=template,
+        kind=MARKETING,
+        audience_at=campaign.audience_at or campaign.created_at,
+        recipients=[recipient(s) for s in subscribers],
+        campaign_id=campaign.id,
+        variant=variant,
+        subject=subject,
+        sender=campaign.sender,
+        track_opens=campaign.track_opens,
+        track_clicks=campaign.track_clicks,
+        context=campaign.context,
+    )
+    return _fit(request)
+
+
+def page_requests(
+    campaign: Campaign, phase: str, page: int, selection: PageSelection
+) -> list[RenderRequest]:
+    requests: list[RenderRequest] = []
+    for variant, members in sorted(selection.groups.items(), key=lambda g: g[0] or ""):
+        suffix = variant if phase == PHASE_TEST else None
+        requests += render_requests(campaign, batch_id(campaign.id, phase, page, suffix),
+                                    variant, members)  # fmt: skip
+    return requests
+
+
+def _fit(request: RenderRequest) -> list[RenderRequest]:
+    if len(request.recipients) <= 1 or len(json.dumps(asdict(request))) <= MAX_REQUEST_BYTES:
+        return [request]
+    half = len(request.recipients) // 2
+    first = replace(request, batch_id=f"{request.batch_id}.1", recipients=request.recipients[:half])
+    second = replace(
+        request, batch_id=f"{request.batch_id}.2", recipients=request.recipients[half:]
+    )
+    return _fit(first) + _fit(second)

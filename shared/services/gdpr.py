@@ -1,0 +1,163 @@
+"""GDPR: everything held about one person (art. 15/20 export) and its erasure (art. 17).
+
+What is held, by store:
+    subscribers (documents)   the subscriber document, with its consent records
+    suppressions (documents)  keyed by a keyed hash of the address; reason and source
+    tokens (documents)        confirmation tokens: only their SHA-256, purpose and expiry
+    send_ledger (documents)   one outcome per batch, keyed by the subscriber id
+    warehouse                 analytics rows keyed by the subscriber id (a keyed hash)
+    stored mail (local only)  the Maildir of the local SMTP sink
+
+Erasure first records a suppression with reason "erased" (keyed hash only, so the address is
+never mailed again yet cannot be read back), then removes the rest: tokens deleted, ledger
+outcomes and warehouse rows pseudonymized (campaign totals stay true, the person is gone),
+stored mail deleted, and the subscriber document deleted last. Every step is idempotent, so an
+interrupted erasure is finished by running it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from shared.domain import events as ev
+from shared.domain.addresses import normalize_address
+from shared.domain.events import AnalyticsEvent, stable_id, utc_iso
+from shared.ports import DocumentStore, Filter, Warehouse, paged
+from shared.repositories import send_ledger, tokens
+from shared.repositories import subscribers as subscriber_docs
+from shared.repositories import suppressions as reasons
+from shared.repositories.subscribers import Subscribers
+from shared.repositories.suppressions import Suppressions
+from shared.services.publishing import Outbox
+from shared.services.send_history import in_dialect
+
+WAREHOUSE_ROWS_SQL = """
+SELECT * FROM events WHERE subscriber_id = @subscriber_id ORDER BY occurred_at, event_id
+"""
+
+
+class StoredMail(Protocol):
+    """Sent mail kept by the local SMTP sink (absent on GCP)."""
+
+    def messages_to(self, address: str) -> list[dict[str, Any]]: ...
+
+    def delete_to(self, address: str) -> int: ...
+
+
+def pseudonym(subscriber_id: str) -> str:
+    """What replaces a subscriber id in kept records (same rule as the warehouse adapters)."""
+    return "erased-" + hashlib.sha256(subscriber_id.encode()).hexdigest()[:16]
+
+
+class GdprService:
+    def __init__(
+        self,
+        documents: DocumentStore,
+        subscribers: Subscribers,
+        suppressions: Suppressions,
+        warehouse: Warehouse,
+        outbox: Outbox,
+        sql_dialect: str,
+        clock: Callable[[], float],
+        stored_mail: StoredMail | None = None,
+    ) -> None:
+        self._documents = documents
+        self._subscribers = subscribers
+        self._suppressions = suppressions
+        self._warehouse = warehouse
+        self._outbox = outbox
+        self._dialect = sql_dialect
+        self._clock = clock
+        self._mail = stored_mail
+
+    def export(self, raw_email: str) -> dict[str, Any]:
+        """Everything held about the address, JSON-ready. InvalidAddress for a bad address."""
+        email = normalize_address(raw_email)
+        subscriber_id = self._subscribers.id_for(email)
+        suppression = self._documents.get(reasons.COLLECTION, self._suppressions.key(email))
+        return {
+            "email": email,
+            "subscriber_id": subscriber_id,
+            "exported_at": utc_iso(self._clock()),
+            "subscriber": self._documents.get(subscriber_docs.COLLECTION, subscriber_id),
+            "suppression": suppression,
+            "tokens": [doc for _, doc in self._tokens(subscriber_id)],
+            "send_ledger": self._ledger_outcomes(subscriber_id),
+            "warehouse_events": self._warehouse_rows(subscriber_id),
+            "stored_mail": self._mail.messages_to(email) if self._mail else [],
+        }
+
+    def erase(self, raw_email: str) -> dict[str, Any]:
+        """Remove the person from every store, keeping a hashed suppression; returns counts."""
+        email = normalize_address(raw_email)
+        subscriber_id = self._subscribers.id_for(email)
+        self._suppressions.add(email, reasons.ERASED, self._clock(), "gdpr-erasure")
+        report = {
+            "tokens_deleted": self._delete_tokens(subscriber_id),
+            "ledger_entries_pseudonymized": self._pseudonymize_ledger(subscriber_id),
+            "warehouse_rows_pseudonymized": self._warehouse.erase_subscriber(subscriber_id),
+            "stored_mail_deleted": self._mail.delete_to(email) if self._mail else 0,
+            "subscriber_deleted": self._delete_subscriber(subscriber_id),
+            "suppressed_as": self._suppressions.reason(email),
+        }
+        self._outbox.analytics([_erased_event(subscriber_id, self._clock())])
+        return report
+
+    # --- stores --------------------------------------------------------------------------
+    def _tokens(self, subscriber_id: str) -> list[tuple[str, dict[str, Any]]]:
+        by_owner = [Filter("subscriber_id", "==", subscriber_id)]
+        return [item for page in paged(self._documents, tokens.COLLECTION, by_owner)
+                for item in page]  # fmt: skip
+
+    def _delete_tokens(self, subscriber_id: str) -> int:
+        found = self._tokens(subscriber_id)
+        for token_id, _ in found:
+            self._documents.delete(tokens.COLLECTION, token_id)
+        return len(found)
+
+    def _ledger_outcomes(self, subscriber_id: str) -> list[dict[str, Any]]:
+        return [
+            {"batch_id": batch_id, "campaign_id": doc.get("campaign_id"),
+             "outcome": doc["outcomes"][subscriber_id], "updated_at": doc.get("updated_at")}
+            for page in paged(self._documents, send_ledger.COLLECTION)
+            for batch_id, doc in page
+            if subscriber_id in (doc.get("outcomes") or {})
+        ]  # fmt: skip
+
+    def _pseudonymize_ledger(self, subscriber_id: str) -> int:
+        """Move the subscriber's outcomes to the pseudonym (counts per batch stay right).
+        The ledger is read page by page: an erasure is rare, a scan of batch documents cheap."""
+        alias = pseudonym(subscriber_id)
+
+        def rename(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            outcomes = dict((doc or {}).get("outcomes") or {})
+            if doc is None or subscriber_id not in outcomes:
+                return None
+            outcomes[alias] = outcomes.pop(subscriber_id)
+            return {**doc, "outcomes": outcomes}
+
+        entries = self._ledger_outcomes(subscriber_id)
+        for entry in entries:
+            self._documents.update(send_ledger.COLLECTION, entry["batch_id"], rename)
+        return len(entries)
+
+    def _warehouse_rows(self, subscriber_id: str) -> list[dict[str, Any]]:
+        sql = in_dialect(WAREHOUSE_ROWS_SQL, self._dialect)
+        return self._warehouse.query(sql, {"subscriber_id": subscriber_id})
+
+    def _delete_subscriber(self, subscriber_id: str) -> bool:
+        existed = self._subscribers.find(subscriber_id) is not None
+        self._subscribers.delete(subscriber_id)
+        return existed
+
+
+def _erased_event(subscriber_id: str, now: float) -> AnalyticsEvent:
+    """An audit row that an erasure happened, carrying no identifier of the person."""
+    return AnalyticsEvent(
+        event_id=stable_id(ev.ERASED, pseudonym(subscriber_id)),
+        event_type=ev.ERASED,
+        occurred_at=utc_iso(now),
+        reason="gdpr-erasure",
+    )

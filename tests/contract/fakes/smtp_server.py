@@ -1,0 +1,81 @@
+"""A real aiosmtpd server for the SMTP mailer tests: the local sink's Maildir handler (which
+refuses `bounce-*` with 550 and `throttle-*` with 421) plus scripted trouble, on a port the
+OS picks, optionally closing connections idle for longer than `idle_timeout_s`."""
+
+from __future__ import annotations
+
+import mailbox
+import random
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from shared.runner.smtp_sink import MaildirHandler
+
+
+class ScriptedHandler(MaildirHandler):
+    """Adds: `rcpt_replies` (answer the next RCPTs with these), `storm(fraction, rcpts)`
+    (421 to a seeded-random fraction of the next RCPTs) and the connections seen."""
+
+    def __init__(self, maildir: Path) -> None:
+        super().__init__(maildir)
+        self.maildir_path = Path(maildir)
+        self.rcpt_replies: list[str] = []
+        self.connections = 0
+        self._storm: tuple[float, int] | None = None
+        self._random = random.Random(11)
+
+    def storm(self, fraction: float, rcpts: int) -> None:
+        self._storm = (fraction, rcpts)
+
+    async def handle_EHLO(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
+    ) -> str:
+        if self.rcpt_replies:
+            return self.rcpt_replies.pop(0)
+        if self._storm is not None:
+            fraction, left = self._storm
+            self._storm = (fraction, left - 1) if left > 1 else None
+            if self._random.random() < fraction:
+                return "421 4.7.0 slow down"
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+    def messages(self) -> list[Any]:
+        return list(mailbox.Maildir(str(self.maildir_path), create=False))
+
+    def message_ids(self) -> Counter[str]:
+        return Counter(str(m["Message-ID"]).strip("<>") for m in self.messages())
+
+
+class _EphemeralPortController(Controller):
+    """aiosmtpd's Controller bound to port 0: the real port is read back once bound."""
+
+    def _trigger_server(self) -> None:
+        assert self.server is not None
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+@contextmanager
+def smtp_server(maildir: Path, idle_timeout_s: float = 300.0) -> Iterator[tuple[ScriptedHandler, int]]:
+    handler = ScriptedHandler(maildir)
+    controller = _EphemeralPortController(
+        handler, hostname="127.0.0.1", port=0, timeout=idle_timeout_s
+    )
+    controller.start()
+    try:
+        yield handler, int(controller.port)
+    finally:
+        controller.stop()

@@ -1,0 +1,215 @@
+"""The feedback policy: bounce classification, hard bounces, complaints, and soft bounces judged
+on the subscriber's recent sends in the (real, DuckDB) warehouse."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from shared.bootstrap import Container
+from shared.domain import events as ev
+from shared.domain import feedback as fb
+from shared.domain.errors import InvalidInput
+from shared.domain.events import AnalyticsEvent, decode_events, stable_id, utc_iso
+from shared.domain.feedback import FeedbackEvent, HistoryRow, SoftBouncePolicy
+from shared.domain.subscriber import CONFIRMED, Subscriber
+from shared.repositories import suppressions as reasons
+
+EMAIL = "ann@example.com"
+
+# --- classification ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("verdict", "smtp", "enhanced", "expected"),
+    [(None, "550", None, fb.HARD), (None, "421", None, fb.SOFT), (None, "550", "4.2.2", fb.SOFT),
+     (None, "421", "5.1.1", fb.HARD), (None, None, None, fb.SOFT), (fb.SOFT, "550", "5.1.1", fb.SOFT),
+     (fb.HARD, "421", None, fb.HARD)],
+)  # fmt: skip
+def test_bounce_type(verdict: str | None, smtp: str | None, enhanced: str | None, expected: str):
+    assert fb.bounce_type(verdict, smtp, enhanced) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "codes"),
+    [("smtp; 550 5.1.1 <a@b.example>... User unknown", ("550", "5.1.1")),
+     ("452-4.2.2 The email account is over quota", ("452", "4.2.2")),
+     ("421 try again", ("421", None)), ("delivery failed", (None, None)), (None, (None, None)),
+     ("id 1550.2 at 10.0.0.5", (None, None))],
+)  # fmt: skip
+def test_codes_in_diagnostics(text: str | None, codes: tuple) -> None:
+    assert fb.codes_in(text) == codes
+
+
+# --- the policy as pure logic ----------------------------------------------------------------
+
+
+def sends(*keys: str, start: float = 100.0) -> list[HistoryRow]:
+    """Sends newest first: keys[0] is the newest."""
+    return [HistoryRow("send", k, start - i * 10) for i, k in enumerate(keys)]
+
+
+def soft(key: str, at: float = 200.0, known: bool = True) -> HistoryRow:
+    return HistoryRow("bounce", key, at, message_known=known)
+
+
+def test_three_of_the_last_five_suppress() -> None:
+    policy = SoftBouncePolicy(3, 5)
+    history = sends("m5", "m4", "m3", "m2", "m1") + [soft("m4"), soft("m3")]
+    assert policy.bounced_messages(history, soft("m5")) == 3
+    assert policy.suppresses(history, soft("m5"))
+    assert not policy.suppresses(history[:5] + [soft("m4")], soft("m5"))
+
+
+def test_bounces_older_than_the_window_do_not_count() -> None:
+    history = sends("m7", "m6", "m5", "m4", "m3", "m2", "m1") + [soft("m2"), soft("m1")]
+    assert SoftBouncePolicy(3, 5).bounced_messages(history, soft("m7")) == 1
+
+
+def test_a_message_counts_once_however_often_it_bounced() -> None:
+    history = sends("m2", "m1") + [soft("m1"), soft("m1"), soft("m1")]
+    assert SoftBouncePolicy(3, 5).bounced_messages(history, soft("m1")) == 1
+
+
+def test_the_bounce_being_processed_counts_when_the_warehouse_lacks_it_and_its_send() -> None:
+    history = sends("m2", "m1") + [soft("m2"), soft("m1")]
+    assert SoftBouncePolicy(3, 5).suppresses(history, soft("m3"))
+
+
+def test_a_late_bounce_of_a_message_older_than_the_window_does_not_count() -> None:
+    history = sends("m6", "m5", "m4", "m3", "m2", "m1") + [soft("m6"), soft("m5")]
+    assert SoftBouncePolicy(3, 5).bounced_messages(history, soft("m1")) == 2
+
+
+def test_bounces_without_message_ids_count_by_time() -> None:
+    history = sends("m3", "m2", "m1", start=300.0) + [soft("e1", 50.0, known=False)]
+    assert SoftBouncePolicy(2, 3).bounced_messages(history, soft("e2", 400.0, known=False)) == 1
+    history = sends("m3", "m2", "m1", start=300.0) + [soft("e1", 290.0, known=False)]
+    assert SoftBouncePolicy(2, 3).suppresses(history, soft("e2", 400.0, known=False))
+
+
+def test_the_policy_must_be_satisfiable() -> None:
+    with pytest.raises(InvalidInput):
+        SoftBouncePolicy(6, 5)
+
+
+# --- the service against the local stores ------------------------------------------------------
+
+
+def settle(container: Container) -> None:
+    """Move what the services published to analytics-events into the warehouse."""
+    while deliveries := container.bus.pull("warehouse-on-analytics-events", 100):
+        for d in deliveries:
+            container.warehousing.handle(decode_events(d.data))
+            container.bus.ack(d.subscription, d.message_id)
+
+
+def record_sends(container: Container, count: int, start: float) -> list[str]:
+    """`count` sends to EMAIL, one per campaign, oldest first; returns their Message-IDs."""
+    sid = container.subscribers.id_for(EMAIL)
+    ids = [f"m{n}@mailpipe.test" for n in range(count)]
+    container.warehouse.append([
+        AnalyticsEvent(stable_id(ev.SEND, m), ev.SEND, utc_iso(start + n), subscriber_id=sid,
+                       campaign_id=f"c{n}", message_id=m).to_row()
+        for n, m in enumerate(ids)
+    ])  # fmt: skip
+    return ids
+
+
+def soft_bounce(message_id: str, at: float, event_id: str | None = None) -> FeedbackEvent:
+    return FeedbackEvent("sendgrid", event_id or f"sg-{message_id}", fb.BOUNCE, EMAIL, at,
+                         message_id=message_id, bounce_type=fb.SOFT, smtp_code="452")  # fmt: skip
+
+
+@pytest.fixture
+def subscribed(make_container: Callable[..., Container]) -> Callable[..., Container]:
+    def build(**settings: object) -> Container:
+        c = make_container(**settings)
+        c.subscribers.save(Subscriber(c.subscribers.id_for(EMAIL), EMAIL, status=CONFIRMED))
+        return c
+
+    return build
+
+
+@pytest.mark.parametrize(("threshold", "window"), [(3, 5), (2, 3)])
+def test_soft_bounces_suppress_at_the_configured_threshold(
+    subscribed: Callable[..., Container], threshold: int, window: int
+) -> None:
+    c = subscribed(soft_bounce_threshold=threshold, soft_bounce_window=window)
+    now = time.time()
+    ids = record_sends(c, window + 2, now - 3600)
+    newest = ids[::-1]
+    for n, message_id in enumerate(newest[:threshold], start=1):
+        c.feedback.handle(soft_bounce(message_id, now - 60 + n))
+        settle(c)
+        expected = reasons.SOFT_BOUNCES if n == threshold else None
+        assert c.suppressions.reason(EMAIL) == expected, f"after {n} soft bounces"
+    assert c.subscribers.get(c.subscribers.id_for(EMAIL)).suppressed == reasons.SOFT_BOUNCES
+
+
+def test_soft_bounces_spread_beyond_the_window_do_not_suppress(
+    subscribed: Callable[..., Container],
+) -> None:
+    c = subscribed()  # 3 of the last 5
+    now = time.time()
+    ids = record_sends(c, 8, now - 3600)  # ids[7] is the newest
+    for message_id in (ids[0], ids[1], ids[7]):
+        c.feedback.handle(soft_bounce(message_id, now - 30))
+        settle(c)
+    assert c.suppressions.reason(EMAIL) is None
+
+
+def test_a_redelivered_soft_bounce_is_counted_once(subscribed: Callable[..., Container]) -> None:
+    c = subscribed()
+    now = time.time()
+    ids = record_sends(c, 5, now - 3600)
+    for _ in range(3):  # the provider retries the same event; the warehouse already has it
+        c.feedback.handle(soft_bounce(ids[-1], now - 30))
+        settle(c)
+    c.feedback.handle(soft_bounce(ids[-2], now - 20))
+    settle(c)
+    assert c.suppressions.reason(EMAIL) is None
+    rows = c.warehouse.query("SELECT count(*) AS n FROM events WHERE event_type = 'bounce'")
+    assert rows[0]["n"] == 2
+
+
+def test_the_current_bounce_counts_before_the_warehouse_has_it(
+    subscribed: Callable[..., Container],
+) -> None:
+    c = subscribed()
+    now = time.time()
+    ids = record_sends(c, 5, now - 3600)
+    c.feedback.handle(soft_bounce(ids[-1], now - 30))
+    c.feedback.handle(soft_bounce(ids[-2], now - 20))
+    settle(c)
+    c.feedback.handle(soft_bounce("not-yet-in-the-warehouse@mailpipe.test", now - 10))
+    assert c.suppressions.reason(EMAIL) == reasons.SOFT_BOUNCES
+
+
+def test_a_hard_bounce_suppresses_at_once(subscribed: Callable[..., Container]) -> None:
+    c = subscribed()
+    c.feedback.handle(FeedbackEvent("ses", "f1", fb.BOUNCE, EMAIL, time.time(),
+                                    bounce_type=fb.HARD, smtp_code="550"))  # fmt: skip
+    assert c.suppressions.reason(EMAIL) == reasons.HARD_BOUNCE
+
+
+def test_a_complaint_suppresses_and_unsubscribes(subscribed: Callable[..., Container]) -> None:
+    c = subscribed()
+    c.feedback.handle(FeedbackEvent("mailgun", "x:1", fb.COMPLAINT, EMAIL, time.time()))
+    subscriber = c.subscribers.get(c.subscribers.id_for(EMAIL))
+    assert (subscriber.status, subscriber.suppressed) == ("unsubscribed", reasons.COMPLAINT)
+    assert c.suppressions.reason(EMAIL) == reasons.COMPLAINT
+
+
+def test_esp_opens_are_classified(subscribed: Callable[..., Container]) -> None:
+    c = subscribed()
+    now = time.time()
+    c.feedback.handle(FeedbackEvent("ses", "o1", fb.OPEN, EMAIL, now, user_agent="Mozilla/5.0"))
+    c.feedback.handle(FeedbackEvent("ses", "o2", fb.OPEN, EMAIL, now,
+                                    user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_5)"))  # fmt: skip
+    settle(c)
+    rows = c.warehouse.query("SELECT is_machine FROM events WHERE event_type = 'open' "
+                             "ORDER BY is_machine")  # fmt: skip
+    assert [r["is_machine"] for r in rows] == [False, True]
