@@ -34,8 +34,9 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# The official gcloud Firestore/Pub/Sub emulators (when installed) join the contract suites.
 pytest: install
-	$(PY) -m pytest -n 2 --dist loadgroup -q
+	$(PY) tests/contract/gcloud_emulators.py -- $(PY) -m pytest -n 2 --dist loadgroup -q
 
 bench: install
 	$(PY) -m shared.bench

@@ -159,7 +159,7 @@ class Container:
 
     @cached_property
     def ledger(self) -> SendLedger:
-        return SendLedger(self.documents)
+        return SendLedger(self.documents, lease_s=self.settings.send_lease_s)
 
     # --- services ----------------------------------------------------------------------
     @cached_property
@@ -203,7 +203,8 @@ class Container:
 
     @cached_property
     def send(self) -> SendService:
-        return SendService(self.ledger, self.suppressions, self.mailer, self.outbox, self.clock)
+        return SendService(self.ledger, self.suppressions, self.mailer, self.outbox, self.clock,
+                           campaign_gate=self.campaign_gate)  # fmt: skip
 
     @cached_property
     def feedback(self) -> FeedbackService:
@@ -274,7 +275,107 @@ class Container:
 
     @cached_property
     def dispatch(self) -> DispatchService:
-        return DispatchService()
+        return DispatchService(self.dispatcher, lambda: self.campaign_service.sweep())
+
+    # --- campaigns (issue 4) ----------------------------------------------------------
+    @cached_property
+    def campaigns(self) -> Any:
+        from shared.repositories.campaigns import Campaigns
+
+        return Campaigns(self.documents)
+
+    @cached_property
+    def campaign_gate(self) -> Any:
+        """The send stage's campaign status check, cached per process for a few seconds."""
+        from shared.repositories.campaigns import CachedStatuses
+        from shared.services.campaigns import CampaignGate
+
+        ttl = self.settings.campaign_gate_ttl_s
+        return CampaignGate(CachedStatuses(self.campaigns, ttl, self.clock))
+
+    @cached_property
+    def audience_pages(self) -> Any:
+        from shared.repositories.audience import AudiencePages
+
+        return AudiencePages(self.documents, self.settings.campaign_page_size)
+
+    @cached_property
+    def engagement(self) -> Any:
+        from shared.services.engagement import EngagementQueries
+
+        return EngagementQueries(self.warehouse)
+
+    @cached_property
+    def dispatcher(self) -> Any:
+        from shared.services.dispatch import PhaseDispatcher
+
+        s = self.settings
+        return PhaseDispatcher(self.campaigns, self.audience_pages, self.engagement, self.ledger,
+                               self.outbox, self.clock, pages_per_run=s.campaign_pages_per_run,
+                               lease_s=s.campaign_lease_s,
+                               batch_size=s.campaign_batch_size)  # fmt: skip
+
+    @cached_property
+    def campaign_preview(self) -> Any:
+        from shared.services.campaign_preview import CampaignPreview
+
+        return CampaignPreview(self.templates, self.renderer, self.blobs, self.audience_pages,
+                               self.subscribers, self.outbox, self.clock)  # fmt: skip
+
+    @cached_property
+    def campaign_service(self) -> Any:
+        """Campaign use cases: the admin API, the CLI and the sweep."""
+        from shared.services.campaigns import CampaignService
+
+        s = self.settings
+        return CampaignService(
+            self.campaigns, self.dispatcher, self.campaign_preview, self.ledger, self.subscribers,
+            self.engagement, self.clock, page_size=s.campaign_page_size, stall_s=s.campaign_stall_s
+        )
+
+    @cached_property
+    def subscriber_import(self) -> Any:
+        from shared.services.subscriber_import import SubscriberImport
+
+        return SubscriberImport(self.subscribers, self.suppressions, self.outbox, self.clock)
+
+    # --- behavioural triggers (issue 7) -------------------------------------------------
+    @cached_property
+    def event_intake(self) -> Any:
+        from shared.services.event_intake import EventIntake
+
+        return EventIntake(self.subscribers, self.outbox, self.clock)
+
+    @cached_property
+    def trigger_catalog(self) -> Any:
+        from shared.services.trigger_catalog import TriggerCatalog
+
+        interval = 2.0 if self.settings.is_local else 60.0
+        return TriggerCatalog(self.blobs, self.settings.triggers_blob, interval)
+
+    @cached_property
+    def trigger_runs(self) -> Any:
+        from shared.repositories.trigger_runs import TriggerRuns
+
+        return TriggerRuns(self.documents)
+
+    @cached_property
+    def trigger_activity(self) -> Any:
+        from shared.repositories.trigger_activity import TriggerActivity
+
+        return TriggerActivity(self.documents)
+
+    @cached_property
+    def triggers(self) -> Any:
+        """Behavioural triggers: start and cancel runs on events, send them when due."""
+        from shared.services.trigger_sends import TriggerSender
+        from shared.services.triggers import TriggerService
+
+        sender = TriggerSender(self.trigger_runs, self.trigger_activity, self.subscribers,
+                               self.suppressions, self.outbox, self.renderer.message_id,
+                               self.settings.trigger_lease_s)  # fmt: skip
+        return TriggerService(self.trigger_catalog, self.trigger_runs, self.trigger_activity,
+                              sender, self.outbox, self.clock)  # fmt: skip
 
     @cached_property
     def warehousing(self) -> WarehouseService:
@@ -300,7 +401,12 @@ def container() -> Container:
     if _container is None:
         with _lock:
             if _container is None:
-                _container = Container(settings_module.load())
+                settings = settings_module.load()
+                if not settings.is_local:  # Cloud Logging reads JSON lines from stderr
+                    from shared.logs import configure_logging
+
+                    configure_logging(settings.log_level)
+                _container = Container(settings)
     return _container
 
 

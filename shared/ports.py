@@ -160,6 +160,7 @@ class OutgoingEmail:
     headers: Mapping[str, str]  # extra headers, e.g. List-Unsubscribe
     raw: bytes  # the complete MIME message, for providers that take raw mail
     subscriber_id: str = ""
+    campaign_id: str | None = None  # for the providers' correlation args (webhooks)
 
 
 SendStatus = Literal["sent", "transient", "permanent"]

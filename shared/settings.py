@@ -28,15 +28,17 @@ class Settings:
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_username: str = ""
-    smtp_password: str = ""  # secret
+    smtp_password: str = field(default="", repr=False)  # secret
     smtp_starttls: str = ""  # "1" to upgrade the connection with STARTTLS
     public_url: str = ""  # base URL links in mail point at; derived from host/port locally
     sender: str = "Mailpipe <hello@mailpipe.local>"
     esp: str = "smtp"  # smtp | sendgrid | mailgun | ses | null
     # Secrets. Local defaults are refused when backend=gcp.
-    signing_key: str = _DEV_SECRET  # tokens, tracking links, unsubscribe links
-    hash_key: str = _DEV_SECRET  # keyed hashes of addresses (ids, suppression after erasure)
-    admin_api_key: str = ""
+    # Signs tokens and links (confirm, unsubscribe, preferences, tracking).
+    signing_key: str = field(default=_DEV_SECRET, repr=False)
+    # Keyed hashes of addresses: subscriber ids, suppression entries that outlive erasure.
+    hash_key: str = field(default=_DEV_SECRET, repr=False)
+    admin_api_key: str = field(default="", repr=False)
     # Local bus.
     bus_min_backoff_s: float | None = None  # None: the topology's retry policy
     bus_max_backoff_s: float | None = None
@@ -67,19 +69,33 @@ class Settings:
     storage_api_endpoint: str = ""
     gcp_retry_deadline_s: float = 60.0  # how long the SDKs retry 429/5xx before giving up
     # ESP credentials (Secret Manager in GCP).
-    sendgrid_api_key: str = ""
+    sendgrid_api_key: str = field(default="", repr=False)
     sendgrid_webhook_public_key: str = ""
-    mailgun_api_key: str = ""
+    mailgun_api_key: str = field(default="", repr=False)
     mailgun_domain: str = ""
-    mailgun_webhook_signing_key: str = ""
+    mailgun_webhook_signing_key: str = field(default="", repr=False)
     ses_region: str = "eu-west-1"
     ses_topic_arns: tuple[str, ...] = ()
     ses_configuration_set: str = ""  # the SES configuration set that publishes events to SNS
     ses_access_key_id: str = ""  # empty: boto3's standard chain (AWS_ACCESS_KEY_ID, ...)
-    ses_secret_access_key: str = ""  # secret
+    ses_secret_access_key: str = field(default="", repr=False)  # secret
     esp_base_url: str = ""  # overrides the provider's API endpoint (tests, EU regions)
     esp_rate_per_s: float = 0.0  # token-bucket rate; 0 means the provider's default
     log_level: str = "INFO"
+    # Campaigns (issue 4).
+    campaign_page_size: int = 500  # subscribers per audience page (one store query, checkpoint)
+    campaign_batch_size: int = 250  # recipients per render batch (one rendered Pub/Sub message)
+    campaign_pages_per_run: int = 50  # pages one dispatch invocation handles before handing over
+    campaign_lease_s: float = 300.0  # a dispatch invocation's hold on a phase
+    campaign_stall_s: float = 900.0  # the sweep restarts a phase idle this long without a lease
+    campaign_gate_ttl_s: float = 3.0  # how long the send stage trusts a cached campaign status
+    scheduler_interval_s: float = 60.0  # local scheduler: seconds between sweeps (GCP: 5 min)
+    send_lease_s: float = 120.0  # the send ledger's hold on a batch while it is being sent
+    # Behavioural triggers (issue 7).
+    # Secret: POST /events needs it as a Bearer token; empty disables event intake.
+    events_api_key: str = field(default="", repr=False)
+    triggers_blob: str = "triggers/triggers.yaml"  # trigger definitions in the template store
+    trigger_lease_s: float = 300.0  # a sweep's hold on a run it is sending (then another may)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -136,5 +152,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         values["port"] = _convert(int, env["PORT"], "PORT")
     if "smtp_port" not in values and env.get("SMTP_PORT"):
         values["smtp_port"] = _convert(int, env["SMTP_PORT"], "SMTP_PORT")
-    extra = {k: v for k, v in env.items() if k.startswith("MAILPIPE_") or k.endswith("_EMULATOR_HOST")}
+    extra = {
+        k: v for k, v in env.items() if k.startswith("MAILPIPE_") or k.endswith("_EMULATOR_HOST")
+    }
     return Settings(**values, extra=extra).validate()  # type: ignore[arg-type]

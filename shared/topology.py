@@ -80,6 +80,7 @@ RENDER_REQUESTS = "render-requests"
 SEND_REQUESTS = "send-requests"
 ESP_FEEDBACK = "esp-feedback"
 ANALYTICS_EVENTS = "analytics-events"
+BEHAVIOUR_EVENTS = "behaviour-events"  # POST /events, lifecycle events, the trigger sweep
 
 TOPICS: tuple[str, ...] = (
     SUBSCRIBER_EVENTS,
@@ -88,6 +89,7 @@ TOPICS: tuple[str, ...] = (
     SEND_REQUESTS,
     ESP_FEEDBACK,
     ANALYTICS_EVENTS,
+    BEHAVIOUR_EVENTS,
 )
 
 _FAST = RetryPolicy(minimum_backoff_s=10, maximum_backoff_s=600, max_attempts=5)
@@ -100,12 +102,15 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("unsubscribe", "unsubscribe", route="/unsubscribe", public=True),
     Function("tracking", "tracking", route="/t", public=True),
     Function("webhooks", "webhooks", route="/webhooks", public=True),
+    Function("admin", "admin", route="/admin", public=False),
     Function("preference-sync", "preference_sync", trigger_topic=SUBSCRIBER_EVENTS),
     Function("dispatch", "dispatch", trigger_topic=CAMPAIGN_DISPATCH, timeout_s=540),
     Function("render", "render", trigger_topic=RENDER_REQUESTS, memory_mb=512, timeout_s=300),
     Function("send", "send", trigger_topic=SEND_REQUESTS, memory_mb=512, timeout_s=540),
     Function("feedback", "feedback", trigger_topic=ESP_FEEDBACK),
     Function("warehouse", "warehouse", trigger_topic=ANALYTICS_EVENTS),
+    Function("events", "events", route="/events", public=True),  # API key: customers' backends
+    Function("triggers", "triggers", trigger_topic=BEHAVIOUR_EVENTS),
 )
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = tuple(

@@ -23,9 +23,7 @@ from shared.adapters.esp.ses_webhook import canonical_string
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:mailpipe-ses-feedback"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem"
-SUBSCRIBE_URL = (
-    "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=" + TOPIC
-)
+SUBSCRIBE_URL = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=" + TOPIC
 
 
 class SendGridSigner:
@@ -99,8 +97,10 @@ class FakeSnsHttp:
 
 
 def iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        dt.datetime.fromtimestamp(ts, dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 

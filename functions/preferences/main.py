@@ -15,6 +15,12 @@ def _as_list(value) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
+def _tracking(request, fields) -> bool:
+    """An HTML form omits an unticked checkbox, so absent means off; JSON keeps it unless said."""
+    default = True if request.mimetype == "application/json" else "off"
+    return str(fields.get("tracking", default)).lower() in ("on", "true", "1", "yes")
+
+
 @functions_framework.http
 @endpoint
 def preferences(request):
@@ -43,7 +49,7 @@ def preferences(request):
             lists=_as_list(fields.get("lists")),
             topics=_as_list(fields.get("topics")),
             frequency=str(fields.get("frequency") or "all"),
-            tracking=str(fields.get("tracking", "on")).lower() in ("on", "true", "1", "yes"),
+            tracking=_tracking(request, fields),
         )
         service.update(token, change, client_ip(request))
         message = "Your preferences are saved."

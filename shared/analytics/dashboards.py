@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from shared.analytics.sql_catalog import SqlCatalog, Where
 from shared.analytics.stats import Interval, wilson_interval
-from shared.domain.errors import NotFound
+from shared.domain.errors import InvalidInput, NotFound
 from shared.ports import DocumentStore, Warehouse, paged
 
 CAMPAIGNS = "campaigns"  # document store collection written by the campaign engine
@@ -176,6 +176,28 @@ def no_rule_wired(variants: Sequence[VariantResult]) -> Verdict:
     return Verdict(None, False, "No winner rule is configured; compare the intervals.")
 
 
+def campaign_rule(spec: Any, variants: Sequence[VariantResult]) -> tuple[str, Verdict]:
+    """(metric, verdict) of the campaign's own pre-registered winner rule (its `ab` spec, see
+    shared/domain/ab_test.py) applied to the figures so far; no verdict without a valid spec."""
+    from shared.domain import ab_test
+
+    try:
+        ab = ab_test.AbTest.from_spec(spec)
+    except InvalidInput:
+        return "click_rate", no_rule_wired(variants)
+    clicks = ab.metric == "clicks"
+    observed = {
+        v.variant: ab_test.VariantResult(
+            v.variant, v.sent, v.unique_clicks if clicks else v.unique_opens
+        )
+        for v in variants
+    }
+    decision = ab_test.decide_winner(ab, observed)
+    winner = decision.winner if decision.significant else None
+    reason = decision.reason[0].upper() + decision.reason[1:] + "."
+    return ("click_rate" if clicks else "open_rate"), Verdict(winner, decision.significant, reason)
+
+
 @dataclass
 class Dashboards:
     """Typed dashboard figures over the Warehouse port (and campaign documents, when given)."""
@@ -183,8 +205,7 @@ class Dashboards:
     warehouse: Warehouse
     catalog: SqlCatalog
     documents: DocumentStore | None = None
-    verdict_rule: VerdictRule = no_rule_wired
-    ab_metric: str = "click_rate"
+    verdict_rule: VerdictRule | None = None  # None: the campaign document's `ab` rule
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # --- campaigns -----------------------------------------------------------------------
@@ -213,7 +234,11 @@ class Dashboards:
         """Per-variant counts and rates with 95% intervals, and the winner rule's verdict."""
         rows = self._query("ab_results", BY_CAMPAIGN, {"campaign_id": campaign_id}, ["variant"])
         variants = [_with_intervals(_typed(VariantResult, r)) for r in rows]
-        return AbComparison(campaign_id, variants, self.ab_metric, self.verdict_rule(variants))
+        if self.verdict_rule is not None:
+            return AbComparison(campaign_id, variants, "click_rate", self.verdict_rule(variants))
+        doc = self.documents.get(CAMPAIGNS, campaign_id) if self.documents else None
+        metric, verdict = campaign_rule((doc or {}).get("ab"), variants)
+        return AbComparison(campaign_id, variants, metric, verdict)
 
     def link_clicks(self, campaign_id: str) -> list[LinkClicks]:
         """Links of the campaign, most clicked (by people) first."""

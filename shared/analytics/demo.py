@@ -57,6 +57,17 @@ class DemoCampaign:
                 for name, subject in self.variants.items()
             ],
             "template": "newsletter",
+            "ab": {
+                "variants": [
+                    {"name": n, "subject": subject} for n, subject in self.variants.items()
+                ],
+                "test_fraction": 1.0,
+                "metric": "clicks",
+                "window_hours": 48,
+                "min_sample": 100,
+            }
+            if len(self.variants) > 1
+            else None,
             "created_at": sent_at - 2 * DAY,
             "scheduled_at": sent_at,
             "sent_at": sent_at,

@@ -40,4 +40,7 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> In
     z2n = z * z / trials
     centre = (p + z2n / 2) / (1 + z2n)
     half = z * math.sqrt(p * (1 - p) / trials + z2n / (4 * trials)) / (1 + z2n)
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), confidence)
+    # At 0 or all successes the bound is exactly 0 or 1; rounding would leave it a hair off.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return Interval(p, low, high, confidence)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from shared.bootstrap import container, require_local
+from shared.bootstrap import Container, container, require_local
+
+if TYPE_CHECKING:
+    from shared.analytics.demo import DemoData
 
 
 def register(cli: click.Group) -> None:
@@ -20,9 +24,6 @@ def register(cli: click.Group) -> None:
 def demo(force: bool, seed: int) -> None:
     """Fill an EMPTY data directory with eight weeks of demo subscribers, campaigns and events,
     so that every dashboard chart has something to show."""
-    from shared.analytics import demo as demo_data
-    from shared.analytics.dashboards import CAMPAIGNS
-
     c = container()
     require_local(c)
     data_dir = c.settings.data_dir
@@ -34,18 +35,27 @@ def demo(force: bool, seed: int) -> None:
             "directory, or pass --force to add the demo data to it."
         )
     started = time.monotonic()
-    data = demo_data.build(time.time(), c.subscribers.id_for, seed=seed)
-    for subscriber in data.subscribers:
-        c.subscribers.save(subscriber)
-    for campaign in data.campaigns:
-        c.documents.put(CAMPAIGNS, campaign["id"], campaign)
-    c.warehouse.append(data.events)
+    data = write_demo(c, time.time(), seed)
     click.echo(
         f"Demo data written to {data_dir} in {time.monotonic() - started:.1f}s: "
         f"{len(data.subscribers)} subscribers, {len(data.campaigns)} campaigns, "
         f"{len(data.events)} events.\n"
         "See it: `make run`, then open /dashboard, or `mailpipe report demo-summer-sale-ab`."
     )
+
+
+def write_demo(c: Container, now: float, seed: int = 2024) -> DemoData:
+    """Write the demo data set ending at `now` into `c`'s stores; returns what was written."""
+    from shared.analytics import demo as demo_data
+    from shared.analytics.dashboards import CAMPAIGNS
+
+    data = demo_data.build(now, c.subscribers.id_for, seed=seed)
+    for subscriber in data.subscribers:
+        c.subscribers.save(subscriber)
+    for campaign in data.campaigns:
+        c.documents.put(CAMPAIGNS, campaign["id"], campaign)
+    c.warehouse.append(data.events)
+    return data
 
 
 def _existing_files(data_dir: Path) -> list[str]:

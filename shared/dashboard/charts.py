@@ -135,7 +135,10 @@ def ab_comparison(ab: AbComparison) -> str:
     for ax, title, attr, colour in panels:
         intervals = [getattr(v, attr) for v in variants]
         estimates = [i.estimate for i in intervals]
-        errors = [[i.estimate - i.low for i in intervals], [i.high - i.estimate for i in intervals]]
+        errors = [
+            [max(0.0, i.estimate - i.low) for i in intervals],
+            [max(0.0, i.high - i.estimate) for i in intervals],
+        ]
         ax.barh(names, estimates, xerr=errors, color=colour, alpha=0.85, capsize=6)
         for y, value in enumerate(estimates):
             ax.annotate(f"{value:.1%}", (0, y), xytext=(6, 0), textcoords="offset points",

@@ -77,6 +77,7 @@ class AbTest:
         extra = sorted(set(spec) - known)
         if extra:
             raise _bad("ab", f"has unknown key(s) {', '.join(extra)}; known: {', '.join(known)}")
+        variants = _variants(spec.get("variants"))
         test = _fraction(spec.get("test_fraction"), "ab.test_fraction", low_open=True)
         holdout = _fraction(spec.get("holdout_fraction", 0.0), "ab.holdout_fraction")
         if holdout > MAX_HOLDOUT:
@@ -87,7 +88,7 @@ class AbTest:
         if metric not in METRICS:
             raise _bad("ab.metric", f"must be one of {', '.join(METRICS)}, not {metric!r}")
         return cls(
-            variants=_variants(spec.get("variants")),
+            variants=variants,
             test_fraction=test,
             holdout_fraction=holdout,
             metric=metric,

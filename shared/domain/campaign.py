@@ -144,7 +144,8 @@ class Campaign:
     scheduled_at: float | None = None
     audience_at: float | None = None  # when sending started: the audience snapshot time
     finished_at: float | None = None
-    test_ends_at: float | None = None
+    test_dispatched_at: float | None = None
+    test_ends_at: float | None = None  # set once the test cohort has been delivered
     winner: str | None = None
     decision: dict[str, Any] | None = None
     resumed_at: float | None = None
@@ -200,7 +201,22 @@ class Campaign:
         """An A/B test whose window is over (or whose winner was picked by hand)."""
         if self.status != TESTING:
             return False
-        return self.winner is not None or (self.test_ends_at or 0) <= now
+        return self.winner is not None or (
+            self.test_ends_at is not None and self.test_ends_at <= now
+        )
+
+    @property
+    def awaits_window(self) -> bool:
+        """Testing, but the window has not started: the test cohort is still being sent."""
+        return self.status == TESTING and self.winner is None and self.test_ends_at is None
+
+    def start_window(self, now: float) -> None:
+        """The test cohort has been delivered: the A/B window starts now."""
+        ab = self.ab_test
+        if not self.awaits_window or ab is None:
+            raise Conflict(f"campaign {self.id!r} is not waiting for its A/B window")
+        self.test_ends_at = now + ab.window_hours * 3600
+        self.updated_at = now
 
     # -- state machine -------------------------------------------------------------------
 
@@ -287,7 +303,7 @@ class Campaign:
         self._become(SENDING, now, f"remainder gets {self.winner}")
         return PHASE_REMAINDER
 
-    def finish_phase(self, phase: str, now: float, token: str, window_s: float) -> str | None:
+    def finish_phase(self, phase: str, now: float, token: str) -> str | None:
         """The last page of `phase` is dispatched. Returns the next phase to dispatch now, if
         any (the remainder, when the winner was already picked by hand)."""
         progress = self.progress_of(phase)
@@ -295,7 +311,7 @@ class Campaign:
         progress.lease_until = 0.0
         progress.updated_at = now
         if phase == PHASE_TEST:
-            self.test_ends_at = now + window_s
+            self.test_dispatched_at = now  # the window starts once these are delivered
             nxt = TESTING
         else:
             self.finished_at = now

@@ -224,6 +224,7 @@ class _Parser:
             return self._combinator(kind, spec, where, depth)
         if kind in ("attribute", "field"):
             return _comparison(kind, spec, where)
+        _only(spec, {kind}, where)
         if kind in MEMBERSHIPS:
             return Membership(MEMBERSHIPS[kind], _name(spec[kind], f"{where}.{kind}"))
         if kind in DATES:
@@ -266,7 +267,7 @@ def _kind(spec: dict, where: str) -> str:
 def _only(spec: dict, allowed: set[str], where: str) -> None:
     extra = sorted(set(spec) - allowed)
     if extra:
-        raise _bad(where, f"unexpected key(s) {', '.join(extra)}")
+        raise _bad(where, f"has unexpected key(s) {', '.join(extra)}")
 
 
 def _comparison(kind: str, spec: dict, where: str) -> Comparison:

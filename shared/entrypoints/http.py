@@ -23,6 +23,7 @@ from shared.domain.errors import (
     TransientError,
     Unauthorized,
 )
+from shared.logs import log_context, trace_from_header
 
 log = logging.getLogger("mailpipe.http")
 MAX_BODY_BYTES = 64 * 1024
@@ -112,21 +113,35 @@ def endpoint(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def wrapped(request: flask.Request) -> flask.Response:
-        try:
-            return handler(request)
-        except HttpError as exc:
-            return error_response(request, exc.status, exc.message, exc.field)
-        except HTTPException as exc:
-            return error_response(request, exc.code or 400, exc.description or exc.name)
-        except (InvalidInput, Unauthorized, NotFound, RateLimited, TransientError) as exc:
-            status = next(code for kind, code in _STATUS if isinstance(exc, kind))
-            field = getattr(exc, "field", None)
-            if status == 503:
-                log.warning("transient failure in %s: %s", handler.__name__, exc)
-                return error_response(request, 503, "temporarily unavailable; please retry")
-            return error_response(request, status or 400, str(exc), field)
-        except Exception:
-            log.exception("unexpected error in %s", handler.__name__)
-            return error_response(request, 500, "internal error; please try again later")
+        with log_context(function=handler.__name__, **_trace(request)):
+            return _answer(handler, request)
 
     return wrapped
+
+
+def _trace(request: flask.Request) -> dict[str, str]:
+    header = request.headers.get("X-Cloud-Trace-Context") or request.headers.get("traceparent")
+    if not header:
+        return {}
+    from shared.bootstrap import container
+
+    return trace_from_header(header, container().settings.gcp_project)
+
+
+def _answer(handler: Handler, request: flask.Request) -> flask.Response:
+    try:
+        return handler(request)
+    except HttpError as exc:
+        return error_response(request, exc.status, exc.message, exc.field)
+    except HTTPException as exc:
+        return error_response(request, exc.code or 400, exc.description or exc.name)
+    except (InvalidInput, Unauthorized, NotFound, RateLimited, TransientError) as exc:
+        status = next(code for kind, code in _STATUS if isinstance(exc, kind))
+        field = getattr(exc, "field", None)
+        if status == 503:
+            log.warning("transient failure in %s: %s", handler.__name__, exc)
+            return error_response(request, 503, "temporarily unavailable; please retry")
+        return error_response(request, status or 400, str(exc), field)
+    except Exception:
+        log.exception("unexpected error in %s", handler.__name__)
+        return error_response(request, 500, "internal error; please try again later")

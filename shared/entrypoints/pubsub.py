@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shared.domain.errors import AlreadyProcessed, InvalidInput, TransientError
+from shared.logs import log_context
 
 log = logging.getLogger("mailpipe.pubsub")
 T = TypeVar("T")
@@ -53,8 +54,9 @@ def handle_push(
     try:
         message = unwrap(cloud_event)
         context["message_id"] = message.message_id
-        payload = decode(message.data)
-        result = handle(payload)
+        with log_context(stage=stage, message_id=message.message_id):
+            payload = decode(message.data)
+            result = handle(payload)
     except AlreadyProcessed as exc:
         log.info("already processed: %s", exc, extra=context)
         return

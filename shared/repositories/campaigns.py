@@ -51,7 +51,7 @@ class Campaigns:
         stored = self._store.update(COLLECTION, campaign_id, apply)
         return Campaign.from_doc(stored or {}), results[0]
 
-    def list(
+    def query(
         self, statuses: Sequence[str] = (), limit: int = 100, start_after: str | None = None
     ) -> list[Campaign]:
         filters = [Filter("status", "in", list(statuses))] if statuses else []
@@ -63,7 +63,7 @@ class Campaigns:
         found: list[Campaign] = []
         start: str | None = None
         while True:
-            page = self.list(ACTIVE, limit=200, start_after=start)
+            page = self.query(ACTIVE, limit=200, start_after=start)
             found += page
             if len(page) < 200:
                 return found

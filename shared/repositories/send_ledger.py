@@ -133,6 +133,15 @@ class SendLedger:
         }
         self._store.put(COLLECTION, batch_id, doc)
 
+    def release(self, entry: LedgerEntry, now: float) -> None:
+        """Give the lease up after a failed delivery, so the redelivery need not wait it out.
+        Outcomes already checkpointed stay."""
+
+        def apply(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            return {**doc, "lease_until": 0, "updated_at": now} if doc else None
+
+        self._store.update(COLLECTION, entry.batch_id, apply)
+
     def get(self, batch_id: str) -> LedgerEntry | None:
         doc = self._store.get(COLLECTION, batch_id)
         if doc is None:

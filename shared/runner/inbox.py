@@ -9,29 +9,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import flask
-from jinja2 import Environment, select_autoescape
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-_env = Environment(autoescape=select_autoescape(default=True))
-
-_LIST = _env.from_string("""<!DOCTYPE html><html><head><meta charset="utf-8"><title>Inbox</title>
-<style>body{font-family:system-ui,sans-serif;margin:24px;color:#1f2933}table{border-collapse:collapse;width:100%}
-td,th{padding:8px;border-bottom:1px solid #e4e7eb;text-align:left}a{color:#2563eb}</style></head><body>
-<h1>Inbox <small>({{ total }} messages)</small></h1>
-<p><a href="/signup">Sign up</a> · <a href="/dashboard">Dashboard</a></p>
-<table><tr><th>Received</th><th>To</th><th>Subject</th></tr>
-{% for m in messages %}<tr><td>{{ m.date }}</td><td>{{ m.to }}</td>
-<td><a href="/inbox/{{ m.key }}">{{ m.subject }}</a></td></tr>{% endfor %}
-</table>{% if not messages %}<p>Nothing yet. <a href="/signup">Sign up</a> to get a confirmation mail.</p>{% endif %}
-</body></html>""")
-
-_SHOW = _env.from_string("""<!DOCTYPE html><html><head><meta charset="utf-8"><title>{{ subject }}</title>
-<style>body{font-family:system-ui,sans-serif;margin:24px;color:#1f2933}pre{background:#f4f5f7;padding:12px;
-white-space:pre-wrap}iframe{width:100%;height:600px;border:1px solid #e4e7eb}</style></head><body>
-<p><a href="/inbox">&larr; Inbox</a></p><h1>{{ subject }}</h1>
-<h2>Headers</h2><pre>{% for k, v in headers %}{{ k }}: {{ v }}
-{% endfor %}</pre>
-{% if html %}<h2>HTML</h2><iframe sandbox="" srcdoc="{{ html }}"></iframe>{% endif %}
-<h2>Text</h2><pre>{{ text }}</pre></body></html>""")
+_TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(default=True),
+)
 
 
 def _open(maildir: Path) -> mailbox.Maildir:
@@ -39,21 +22,30 @@ def _open(maildir: Path) -> mailbox.Maildir:
 
 
 def _parse(raw: bytes) -> EmailMessage:
-    return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)  # policy.default builds EmailMessage objects
+    return message
 
 
 def list_messages(maildir: Path, limit: int = 200) -> list[dict[str, str]]:
     box = _open(maildir)
     items = []
-    for key in box.keys():
+    for key in box.iterkeys():
         path = maildir / box._lookup(key)  # type: ignore[attr-defined]
         items.append((path.stat().st_mtime, key))
     items.sort(reverse=True)
     out = []
     for _, key in items[:limit]:
         msg = _parse(box.get_bytes(key))
-        out.append({"key": key, "to": str(msg["To"] or ""), "subject": str(msg["Subject"] or ""),
-                    "date": str(msg["Date"] or ""), "message_id": str(msg["Message-ID"] or "")})  # fmt: skip
+        out.append(
+            {
+                "key": key,
+                "to": str(msg["To"] or ""),
+                "subject": str(msg["Subject"] or ""),
+                "date": str(msg["Date"] or ""),
+                "message_id": str(msg["Message-ID"] or ""),
+            }
+        )
     return out
 
 
@@ -63,7 +55,9 @@ def create_inbox_app(maildir: Path) -> flask.Flask:
     @app.get("/")
     def index() -> str:
         box = _open(maildir)
-        return _LIST.render(messages=list_messages(maildir), total=len(box))
+        return _TEMPLATES.get_template("inbox.html").render(
+            messages=list_messages(maildir), total=len(box)
+        )
 
     @app.get("/<key>")
     def show(key: str) -> flask.Response | str:
@@ -74,7 +68,7 @@ def create_inbox_app(maildir: Path) -> flask.Flask:
             return flask.Response("no such message", status=404, mimetype="text/plain")
         html_part = msg.get_body(("html",))
         text_part = msg.get_body(("plain",))
-        return _SHOW.render(
+        return _TEMPLATES.get_template("inbox_message.html").render(
             subject=str(msg["Subject"] or "(no subject)"),
             headers=list(msg.items()),
             html=html_part.get_content() if html_part else "",

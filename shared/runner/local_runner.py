@@ -23,6 +23,7 @@ from shared.bootstrap import Container
 from shared.dashboard.app import create_dashboard_app
 from shared.runner.functions_host import FunctionsHost
 from shared.runner.inbox import create_inbox_app
+from shared.runner.scheduler import Scheduler
 from shared.runner.smtp_sink import SmtpSink
 
 log = logging.getLogger("mailpipe.runner")
@@ -58,6 +59,8 @@ class LocalRunner:
         self.sink: SmtpSink | None = None
         self.server: BaseWSGIServer | None = None
         self.workers: list[BusWorker] = []
+        self.scheduler: Scheduler | None = None
+        self.trigger_scheduler: Scheduler | None = None  # the trigger sweep (behaviour-events)
         self._threads: list[threading.Thread] = []
 
     @property
@@ -71,6 +74,13 @@ class LocalRunner:
             self.sink.start()
         self._start_http()
         self._start_workers()
+        self.scheduler = Scheduler(self.container.publisher, self.settings.scheduler_interval_s,
+                                   self.stop_event)  # fmt: skip
+        self.scheduler.start()
+        self.trigger_scheduler = Scheduler(self.container.publisher,
+                                           self.settings.scheduler_interval_s, self.stop_event,
+                                           topic=topology.BEHAVIOUR_EVENTS)  # fmt: skip
+        self.trigger_scheduler.start()
         return self
 
     def _start_http(self) -> None:
@@ -106,6 +116,10 @@ class LocalRunner:
         self.stop_event.set()
         for worker in self.workers:
             worker.join(timeout=30)
+        if self.scheduler:
+            self.scheduler.join(timeout=5)
+        if self.trigger_scheduler:
+            self.trigger_scheduler.join(timeout=5)
         if self.server:
             self.server.shutdown()
         if self.sink:

@@ -20,6 +20,9 @@ from shared.domain.segment import Engaged, Segment
 from shared.domain.subscriber import Subscriber
 
 MAX_REQUEST_BYTES = 400_000  # a Pub/Sub push event may carry 512 KB
+# Recipients per render batch: ~250 newsletters (about 1.6 KB each compressed) keep a rendered
+# SendBatch under the render stage's 400 KB limit, so it is compressed once and never split.
+BATCH_SIZE = 250
 
 
 @dataclass
@@ -79,7 +82,7 @@ class AudiencePlan:
             return self.winner, assignment.cohort == ab_test.REMAINDER
         return None, False
 
-    def variant_of(self, subscriber_id: str, phase: str) -> str | None:
+    def variant_of(self, subscriber_id: str) -> str | None:
         """The variant this subscriber gets (resends): the test variant, or the winner."""
         if self.ab is None:
             return None
@@ -126,13 +129,18 @@ def render_requests(
 
 
 def page_requests(
-    campaign: Campaign, phase: str, page: int, selection: PageSelection
+    campaign: Campaign, phase: str, page: int, selection: PageSelection, batch_size: int
 ) -> list[RenderRequest]:
+    """The page's render batches: one per variant, in parts of at most `batch_size` (ids
+    `<batch>.1`, `<batch>.2` ...) so that each rendered batch fits one Pub/Sub message and the
+    render stage compresses it once."""
     requests: list[RenderRequest] = []
     for variant, members in sorted(selection.groups.items(), key=lambda g: g[0] or ""):
-        suffix = variant if phase == PHASE_TEST else None
-        requests += render_requests(campaign, batch_id(campaign.id, phase, page, suffix),
-                                    variant, members)  # fmt: skip
+        base = batch_id(campaign.id, phase, page, variant if phase == PHASE_TEST else None)
+        parts = [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+        for number, part in enumerate(parts, 1):
+            batch = base if len(parts) == 1 else f"{base}.{number}"
+            requests += render_requests(campaign, batch, variant, part)
     return requests
 
 

@@ -120,6 +120,11 @@ class CampaignPreview:
 
     # -- preview -------------------------------------------------------------------------
 
+    def missing_templates(self, campaign: Campaign) -> list[str]:
+        """Templates the campaign names that do not exist in the template store."""
+        names = {campaign.content(v)[0] for v in campaign.variant_names()}
+        return sorted(n for n in names if not self._blobs.list(email_source_names(n)[0]))
+
     def preview(self, campaign: Campaign, sample_size: int = 3) -> PreviewReport:
         samples = [*self._audience_sample(campaign, sample_size), *SYNTHETIC]
         variants = [self._variant(campaign, v, samples) for v in campaign.variant_names()]

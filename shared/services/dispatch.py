@@ -42,7 +42,7 @@ from shared.domain.subscriber import Subscriber
 from shared.repositories.audience import AudiencePages
 from shared.repositories.campaigns import Campaigns
 from shared.repositories.send_ledger import SendLedger
-from shared.services.audience import AudiencePlan, page_requests, render_requests
+from shared.services.audience import BATCH_SIZE, AudiencePlan, page_requests, render_requests
 from shared.services.engagement import EngagementQueries
 from shared.services.publishing import Outbox
 
@@ -85,6 +85,7 @@ class PhaseDispatcher:
         *,
         pages_per_run: int = 50,
         lease_s: float = 300.0,
+        batch_size: int = BATCH_SIZE,
     ) -> None:
         self._campaigns = campaigns
         self._pages = pages
@@ -94,6 +95,7 @@ class PhaseDispatcher:
         self._clock = clock
         self._pages_per_run = pages_per_run
         self._lease_s = lease_s
+        self._batch_size = batch_size
 
     # -- messages ------------------------------------------------------------------------
 
@@ -147,17 +149,14 @@ class PhaseDispatcher:
                 if not rows:
                     self._finish(campaign.id, phase, owner)
                     return published
-                end = rows[-1].id
-                campaign = self._change(campaign.id, lambda c, e=end: c.plan_page(
-                    phase, owner, e, self._clock(), self._lease_s))  # fmt: skip
+                campaign = self._plan_page(campaign.id, phase, owner, rows[-1].id)
                 progress = campaign.progress_of(phase)
             elif rows is None:
                 rows = self._pages.page(progress.cursor, until=progress.planned_end)
             outcome = self._publish_page(campaign, plan, phase, progress.page, rows)
             following = self._pages.page(progress.planned_end)
             next_end = following[-1].id if following else None
-            campaign = self._change(campaign.id, lambda c, o=outcome, n=next_end: c.page_done(
-                phase, owner, o, n, self._clock(), self._lease_s))  # fmt: skip
+            campaign = self._page_done(campaign.id, phase, owner, outcome, next_end)
             published += 1
             if next_end is None:
                 self._finish(campaign.id, phase, owner)
@@ -167,11 +166,25 @@ class PhaseDispatcher:
                 return published
             rows = following
 
+    def _plan_page(self, campaign_id: str, phase: str, owner: str, last_id: str) -> Campaign:
+        def plan(c: Campaign) -> None:
+            c.plan_page(phase, owner, last_id, self._clock(), self._lease_s)
+
+        return self._campaigns.change(campaign_id, plan)[0]
+
+    def _page_done(
+        self, campaign_id: str, phase: str, owner: str, outcome: PageOutcome, next_end: str | None
+    ) -> Campaign:
+        def done(c: Campaign) -> None:
+            c.page_done(phase, owner, outcome, next_end, self._clock(), self._lease_s)
+
+        return self._campaigns.change(campaign_id, done)[0]
+
     def _publish_page(
         self, campaign: Campaign, plan: AudiencePlan, phase: str, page: int, rows: list[Subscriber]
     ) -> PageOutcome:
         selection = plan.select(rows, phase)
-        requests = page_requests(campaign, phase, page, selection)
+        requests = page_requests(campaign, phase, page, selection, self._batch_size)
         if requests:
             self._outbox.publish_json(topology.RENDER_REQUESTS, [asdict(r) for r in requests])
         if selection.held_out:
@@ -189,8 +202,11 @@ class PhaseDispatcher:
         """Release the lease; if still sending, continue in a fresh invocation (a paused
         campaign continues when resumed, which sends its own message)."""
         token = new_token()
-        campaign = self._change(campaign.id, lambda c: c.release(phase, owner, token,
-                                                                 self._clock()))  # fmt: skip
+
+        def release(c: Campaign) -> None:
+            c.release(phase, owner, token, self._clock())
+
+        campaign, _ = self._campaigns.change(campaign.id, release)
         if campaign.status == SENDING:
             self.kick(campaign.id, phase, token)
 
@@ -200,17 +216,13 @@ class PhaseDispatcher:
         def finish(c: Campaign) -> str | None:
             if not c.holds_lease(phase, owner):
                 raise Conflict(f"dispatch of {campaign_id}/{phase} was taken over")
-            window_s = c.ab_test.window_hours * 3600 if c.ab_test else 0.0
-            return c.finish_phase(phase, self._clock(), token, window_s)
+            return c.finish_phase(phase, self._clock(), token)
 
         campaign, following = self._campaigns.change(campaign_id, finish)
         log.info("phase dispatched", extra={"campaign_id": campaign_id, "phase": phase,
                                             "status": campaign.status})  # fmt: skip
         if following:
             self.kick(campaign_id, following, token)
-
-    def _change(self, campaign_id: str, mutate: Callable[[Campaign], object]) -> Campaign:
-        return self._campaigns.change(campaign_id, mutate)[0]
 
 
 class DispatchService:

@@ -10,9 +10,10 @@ What is held, by store:
 
 Erasure first records a suppression with reason "erased" (keyed hash only, so the address is
 never mailed again yet cannot be read back), then removes the rest: tokens deleted, ledger
-outcomes and warehouse rows pseudonymized (campaign totals stay true, the person is gone),
-stored mail deleted, and the subscriber document deleted last. Every step is idempotent, so an
-interrupted erasure is finished by running it again.
+outcomes pseudonymized, stored mail deleted, the subscriber document deleted, and last the
+warehouse rows pseudonymized (campaign totals stay true, the person is gone). Every step is
+idempotent, so an interrupted erasure (BigQuery refuses to rewrite rows still in its streaming
+buffer) is finished by running it again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 
 from shared.domain import events as ev
 from shared.domain.addresses import normalize_address
+from shared.domain.errors import TransientError
 from shared.domain.events import AnalyticsEvent, stable_id, utc_iso
 from shared.ports import DocumentStore, Filter, Warehouse, paged
 from shared.repositories import send_ledger, tokens
@@ -94,14 +96,21 @@ class GdprService:
         email = normalize_address(raw_email)
         subscriber_id = self._subscribers.id_for(email)
         self._suppressions.add(email, reasons.ERASED, self._clock(), "gdpr-erasure")
-        report = {
+        report: dict[str, Any] = {
             "tokens_deleted": self._delete_tokens(subscriber_id),
             "ledger_entries_pseudonymized": self._pseudonymize_ledger(subscriber_id),
-            "warehouse_rows_pseudonymized": self._warehouse.erase_subscriber(subscriber_id),
             "stored_mail_deleted": self._mail.delete_to(email) if self._mail else 0,
             "subscriber_deleted": self._delete_subscriber(subscriber_id),
             "suppressed_as": self._suppressions.reason(email),
         }
+        try:  # last: BigQuery cannot rewrite rows still in its streaming buffer
+            report["warehouse_rows_pseudonymized"] = self._warehouse.erase_subscriber(subscriber_id)
+        except TransientError as exc:
+            raise TransientError(
+                "everything but the warehouse rows is erased; the warehouse refused for now "
+                f"({exc}). Run the erasure again later (rows stay in BigQuery's streaming "
+                "buffer for up to about 90 minutes)."
+            ) from exc
         self._outbox.analytics([_erased_event(subscriber_id, self._clock())])
         return report
 

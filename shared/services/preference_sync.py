@@ -1,8 +1,9 @@
 """Preference sync: reacts to subscriber lifecycle events.
 
-signed_up -> a confirmation token and the confirmation mail; confirmed -> the welcome mail;
-every event -> the warehouse. Retries are harmless: the token is derived from the event id and
-each mail's batch id from its cause, so the send ledger sends it once.
+signed_up -> a confirmation token and the confirmation mail; confirmed -> the behaviour event
+`subscriber.confirmed`, which starts the welcome series (triggers); every event -> the warehouse.
+Retries are harmless: the token is derived from the event id and each mail's batch id from its
+cause, so the send ledger sends it once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from shared import topology
 from shared.domain import events as ev
 from shared.domain import messages as msg
 from shared.domain import template_names
+from shared.domain.behaviour import SUBSCRIBER_CONFIRMED, lifecycle_event, messages_for
 from shared.domain.errors import NotFound
 from shared.domain.events import AnalyticsEvent, mailbox_provider, stable_id, utc_iso
 from shared.domain.links import Links
@@ -84,11 +86,14 @@ class PreferenceSyncService:
                      msg.TRANSACTIONAL, recipient, event)  # fmt: skip
 
     def _send_welcome(self, event: SubscriberEvent, subscriber: Subscriber) -> None:
-        recipient = Recipient(
-            subscriber.id, subscriber.email, subscriber.first_name, tracking=subscriber.tracking
+        """The welcome series (day 0, 3 and 7) is three triggers on `subscriber.confirmed`
+        (templates/triggers/triggers.yaml); the event's key comes from this event's id, so a
+        redelivery starts no second series."""
+        source = {"source": event.data.get("source")}
+        confirmed = lifecycle_event(
+            subscriber.id, SUBSCRIBER_CONFIRMED, event.occurred_at, event.event_id, source
         )
-        self._render(f"tx-welcome-{event.event_id}", template_names.WELCOME_EMAIL,
-                     msg.MARKETING, recipient, event)  # fmt: skip
+        self._outbox.publish_json(topology.BEHAVIOUR_EVENTS, messages_for([confirmed]))
 
     def _render(
         self, batch_id: str, template: str, kind: str, recipient: Recipient, event: SubscriberEvent

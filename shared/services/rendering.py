@@ -98,6 +98,7 @@ class Renderer:
             headers=headers,
             raw=raw,
             subscriber_id=recipient.subscriber_id,
+            campaign_id=request.campaign_id,
         )
 
     def _context(

@@ -57,16 +57,21 @@ class SendService:
     def handle(self, batch: SendBatch) -> dict[str, int]:
         """Send what is left of the batch; returns counts per outcome for this delivery.
         Raises AlreadyProcessed (ack), Throttled/TransientError (retry later)."""
-        entry = self._ledger.claim(batch.batch_id, batch.campaign_id, uuid.uuid4().hex, self._clock())
+        owner = uuid.uuid4().hex
+        entry = self._ledger.claim(batch.batch_id, batch.campaign_id, owner, self._clock())
         todo = [e for e in batch.emails if not entry.is_final(e.subscriber_id)]
         decision = self._gate(batch.campaign_id)
         if decision != "send":
             return self._hold(batch, entry, todo, decision)
         counts: dict[str, int] = {}
-        todo = self._drop_suppressed(batch, entry, todo, counts)
-        for start in range(0, len(todo), self._chunk_size):
-            self._send_chunk(batch, entry, todo[start : start + self._chunk_size], counts)
-        self._finish(batch, entry)
+        try:
+            todo = self._drop_suppressed(batch, entry, todo, counts)
+            for start in range(0, len(todo), self._chunk_size):
+                self._send_chunk(batch, entry, todo[start : start + self._chunk_size], counts)
+            self._finish(batch, entry)
+        except TransientError:  # Throttled included: the redelivery may claim at once
+            self._ledger.release(entry, self._clock())
+            raise
         return counts
 
     def _hold(
@@ -96,8 +101,12 @@ class SendService:
         if not suppressed:
             return todo
         dropped = [e for e in todo if e.recipient in suppressed]
-        self._ledger.checkpoint(entry, {e.subscriber_id: "suppressed" for e in dropped}, self._clock())
-        self._outbox.analytics([self._event(batch, e, ev.SUPPRESSED, "suppressed") for e in dropped])
+        self._ledger.checkpoint(
+            entry, {e.subscriber_id: "suppressed" for e in dropped}, self._clock()
+        )
+        self._outbox.analytics(
+            [self._event(batch, e, ev.SUPPRESSED, "suppressed") for e in dropped]
+        )
         counts["suppressed"] = len(dropped)
         return [e for e in todo if e.recipient not in suppressed]
 
@@ -135,9 +144,10 @@ class SendService:
 
     def _finish(self, batch: SendBatch, entry: LedgerEntry) -> None:
         pending = [e for e in batch.emails if not entry.is_final(e.subscriber_id)]
-        if pending:
-            self._ledger.checkpoint(entry, {}, self._clock())
-            raise TransientError(f"{len(pending)} recipients of {batch.batch_id} failed transiently")
+        if pending:  # outcomes are checkpointed; handle() releases the lease
+            raise TransientError(
+                f"{len(pending)} recipients of {batch.batch_id} failed transiently"
+            )
         self._ledger.checkpoint(entry, {}, self._clock(), state=DONE)
 
     def _event(

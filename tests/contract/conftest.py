@@ -28,12 +28,16 @@ from contract.emulators import firestore_emulator, storage_emulator
 from contract.fakes.bigquery_server import FakeBigQuery
 from contract.fakes.pubsub_server import FakePubSub
 from contract.harnesses import (
+    DATASET,
     MAX_ATTEMPTS,
     EmulatorPubSubBus,
     FakePubSubBus,
     LocalBus,
     create_topology,
+    gcp_settings,
+    rest_publisher,
     unique_project,
+    without_pubsub_emulator,
 )
 
 from shared.adapters.gcp import clients
@@ -47,10 +51,8 @@ from shared.adapters.local.filesystem_blobs import FilesystemBlobs
 from shared.adapters.local.sqlite_bus import SqliteBus
 from shared.adapters.local.sqlite_documents import SqliteDocuments
 from shared.metering import OperationMeter
-from shared.settings import Settings
 from shared.topology import RetryPolicy
 
-DATASET = "mailpipe_test"
 GCLOUD_FIRESTORE = os.environ.get("FIRESTORE_EMULATOR_HOST", "")
 GCLOUD_PUBSUB = os.environ.get("PUBSUB_EMULATOR_HOST", "")
 
@@ -88,12 +90,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.xfail(strict=True, reason=gap.args[1]))
 
 
-def gcp_settings(project: str, **endpoints: Any) -> Settings:
-    """backend=gcp settings for one test project; short retry deadlines keep failures fast."""
-    return Settings(backend="gcp", gcp_project=project, bigquery_dataset=DATASET,
-                    template_bucket="templates", gcp_retry_deadline_s=2.0, **endpoints)  # fmt: skip
-
-
 @pytest.fixture
 def meter() -> OperationMeter:
     return OperationMeter()
@@ -122,13 +118,6 @@ def firestore_client(host: str, project: str) -> Any:
         return clients.firestore_client(gcp_settings(project))
 
 
-def without_pubsub_emulator() -> pytest.MonkeyPatch:
-    """google-cloud-pubsub 2.44 breaks a REST client built while PUBSUB_EMULATOR_HOST is set."""
-    env = pytest.MonkeyPatch()
-    env.delenv("PUBSUB_EMULATOR_HOST", raising=False)
-    return env
-
-
 # -- DocumentStore -------------------------------------------------------------------------
 
 
@@ -137,8 +126,10 @@ def documents(request: pytest.FixtureRequest, tmp_path: Path, meter: OperationMe
     backend = request.param
     if backend == "sqlite":
         return SqliteDocuments(tmp_path / "documents.sqlite3", meter)
-    host = request.getfixturevalue("npm_firestore_host") if backend == "firestore-npm" else (
-        GCLOUD_FIRESTORE
+    host = (
+        request.getfixturevalue("npm_firestore_host")
+        if backend == "firestore-npm"
+        else (GCLOUD_FIRESTORE)
     )
     # A project per test: emulators keep projects apart, so tests never see each other's data.
     return FirestoreDocuments(firestore_client(host, unique_project()), meter)
@@ -153,15 +144,6 @@ def fake_pubsub() -> Iterator[FakePubSub]:
     yield fake
     fake.stop()
     assert not fake.violations, fake.violations
-
-
-def rest_publisher(fake: FakePubSub, meter: OperationMeter) -> tuple[Settings, PubSubPublisher]:
-    settings = gcp_settings(fake.project, pubsub_transport="rest", pubsub_api_endpoint=fake.url)
-    env = without_pubsub_emulator()
-    try:
-        return settings, PubSubPublisher.from_settings(settings, meter)
-    finally:
-        env.undo()
 
 
 @pytest.fixture(params=BUS_BACKENDS)

@@ -4,15 +4,45 @@ effect differs between backends (the local bus vs Pub/Sub), the assertions do no
 from __future__ import annotations
 
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import pytest
+from contract.fakes.pubsub_server import FakePubSub
+
 from shared import topology
 from shared.adapters.gcp.pubsub_dead_letters import SOURCE_ATTRIBUTE_PREFIX
+from shared.adapters.gcp.pubsub_publisher import PubSubPublisher
 from shared.adapters.local.sqlite_bus import SqliteBus
+from shared.metering import OperationMeter
 from shared.ports import DeadLetters, OutboundMessage, Publisher
+from shared.settings import Settings
 
 MAX_ATTEMPTS = 3
+DATASET = "mailpipe_test"
+
+
+def gcp_settings(project: str, **endpoints: Any) -> Settings:
+    """backend=gcp settings for one test project; short retry deadlines keep failures fast."""
+    return Settings(backend="gcp", gcp_project=project, bigquery_dataset=DATASET,
+                    template_bucket="templates", gcp_retry_deadline_s=2.0, **endpoints)  # fmt: skip
+
+
+def without_pubsub_emulator() -> pytest.MonkeyPatch:
+    """google-cloud-pubsub 2.44 breaks a REST client built while PUBSUB_EMULATOR_HOST is set."""
+    env = pytest.MonkeyPatch()
+    env.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    return env
+
+
+def rest_publisher(fake: FakePubSub, meter: OperationMeter) -> tuple[Settings, PubSubPublisher]:
+    settings = gcp_settings(fake.project, pubsub_transport="rest", pubsub_api_endpoint=fake.url)
+    env = without_pubsub_emulator()
+    try:
+        return settings, PubSubPublisher.from_settings(settings, meter)
+    finally:
+        env.undo()
 
 
 class Bus(Protocol):
@@ -78,7 +108,7 @@ class FakePubSubBus:
 
     def received(self, topic: str) -> list[tuple[bytes, dict[str, str]]]:
         (sub,) = topology.subscriptions_of(topic)
-        return [(m.data, m.attributes) for m in self.fake.waiting(sub.name)]
+        return [(m.data, m.attributes) for m in self.fake.drain(sub.name)]
 
     def dead_letter(self, subscription: str, data: bytes, attributes: dict[str, str]) -> None:
         dead_letter_topic = topology.subscription(subscription).dead_letter_topic
@@ -100,8 +130,11 @@ class EmulatorPubSubBus:
     def received(self, topic: str) -> list[tuple[bytes, dict[str, str]]]:
         (sub,) = topology.subscriptions_of(topic)
         path = f"projects/{self.project}/subscriptions/{sub.name}"
-        response = self.subscriber.pull(subscription=path, max_messages=100,
-                                        return_immediately=True)  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # return_immediately
+            response = self.subscriber.pull(
+                subscription=path, max_messages=100, return_immediately=True
+            )
         return [(r.message.data, dict(r.message.attributes)) for r in response.received_messages]
 
     def dead_letter(self, subscription: str, data: bytes, attributes: dict[str, str]) -> None:

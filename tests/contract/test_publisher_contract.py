@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from contract.harnesses import rest_publisher
 
 from shared import topology
 from shared.domain.errors import InvalidInput
@@ -66,8 +67,6 @@ def test_publishes_are_metered_alike(bus: Any, meter: OperationMeter) -> None:
 
 @pytest.fixture
 def pubsub(fake_pubsub: Any, meter: OperationMeter) -> Any:
-    from contract.conftest import rest_publisher
-
     return rest_publisher(fake_pubsub, meter)[1]
 
 

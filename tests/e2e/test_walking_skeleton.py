@@ -49,9 +49,8 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
 
 def mails(runner: LocalRunner) -> list[EmailMessage]:
     box = mailbox.Maildir(str(runner.maildir), create=True)
-    parsed = [
-        email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in box.keys()
-    ]
+    keys = list(box.iterkeys())
+    parsed = [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in keys]
     return sorted(parsed, key=lambda m: str(m["Date"]))  # type: ignore[misc]
 
 

@@ -76,9 +76,20 @@ def webhooks(function_client: Callable[[str], Any]) -> Any:
 
 
 def sendgrid_bounce(event_id: str = "sg-1") -> bytes:
-    return json.dumps([{"email": EMAIL, "timestamp": int(time.time()), "event": "bounce",
-                        "type": "bounce", "status": "5.1.1", "sg_event_id": event_id,
-                        "message_id": "m1@mailpipe.test", "campaign_id": "c1"}]).encode()  # fmt: skip
+    return json.dumps(
+        [
+            {
+                "email": EMAIL,
+                "timestamp": int(time.time()),
+                "event": "bounce",
+                "type": "bounce",
+                "status": "5.1.1",
+                "sg_event_id": event_id,
+                "message_id": "m1@mailpipe.test",
+                "campaign_id": "c1",
+            }
+        ]
+    ).encode()
 
 
 def mailgun_failed(severity: str = "permanent") -> dict:
@@ -115,7 +126,9 @@ def test_missing_or_invalid_signatures_get_401_and_nothing_is_recorded(
 
 def test_a_stale_signature_gets_401(c: Container, webhooks: Any, sendgrid: SendGridSigner) -> None:
     raw = sendgrid_bounce()
-    response = webhooks.post("/sendgrid", data=raw, headers=sendgrid.headers(raw, time.time() - 600))
+    response = webhooks.post(
+        "/sendgrid", data=raw, headers=sendgrid.headers(raw, time.time() - 600)
+    )
     assert response.status_code == 401
     assert "stale" in response.get_json()["error"]
     assert waiting(c, FEEDBACK) == 0

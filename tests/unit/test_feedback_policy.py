@@ -25,7 +25,8 @@ EMAIL = "ann@example.com"
 @pytest.mark.parametrize(
     ("verdict", "smtp", "enhanced", "expected"),
     [(None, "550", None, fb.HARD), (None, "421", None, fb.SOFT), (None, "550", "4.2.2", fb.SOFT),
-     (None, "421", "5.1.1", fb.HARD), (None, None, None, fb.SOFT), (fb.SOFT, "550", "5.1.1", fb.SOFT),
+     (None, "421", "5.1.1", fb.HARD), (None, None, None, fb.SOFT),
+     (fb.SOFT, "550", "5.1.1", fb.SOFT),
      (fb.HARD, "421", None, fb.HARD)],
 )  # fmt: skip
 def test_bounce_type(verdict: str | None, smtp: str | None, enhanced: str | None, expected: str):
@@ -57,36 +58,36 @@ def soft(key: str, at: float = 200.0, known: bool = True) -> HistoryRow:
 
 def test_three_of_the_last_five_suppress() -> None:
     policy = SoftBouncePolicy(3, 5)
-    history = sends("m5", "m4", "m3", "m2", "m1") + [soft("m4"), soft("m3")]
+    history = [*sends("m5", "m4", "m3", "m2", "m1"), soft("m4"), soft("m3")]
     assert policy.bounced_messages(history, soft("m5")) == 3
     assert policy.suppresses(history, soft("m5"))
-    assert not policy.suppresses(history[:5] + [soft("m4")], soft("m5"))
+    assert not policy.suppresses([*history[:5], soft("m4")], soft("m5"))
 
 
 def test_bounces_older_than_the_window_do_not_count() -> None:
-    history = sends("m7", "m6", "m5", "m4", "m3", "m2", "m1") + [soft("m2"), soft("m1")]
+    history = [*sends("m7", "m6", "m5", "m4", "m3", "m2", "m1"), soft("m2"), soft("m1")]
     assert SoftBouncePolicy(3, 5).bounced_messages(history, soft("m7")) == 1
 
 
 def test_a_message_counts_once_however_often_it_bounced() -> None:
-    history = sends("m2", "m1") + [soft("m1"), soft("m1"), soft("m1")]
+    history = [*sends("m2", "m1"), soft("m1"), soft("m1"), soft("m1")]
     assert SoftBouncePolicy(3, 5).bounced_messages(history, soft("m1")) == 1
 
 
 def test_the_bounce_being_processed_counts_when_the_warehouse_lacks_it_and_its_send() -> None:
-    history = sends("m2", "m1") + [soft("m2"), soft("m1")]
+    history = [*sends("m2", "m1"), soft("m2"), soft("m1")]
     assert SoftBouncePolicy(3, 5).suppresses(history, soft("m3"))
 
 
 def test_a_late_bounce_of_a_message_older_than_the_window_does_not_count() -> None:
-    history = sends("m6", "m5", "m4", "m3", "m2", "m1") + [soft("m6"), soft("m5")]
+    history = [*sends("m6", "m5", "m4", "m3", "m2", "m1"), soft("m6"), soft("m5")]
     assert SoftBouncePolicy(3, 5).bounced_messages(history, soft("m1")) == 2
 
 
 def test_bounces_without_message_ids_count_by_time() -> None:
-    history = sends("m3", "m2", "m1", start=300.0) + [soft("e1", 50.0, known=False)]
+    history = [*sends("m3", "m2", "m1", start=300.0), soft("e1", 50.0, known=False)]
     assert SoftBouncePolicy(2, 3).bounced_messages(history, soft("e2", 400.0, known=False)) == 1
-    history = sends("m3", "m2", "m1", start=300.0) + [soft("e1", 290.0, known=False)]
+    history = [*sends("m3", "m2", "m1", start=300.0), soft("e1", 290.0, known=False)]
     assert SoftBouncePolicy(2, 3).suppresses(history, soft("e2", 400.0, known=False))
 
 
@@ -207,9 +208,46 @@ def test_esp_opens_are_classified(subscribed: Callable[..., Container]) -> None:
     c = subscribed()
     now = time.time()
     c.feedback.handle(FeedbackEvent("ses", "o1", fb.OPEN, EMAIL, now, user_agent="Mozilla/5.0"))
-    c.feedback.handle(FeedbackEvent("ses", "o2", fb.OPEN, EMAIL, now,
-                                    user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_5)"))  # fmt: skip
+    c.feedback.handle(
+        FeedbackEvent(
+            "ses", "o2", fb.OPEN, EMAIL, now, user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_5)"
+        )
+    )
     settle(c)
     rows = c.warehouse.query("SELECT is_machine FROM events WHERE event_type = 'open' "
                              "ORDER BY is_machine")  # fmt: skip
     assert [r["is_machine"] for r in rows] == [False, True]
+
+
+# --- rates against Gmail's lines ---------------------------------------------------------------
+
+
+def events(kind: str, count: int, campaign: str, day: str, reason: str | None = None) -> list:
+    return [
+        AnalyticsEvent(f"{kind}-{reason}-{campaign}-{day}-{n}", kind, f"{day}T12:00:00.000Z",
+                       subscriber_id=f"s{n}", campaign_id=campaign, reason=reason).to_row()
+        for n in range(count)
+    ]  # fmt: skip
+
+
+def test_bounce_and_complaint_rates_per_campaign_and_day(container: Container) -> None:
+    day1, day2 = "2026-11-02", "2026-11-03"
+    container.warehouse.append(
+        events(ev.SEND, 1000, "c1", day1) + events(ev.COMPLAINT, 2, "c1", day1)
+        + events(ev.BOUNCE, 4, "c1", day1, "hard") + events(ev.BOUNCE, 1, "c1", day1, "soft")
+        + events(ev.SEND, 2000, "c2", day1) + events(ev.DELIVERED, 1000, "c2", day1)
+        + events(ev.COMPLAINT, 4, "c2", day1)
+        + events(ev.SEND, 500, "c1", day2)
+    )  # fmt: skip
+    rates = {(r.campaign_id, str(r.day)): r for r in container.deliverability.rates()}
+    c1 = rates[("c1", day1)]
+    assert (c1.sent, c1.bounces, c1.hard_bounces, c1.complaints) == (1000, 5, 4, 2)
+    assert c1.complaint_rate == pytest.approx(0.002) and c1.bounce_rate == pytest.approx(0.005)
+    assert (c1.complaint_over_recommended, c1.complaint_over_maximum) == (True, False)
+    assert (c1.bounce_over_recommended, c1.bounce_over_maximum) == (True, True)
+    c2 = rates[("c2", day1)]  # complaints are counted against delivered mail when known
+    assert c2.complaint_rate == pytest.approx(0.004) and c2.complaint_over_maximum
+    quiet = rates[("c1", day2)]
+    assert (quiet.complaint_rate, quiet.bounce_rate, quiet.bounce_over_recommended) == (0, 0, False)
+    assert {(r.campaign_id, str(r.day)) for r in container.deliverability.over_the_line()} == {
+        ("c1", day1), ("c2", day1)}  # fmt: skip

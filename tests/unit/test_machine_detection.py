@@ -52,7 +52,9 @@ def click(at: float, url: str = "https://example.com/a", sent_at: float | None =
 def test_a_click_within_seconds_of_the_send_is_a_scanner() -> None:
     detector = MachineDetector(click_within_s=10)
     assert detector.classify_click(click(at=1004.0)).reason == "fast_click"
-    assert detector.classify_click(click(at=1600.0, url="https://example.com/b")).is_machine is False
+    assert (
+        detector.classify_click(click(at=1600.0, url="https://example.com/b")).is_machine is False
+    )
 
 
 def test_the_fast_click_window_is_configurable() -> None:

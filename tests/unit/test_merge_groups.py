@@ -44,7 +44,11 @@ def test_substitution_gives_every_message_back_exactly(parts, rules) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.lists(st.sampled_from(["Ann", "Bob", "Zoë", "[%mp0%]", "%recipient.mp0%", "50%", ""]), min_size=2, max_size=10),
+    st.lists(
+        st.sampled_from(["Ann", "Bob", "Zoë", "[%mp0%]", "%recipient.mp0%", "50%", ""]),
+        min_size=2,
+        max_size=10,
+    ),
     st.sampled_from([RULES, MAILGUN_LIKE]),
 )
 def test_marker_lookalikes_in_values_never_corrupt_a_message(names, rules) -> None:

@@ -39,7 +39,10 @@ class ScriptedMailer:
             raise step
         if step == "throttled":
             first = SendResult(batch[0].message_id, "sent")
-            rest = [SendResult(e.message_id, "transient", detail=THROTTLED_PREFIX + "421") for e in batch[1:]]
+            rest = [
+                SendResult(e.message_id, "transient", detail=THROTTLED_PREFIX + "421")
+                for e in batch[1:]
+            ]
             return [first, *rest]
         return [SendResult(e.message_id, "sent") for e in batch]
 
@@ -90,11 +93,12 @@ def test_bucket_hold_stops_everyone() -> None:
     bucket.hold(3.0)
     start = clock()
     bucket.acquire(1)
-    assert clock() - start == pytest.approx(3.0)
+    assert 3.0 <= clock() - start <= 3.0 + 1 / 100
 
 
 def test_bucket_never_hands_out_more_than_it_has_across_threads() -> None:
-    """The clock never moves, so exactly the burst can be granted, however threads interleave."""
+    """The clock never moves, so exactly the burst is granted without a wait, however threads
+    interleave (a lost update would grant more)."""
     clock = FakeClock()
 
     class WouldBlock(Exception):
@@ -136,7 +140,7 @@ def test_sends_at_the_configured_rate() -> None:
 
 
 def test_throttled_halves_the_rate_waits_retry_after_and_retries_once() -> None:
-    mailer, inner, clock = limited([Throttled("429", retry_after=2.0)], rate=10.0)
+    mailer, inner, _ = limited([Throttled("429", retry_after=2.0)], rate=10.0)
     results = mailer.send(emails(3))
     assert [r.status for r in results] == ["sent"] * 3
     assert len(inner.calls) == 2
@@ -166,7 +170,8 @@ def test_throttled_twice_is_raised_after_one_retry() -> None:
 def test_no_retry_after_waits_the_default() -> None:
     mailer, inner, _ = limited([Throttled("slow down")], rate=10.0, default_wait_s=0.7)
     mailer.send(emails(1))
-    assert inner.calls[1][0] - inner.calls[0][0] == pytest.approx(0.7)
+    waited = inner.calls[1][0] - inner.calls[0][0]
+    assert 0.7 <= waited <= 0.7 + 1 / 5.0, "the default wait, then a token at the halved rate"
 
 
 def test_deferred_results_count_as_throttling() -> None:

@@ -71,7 +71,9 @@ def test_a_failure_without_severity_is_judged_by_its_code(webhook: MailgunWebhoo
 
 
 def test_mailguns_own_suppression_is_a_drop_not_a_bounce(webhook: MailgunWebhook) -> None:
-    parsed = parse_one(webhook, event_data("failed", severity="permanent", reason="suppress-bounce"))
+    parsed = parse_one(
+        webhook, event_data("failed", severity="permanent", reason="suppress-bounce")
+    )
     assert parsed.kind == fb.DROPPED
 
 

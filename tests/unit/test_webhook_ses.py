@@ -79,7 +79,7 @@ def test_sns_hosts_are_accepted(url: str) -> None:
         "https://xsns.us-east-1.amazonaws.com/x.pem",
         "https://sns.us-east-1.amazonaws.com./x.pem",
         "https://sns.us-east-1.amazonaws.com.cn/x.pem",
-        "https://sns.us-east-1.amаzonaws.com/x.pem",  # Cyrillic a
+        "https://sns.us-east-1.am\u0430zonaws.com/x.pem",  # Cyrillic a
         "https://sns.us-east-1.amazonaws.com /x.pem",
         "//sns.us-east-1.amazonaws.com/x.pem",
         "",

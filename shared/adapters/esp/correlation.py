@@ -15,13 +15,15 @@ from shared.ports import OutgoingEmail
 MESSAGE_ID = "message_id"
 SUBSCRIBER_ID = "subscriber_id"
 CAMPAIGN_ID = "campaign_id"
-# The campaign is not a field of OutgoingEmail; the renderer may put it in this header.
+# Older batches carried the campaign in this header; OutgoingEmail.campaign_id replaced it.
 CAMPAIGN_HEADER = "X-Mailpipe-Campaign-Id"
 
 _SES_TAG_VALUE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 def campaign_id(email: OutgoingEmail) -> str:
+    if email.campaign_id:
+        return email.campaign_id
     for name, value in email.headers.items():
         if name.lower() == CAMPAIGN_HEADER.lower():
             return value

@@ -64,8 +64,8 @@ class ApiSession:
             raise TransientError(f"{self.provider} API unreachable: {detail}") from exc
         if response.status_code in (401, 403):
             raise ConfigurationError(
-                f"{self.provider} refused the credentials ({response.status_code}); "
-                f"check {self._credential_setting}"
+                f"{self.provider} refused the request ({response.status_code}: "
+                f"{short_body(response)}); check {self._credential_setting}"
             )
         return response
 

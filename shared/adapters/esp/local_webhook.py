@@ -12,19 +12,13 @@ import hmac
 import json
 from collections.abc import Mapping
 
+from shared.adapters.esp.webhook_verification import MAX_AGE_S, header
 from shared.domain.errors import InvalidInput, Unauthorized
 from shared.domain.feedback import FeedbackEvent
-
-MAX_AGE_S = 300
 
 
 def sign(key: str, timestamp: str, body: bytes) -> str:
     return hmac.new(key.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-
-
-def _header(headers: Mapping[str, str], name: str) -> str:
-    lowered = {k.lower(): v for k, v in headers.items()}
-    return lowered.get(name.lower(), "")
 
 
 class LocalWebhook:
@@ -34,8 +28,8 @@ class LocalWebhook:
         self._key = signing_key
 
     def parse(self, headers: Mapping[str, str], body: bytes, now: float) -> list[FeedbackEvent]:
-        timestamp = _header(headers, "X-Mailpipe-Timestamp")
-        signature = _header(headers, "X-Mailpipe-Signature")
+        timestamp = header(headers, "X-Mailpipe-Timestamp")
+        signature = header(headers, "X-Mailpipe-Signature")
         if not timestamp or not signature:
             raise Unauthorized("missing X-Mailpipe-Timestamp or X-Mailpipe-Signature")
         if not hmac.compare_digest(signature, sign(self._key, timestamp, body)):

@@ -10,6 +10,9 @@ be replayed. The signature sits inside the JSON, so a body that is not a JSON ob
 One request carries one event in `event-data`. Its `id` is only unique within a day, so the
 provider event id is `id` plus the event's own timestamp; a retried delivery repeats both.
 Mailpipe's variables (message_id, subscriber_id, campaign_id) arrive in `user-variables`.
+A token is spent once its signature and timestamp hold, even if publishing then fails with a
+503. That cannot lose the event: Mailgun retries 10 minutes later at the earliest, beyond the
+5-minute window, so a retry that is accepted at all carries a fresh timestamp and token.
 """
 
 from __future__ import annotations

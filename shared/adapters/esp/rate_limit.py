@@ -1,8 +1,8 @@
 """RateLimitedMailer: any Mailer behind a token bucket whose rate adapts to the provider (AIMD).
 
 - Token bucket: `rate` messages per second, bursts of one second's worth. A chunk larger than
-  the burst waits until the bucket is full and then borrows the rest (the balance goes
-  negative and later callers wait it off), so any chunk size gets through at the average rate.
+  the burst goes once the bucket is full and borrows the rest (the balance goes negative and
+  later callers wait it off), so any chunk size gets through at the average rate.
   Thread-safe: the lock covers only the arithmetic, never the sleep.
 - Multiplicative decrease: when the provider throttles (Throttled, or results deferred as
   "throttled"), the rate halves, down to a floor of `floor_fraction` of the configured rate,
@@ -40,6 +40,10 @@ DEFAULT_RATE_PER_S: dict[str, float] = {
 
 
 class TokenBucket:
+    """Tokens are reserved under the lock and waited for outside it: a caller takes its tokens
+    at once (the balance may go negative) and sleeps until the balance it took them from has
+    refilled, so concurrent callers queue behind each other's debt without polling."""
+
     def __init__(
         self, rate: float, clock: Callable[[], float], sleep: Callable[[float], None]
     ) -> None:
@@ -51,7 +55,6 @@ class TokenBucket:
         self._rate = rate
         self._tokens = self.burst
         self._updated = clock()
-        self._held_until = 0.0
 
     @property
     def rate(self) -> float:
@@ -63,12 +66,14 @@ class TokenBucket:
         return max(1.0, self._rate)
 
     def acquire(self, n: int) -> None:
-        """Take `n` tokens, sleeping until the bucket allows it."""
-        while True:
-            with self._lock:
-                wait = self._take_or_wait(n)
-            if wait <= 0:
-                return
+        """Take `n` tokens, sleeping as long as the bucket requires. More than a burst is
+        allowed once the bucket is full; the excess is repaid by later callers' waits."""
+        with self._lock:
+            self._refill()
+            need = min(float(n), self.burst)
+            wait = max(0.0, (need - self._tokens) / self._rate)
+            self._tokens -= n
+        if wait > 0:
             self._sleep(wait)
 
     def set_rate(self, rate: float) -> None:
@@ -78,26 +83,16 @@ class TokenBucket:
             self._tokens = min(self._tokens, self.burst)
 
     def hold(self, seconds: float) -> None:
-        """Nobody gets tokens for `seconds` (the provider asked us to wait)."""
+        """Nobody gets tokens for at least `seconds` (the provider asked us to wait)."""
         with self._lock:
-            self._held_until = max(self._held_until, self._clock() + seconds)
+            self._refill()
+            self._tokens = min(self._tokens, 0.0) - seconds * self._rate
 
-    def _take_or_wait(self, n: int) -> float:
-        now = self._refill()
-        if now < self._held_until:
-            return self._held_until - now
-        need = min(float(n), self.burst)
-        if self._tokens >= need:
-            self._tokens -= n
-            return 0.0
-        return (need - self._tokens) / self._rate
-
-    def _refill(self) -> float:
+    def _refill(self) -> None:
         now = self._clock()
         elapsed = max(0.0, now - self._updated)
         self._tokens = min(self.burst, self._tokens + elapsed * self._rate)
         self._updated = now
-        return now
 
 
 class RateLimitedMailer:

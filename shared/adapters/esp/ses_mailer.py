@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from email.utils import parseaddr
 from typing import Any
 
 import boto3
@@ -46,7 +47,7 @@ BAD_CREDENTIALS = frozenset(
     }
 )
 _CLIENT_CONFIG = Config(
-    retries={"max_attempts": 1, "mode": "standard"},  # no botocore retries: see the docstring
+    retries={"total_max_attempts": 1, "mode": "standard"},  # no botocore retries: see above
     connect_timeout=5,
     read_timeout=30,
     max_pool_connections=16,
@@ -107,7 +108,7 @@ class SesMailer:
 
     def _request(self, email: OutgoingEmail) -> dict[str, Any]:
         request: dict[str, Any] = {
-            "FromEmailAddress": email.sender,
+            "FromEmailAddress": parseaddr(email.sender)[1],  # the raw From header keeps the name
             "Destination": {"ToAddresses": [email.recipient]},
             "Content": {"Raw": {"Data": email.raw}},
         }

@@ -2,9 +2,11 @@
 
 Pool: one connection per worker thread (smtplib connections are not thread-safe), kept open
 between chunks. A connection idle for longer than `idle_check_s` is probed with NOOP before
-use, and one the server closed anyway (idle timeout, 421 on shutdown) is replaced
-transparently and the message tried once more on the new connection. `close()` ends every
-pooled connection, whichever thread opened it.
+use, so one the server closed while idle is replaced before a transaction starts on it; one
+found closed during a transaction anyway is replaced and the message tried once more (should
+the server have dropped it after accepting DATA, that is a duplicate with the same
+Message-ID: at-least-once, like every retry). `close()` ends every pooled connection,
+whichever thread opened it.
 
 One SMTP transaction per message (each carries its own personalized MIME). Replies:
 2xx sent; 421 and 454 mean "slow down": Throttled when nothing in the chunk was accepted yet,

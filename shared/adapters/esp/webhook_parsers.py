@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shared.adapters.esp.sns_certificates import SnsHttp
+from shared.domain.errors import ConfigurationError
 from shared.ports import DocumentStore, WebhookParser
 from shared.settings import Settings
 
@@ -40,7 +41,7 @@ def parsers_from_settings(
         from shared.repositories.tokens import SeenWebhookTokens
 
         if documents is None:
-            raise ValueError("the Mailgun webhook needs a document store for replay tokens")
+            raise ConfigurationError("the Mailgun webhook needs a document store for replay tokens")
         parsers["mailgun"] = MailgunWebhook(
             settings.mailgun_webhook_signing_key, SeenWebhookTokens(documents())
         )

@@ -9,7 +9,8 @@
   rate reasons) or PermanentFailure (an invalid row; BigQuery then stored none of that request).
 - `query` runs read-only standard SQL with the dataset as default, so `events` names the view.
   Parameters are written `$name` as DuckDB does (or `@name`, BigQuery's spelling) and sent as
-  named query parameters, never spliced into the text.
+  named query parameters, never spliced into the text. JSON columns come back as compact JSON
+  text, as from DuckDB; TIMESTAMPs as timezone-aware UTC datetimes (DuckDB's are naive UTC).
 - `erase_subscriber` pseudonymizes with one DML UPDATE on `events_raw`, mirroring
   shared/adapters/local/duckdb_warehouse.py.
 
@@ -105,7 +106,8 @@ class BigQueryWarehouse:
         if not sql.lstrip().lower().startswith(("select", "with")):
             raise InvalidInput("only SELECT queries are allowed on the warehouse", field="sql")
         rows = self._run(native_placeholders(sql, params or {}), params or {}, InvalidInput)
-        return [dict(row.items()) for row in rows]
+        json_columns = {f.name for f in rows.schema or () if f.field_type == "JSON"}
+        return [_document(row, json_columns) for row in rows]
 
     def erase_subscriber(self, subscriber_id: str) -> int:
         """Pseudonymize: the rows stay (campaign totals remain true) but lose the person."""
@@ -134,6 +136,15 @@ class BigQueryWarehouse:
             return self._client.query_and_wait(
                 sql, job_config=config, retry=self._retry, job_retry=self._job_retry
             )
+
+
+def _document(row: Any, json_columns: set[str]) -> Document:
+    """A result row; JSON values as compact JSON text, as DuckDB returns them locally."""
+    document = dict(row.items())
+    for name in json_columns & document.keys():
+        if document[name] is not None:
+            document[name] = json.dumps(document[name], separators=(",", ":"))
+    return document
 
 
 def _row(event: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
@@ -171,15 +182,17 @@ def chunked(
 def row_errors(
     errors: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
 ) -> TransientError | PermanentFailure:
-    """The domain error for insertAll's per-row errors: permanent when any row is invalid
-    ("stopped" rows were only held back by another row's error)."""
-    reasons = {e.get("reason", "") for entry in errors for e in entry.get("errors", [])}
-    first = errors[0]
+    """The domain error for insertAll's per-row errors: permanent when any row is invalid.
+    Rows marked "stopped" were only held back by another row's error, so the message names
+    the first row with a real reason."""
+    causes = [e for e in errors if any(x.get("reason") != "stopped" for x in e.get("errors", []))]
+    reasons = {x.get("reason", "") for e in causes for x in e.get("errors", [])} - {"stopped"}
+    first = (causes or list(errors))[0]
     index = int(first.get("index", 0))
-    detail = "; ".join(e.get("message", "") or e.get("reason", "") for e in first.get("errors", []))
-    where = rows[index]["event_id"] if index < len(rows) else f"row {index}"
-    message = f"BigQuery rejected {len(errors)} row(s), first {where}: {detail}"
-    if reasons - TRANSIENT_REASONS - {"stopped"}:
+    where = rows[index]["event_id"] if 0 <= index < len(rows) else f"row {index}"
+    detail = "; ".join(x.get("message") or x.get("reason", "") for x in first.get("errors", []))
+    message = f"BigQuery refused {len(causes) or len(errors)} row(s), first {where}: {detail}"
+    if reasons - TRANSIENT_REASONS:
         return PermanentFailure(message)
     return TransientError(message)
 

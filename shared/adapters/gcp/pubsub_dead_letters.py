@@ -14,13 +14,15 @@ once (modify-ack-deadline 0), so nothing stays hidden from the next operator com
   `published_at` come from the attributes Pub/Sub adds when dead-lettering
   (CloudPubSubDeadLetterSource*), which are dropped before a replay. Pub/Sub does not record
   why the deliveries failed: `last_error` is empty (the function's logs have it).
-- Pulls use return_immediately, which may return fewer messages than are waiting; a count is
-  then a lower bound and a replay may leave some behind (run it again).
+- Pulls use return_immediately (deprecated for consumers, which should stream; right for an
+  operator command, which must not wait on an empty hold). It may return fewer messages than
+  are waiting: a count is then a lower bound and a replay may leave some behind (run it again).
 """
 
 from __future__ import annotations
 
 import builtins
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -145,7 +147,8 @@ class PubSubDeadLetters:
     def _pull_all(self, path: str) -> builtins.list[Any]:
         held: builtins.list[Any] = []
         while len(held) < self._max_messages:
-            with translated(f"pull {path}"):
+            with translated(f"pull {path}"), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "The return_immediately", DeprecationWarning)
                 response = self._subscriber.pull(
                     subscription=path, max_messages=_PULL_BATCH, return_immediately=True
                 )

@@ -62,9 +62,7 @@ class FakeBigQuery(RecordingServer):
         self._reject: list[tuple[int, str]] = []
         self._jobs = itertools.count(1)
         self.db = duckdb.connect()
-        columns = ", ".join(
-            f"{c['name']} {_DUCK_TYPES.get(c['type'], c['type'])}" for c in SCHEMA
-        )
+        columns = ", ".join(f"{c['name']} {_DUCK_TYPES.get(c['type'], c['type'])}" for c in SCHEMA)
         self.db.execute(f"CREATE TABLE events_raw ({columns})")
         self.db.execute("CREATE VIEW events AS " + _duckdb(EVENTS_VIEW_SQL))
         base = r"/bigquery/v2/projects/(?P<project>[^/]+)"

@@ -43,7 +43,9 @@ def campaign_emails(
     emails = []
     for n, name in enumerate(first_names, start):
         recipient = Recipient(f"sub{n:05d}", f"{local_part}{n}@example.com", name)
-        emails.append(with_campaign_header(_RENDERER.render(compiled, request, recipient), campaign_id))
+        emails.append(
+            with_campaign_header(_RENDERER.render(compiled, request, recipient), campaign_id)
+        )
     return emails
 
 

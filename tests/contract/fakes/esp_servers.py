@@ -7,8 +7,9 @@ the truth the tests compare against. A request that breaks the provider's contra
 auth, missing fields, too many personalizations, an unfilled placeholder ...) is answered with
 the provider's error AND noted in `problems`, which every test expects to stay empty.
 
-Scripted trouble: `fail_next(reply, times)` answers the next requests with `reply` (after the
-request passed validation, so its shape is still checked); `storm(fraction, requests)` answers
+Scripted trouble: `script(reply_or_None, ...)` answers the next requests in turn (None: as
+usual), `fail_next(reply, times)` is the same for one reply; either applies only after the
+request passed validation, so its shape is still checked. `storm(fraction, requests)` answers
 a seeded-random `fraction` of the next `requests` requests with 429.
 """
 
@@ -47,6 +48,11 @@ class Delivery:
     raw: bytes = b""
     provider_id: str = ""
 
+    def header(self, name: str) -> str:
+        """A header's value, whatever the case of its name."""
+        (value,) = [v for k, v in self.headers.items() if k.lower() == name.lower()]
+        return value
+
 
 @dataclass
 class Reply:
@@ -68,6 +74,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    peer: tuple[str, int]  # the client's address: one per pooled connection
 
 
 class Rejected(Exception):
@@ -84,18 +91,22 @@ class FakeEspServer:
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
+        self.replies: list[Reply] = []  # what each request was answered, in order
         self.deliveries: list[Delivery] = []
         self.problems: list[str] = []
-        self._forced: list[Reply] = []
+        self._forced: list[Reply | None] = []
         self._storm: tuple[float, int, str] | None = None
         self._random = random.Random(7)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
     # --- scripting -----------------------------------------------------------------------
-    def fail_next(self, reply: Reply, times: int = 1) -> None:
+    def script(self, *replies: Reply | None) -> None:
         with self._lock:
-            self._forced += [reply] * times
+            self._forced += replies
+
+    def fail_next(self, reply: Reply, times: int = 1) -> None:
+        self.script(*[reply] * times)
 
     def storm(self, fraction: float, requests: int, retry_after: str = "1") -> None:
         with self._lock:
@@ -107,6 +118,9 @@ class FakeEspServer:
     # --- what was received ---------------------------------------------------------------
     def delivered_to(self) -> list[str]:
         return [d.recipient for d in self.deliveries]
+
+    def connections(self) -> int:
+        return len({r.peer for r in self.requests})
 
     def delivery(self, recipient: str) -> Delivery:
         (found,) = [d for d in self.deliveries if d.recipient == recipient]
@@ -124,25 +138,27 @@ class FakeEspServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, so clients can pool connections
+            wbufsize = 1 << 16  # the answer leaves in one write (no delayed-ACK stalls)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                request = Request("POST", self.path, dict(self.headers), self.rfile.read(length))
+                body = self.rfile.read(length)
+                request = Request("POST", self.path, dict(self.headers), body, self.client_address)
                 reply = fake._answer(request)
-                body = reply.encoded()
+                answer = reply.encoded()
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(answer)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         try:
             yield self
@@ -154,20 +170,25 @@ class FakeEspServer:
     def _answer(self, request: Request) -> Reply:
         with self._lock:  # one request at a time: the record stays consistent
             self.requests.append(request)
-            try:
-                accepted = self.validate(request)
-            except Rejected as rejected:
-                if rejected.problem:
-                    self.problems.append(rejected.problem)
-                return rejected.reply
-            trouble = self._trouble()
-            if trouble is not None:
-                return trouble
-            provider_id = uuid.uuid4().hex
-            for delivery in accepted:
-                delivery.provider_id = provider_id
-            self.deliveries += accepted
-            return self.accepted_reply(provider_id)
+            reply = self._decide(request)
+            self.replies.append(reply)
+            return reply
+
+    def _decide(self, request: Request) -> Reply:
+        try:
+            accepted = self.validate(request)
+        except Rejected as rejected:
+            if rejected.problem:
+                self.problems.append(rejected.problem)
+            return rejected.reply
+        trouble = self._trouble()
+        if trouble is not None:
+            return trouble
+        provider_id = uuid.uuid4().hex
+        for delivery in accepted:
+            delivery.provider_id = provider_id
+        self.deliveries += accepted
+        return self.accepted_reply(provider_id)
 
     def _trouble(self) -> Reply | None:
         if self._forced:
@@ -188,12 +209,18 @@ class FakeEspServer:
         raise NotImplementedError
 
 
-def _problem(status: int, body: Any, problem: str, headers: dict[str, str] | None = None) -> Rejected:
+def _problem(
+    status: int, body: Any, problem: str, headers: dict[str, str] | None = None
+) -> Rejected:
     return Rejected(Reply(status, body, headers or {}), problem)
 
 
+def _lines(text: str) -> str:
+    return text.replace("\r\n", "\n")  # CRLF is how mail travels; the content had LF
+
+
 def parse_raw(raw: bytes) -> dict[str, Any]:
-    """Subject, text, html and headers of a raw MIME message."""
+    """Subject, text, html and headers of a raw MIME message (bodies with LF line ends)."""
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     text_part = message.get_body(("plain",))
@@ -201,8 +228,8 @@ def parse_raw(raw: bytes) -> dict[str, Any]:
     return {
         "recipient": str(message["To"]),
         "subject": str(message["Subject"]),
-        "text": text_part.get_content() if text_part else "",
-        "html": html_part.get_content() if html_part else "",
+        "text": _lines(text_part.get_content()) if text_part else "",
+        "html": _lines(html_part.get_content()) if html_part else "",
         "headers": {k: str(v) for k, v in message.items()},
     }
 
@@ -240,7 +267,10 @@ class FakeSendGrid(FakeEspServer):
         personalizations = body["personalizations"]
         self.personalization_counts.append(len(personalizations))
         bad = [
-            {"field": f"personalizations.{i}.to.0.email", "message": "Does not contain a valid address."}
+            {
+                "field": f"personalizations.{i}.to.0.email",
+                "message": "Does not contain a valid address.",
+            }
             for i, p in enumerate(personalizations)
             if not _ADDRESS.match(p["to"][0]["email"])
         ]
@@ -266,7 +296,9 @@ class FakeSendGrid(FakeEspServer):
         for i, p in enumerate(personalizations):
             self._check_personalization(i, p, body, fail)
 
-    def _check_personalization(self, i: int, p: dict[str, Any], body: dict[str, Any], fail: Any) -> None:
+    def _check_personalization(
+        self, i: int, p: dict[str, Any], body: dict[str, Any], fail: Any
+    ) -> None:
         if len(p.get("to") or []) != 1 or not p["to"][0].get("email"):
             raise fail(f"personalizations.{i}.to must hold one address")
         if not (p.get("subject") or body.get("subject")):
@@ -330,7 +362,9 @@ class FakeMailgun(FakeEspServer):
         raise _problem(404, {"message": "not found"}, f"endpoint {endpoint}")
 
     def _batch(self, request: Request) -> list[Delivery]:
-        if not request.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+        if not request.headers.get("Content-Type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
             raise _problem(400, {"message": "form expected"}, "messages: not form-encoded")
         fields = parse_qsl(request.body.decode(), keep_blank_values=True, strict_parsing=True)
         single = {k: v for k, v in fields}
@@ -353,7 +387,9 @@ class FakeMailgun(FakeEspServer):
         if not (single.get("text") or single.get("html")):
             raise _problem(400, {"message": "need text or html"}, "no text or html")
 
-    def _personalized(self, single: dict[str, str], recipient: str, variables: dict[str, Any]) -> Delivery:
+    def _personalized(
+        self, single: dict[str, str], recipient: str, variables: dict[str, Any]
+    ) -> Delivery:
         def fill(text: str) -> str:
             def value(match: re.Match[str]) -> str:
                 if match.group(1) not in variables:
@@ -375,19 +411,9 @@ class FakeMailgun(FakeEspServer):
         content_type = request.headers.get("Content-Type", "")
         if not content_type.startswith("multipart/form-data"):
             raise _problem(400, {"message": "multipart expected"}, "messages.mime: not multipart")
-        form = email.message_from_bytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + request.body,
-            policy=email.policy.HTTP,
-        )
-        fields: dict[str, str] = {}
-        raw = b""
-        for part in form.iter_parts():  # type: ignore[attr-defined]
-            name = part.get_param("name", header="content-disposition")
-            payload = part.get_payload(decode=True)
-            if name == "message":
-                raw = payload
-            else:
-                fields[name] = payload.decode()
+        parts = multipart_fields(content_type, request.body)
+        raw = parts.pop("message", b"")
+        fields = {name: value.decode() for name, value in parts.items()}
         if not raw or not fields.get("to"):
             raise _problem(400, {"message": "to and message required"}, "mime without to/message")
         if not _ADDRESS.match(fields["to"]):
@@ -405,6 +431,19 @@ class FakeMailgun(FakeEspServer):
                 raw=raw,
             )
         ]
+
+
+def multipart_fields(content_type: str, body: bytes) -> dict[str, bytes]:
+    """name -> bytes of a multipart/form-data body, byte for byte (files included)."""
+    boundary = re.search(r'boundary="?([^";]+)"?', content_type)
+    assert boundary is not None, content_type
+    fields = {}
+    for chunk in body.split(b"--" + boundary.group(1).encode())[1:-1]:
+        head, _, value = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        name = re.search(rb'name="([^"]*)"', head)
+        assert name is not None, head
+        fields[name.group(1).decode()] = value.removesuffix(b"\r\n")
+    return fields
 
 
 # --- SES v2 ----------------------------------------------------------------------------------

@@ -74,6 +74,13 @@ class FakePubSub(RecordingServer):
         with self.lock:
             return list(self._subscriptions[subscription].messages)
 
+    def drain(self, subscription: str) -> list[Stored]:
+        """Take every message waiting on a push subscription (as if its function acked)."""
+        with self.lock:
+            sub = self._subscriptions[subscription]
+            taken, sub.messages = sub.messages, []
+            return taken
+
     # -- publish -------------------------------------------------------------------------
 
     def _publish(self, body: Any, project: str, topic: str) -> Reply:
@@ -82,7 +89,7 @@ class FakePubSub(RecordingServer):
             return error_reply(404, f"Resource not found (resource={topic}).", "notFound")
         expect(isinstance(body, dict) and set(body) == {"messages"}, f"publish body {body!r}")
         messages = body["messages"]
-        expect(isinstance(messages, list) and 0 < len(messages), "messages must be a list")
+        expect(isinstance(messages, list) and len(messages) > 0, "messages must be a list")
         expect(len(messages) <= _MAX_MESSAGES_PER_PUBLISH, f"{len(messages)} messages > 1000")
         stored = [self._decoded(m) for m in messages]
         with self.lock:

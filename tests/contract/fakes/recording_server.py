@@ -65,7 +65,7 @@ class RecordingServer:
     def start(self) -> RecordingServer:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
         server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         self._server = server
         return self
 
@@ -137,8 +137,13 @@ class RecordingServer:
 
 
 def _error(status: int, message: str, reason: str) -> dict[str, Any]:
-    return {"error": {"code": status, "message": message, "errors": [{"reason": reason,
-                                                                        "message": message}]}}
+    return {
+        "error": {
+            "code": status,
+            "message": message,
+            "errors": [{"reason": reason, "message": message}],
+        }
+    }
 
 
 def error_reply(status: int, message: str, reason: str) -> Reply:
@@ -148,6 +153,7 @@ def error_reply(status: int, message: str, reason: str) -> Reply:
 def _handler_class(owner: RecordingServer) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # no 40 ms delayed-ACK stall per response
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

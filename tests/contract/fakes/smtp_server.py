@@ -27,20 +27,28 @@ class ScriptedHandler(MaildirHandler):
         self.maildir_path = Path(maildir)
         self.rcpt_replies: list[str] = []
         self.connections = 0
+        self.stormed = 0  # RCPTs answered 421 by the storm
+        self.noops = 0
         self._storm: tuple[float, int] | None = None
         self._random = random.Random(11)
 
     def storm(self, fraction: float, rcpts: int) -> None:
         self._storm = (fraction, rcpts)
 
-    async def handle_EHLO(  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
     ) -> list:
         self.connections += 1
         session.host_name = hostname
         return responses
 
-    async def handle_RCPT(  # noqa: N802
+    async def handle_NOOP(
+        self, server: SMTP, session: Session, envelope: Envelope, arg: str
+    ) -> str:
+        self.noops += 1
+        return "250 OK"
+
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
         if self.rcpt_replies:
@@ -49,6 +57,7 @@ class ScriptedHandler(MaildirHandler):
             fraction, left = self._storm
             self._storm = (fraction, left - 1) if left > 1 else None
             if self._random.random() < fraction:
+                self.stormed += 1
                 return "421 4.7.0 slow down"
         return await super().handle_RCPT(server, session, envelope, address, options)
 
@@ -69,7 +78,9 @@ class _EphemeralPortController(Controller):
 
 
 @contextmanager
-def smtp_server(maildir: Path, idle_timeout_s: float = 300.0) -> Iterator[tuple[ScriptedHandler, int]]:
+def smtp_server(
+    maildir: Path, idle_timeout_s: float = 300.0
+) -> Iterator[tuple[ScriptedHandler, int]]:
     handler = ScriptedHandler(maildir)
     controller = _EphemeralPortController(
         handler, hostname="127.0.0.1", port=0, timeout=idle_timeout_s

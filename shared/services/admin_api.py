@@ -1,0 +1,120 @@
+"""The admin API's routes, framework-free: (method, path, query, body) -> JSON-ready answer.
+
+functions/admin/main.py does the HTTP (headers, body parsing, status codes); this module checks
+the key and maps each route to a campaign or import use case.
+
+    GET  /campaigns[?status=sending]         list
+    POST /campaigns                          create a draft (201)
+    GET  /campaigns/<id>                     the campaign, its delivery counts, A/B results
+    POST /campaigns/<id>/schedule            {"at": "2026-05-01T09:00:00Z"}
+    POST /campaigns/<id>/send | pause | resume | cancel | resend-failed
+    POST /campaigns/<id>/test                {"to": "me@example.com", "variant": "B"?}
+    POST /campaigns/<id>/preview             {"sample_size": 3}?
+    POST /campaigns/<id>/pick-winner         {"variant": "B"}
+    POST /subscribers/import[?confirmed_consent=true&filename=list.csv]   CSV body
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from typing import Any
+
+from shared.domain.errors import InvalidInput, NotFound, Unauthorized
+from shared.services.campaigns import CampaignService
+from shared.services.subscriber_import import ImportOptions, SubscriberImport
+
+ACTIONS = ("schedule", "send", "pause", "resume", "cancel", "test", "preview", "resend-failed",
+           "pick-winner")  # fmt: skip
+Answer = tuple[int, Any]
+
+
+def authorized(authorization: str, api_key: str) -> None:
+    """Unauthorized unless the header is `Bearer <api_key>` (compared in constant time)."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), api_key.encode()):
+        raise Unauthorized("missing or wrong admin API key (Authorization: Bearer <key>)")
+
+
+class AdminApi:
+    def __init__(self, campaigns: CampaignService, importer: SubscriberImport) -> None:
+        self._campaigns = campaigns
+        self._importer = importer
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        body: Callable[[], dict[str, Any]],
+        raw: Callable[[], bytes],
+    ) -> Answer:
+        """Route one request; `body` parses a JSON body, `raw` gives the bytes (CSV)."""
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["campaigns"]:
+            return self._campaign_route(method, parts[1:], query, body)
+        if parts == ["subscribers", "import"] and method == "POST":
+            return 200, self._import(raw(), query)
+        raise NotFound(f"no admin route {method} {path}")
+
+    def _campaign_route(
+        self, method: str, parts: list[str], query: Mapping[str, str], body: Callable[[], dict]
+    ) -> Answer:
+        service = self._campaigns
+        if not parts and method == "GET":
+            statuses = [s for s in query.get("status", "").split(",") if s]
+            return 200, [c.to_doc() for c in service.list_campaigns(statuses)]
+        if not parts and method == "POST":
+            return 201, service.create(body()).to_doc()
+        if len(parts) == 1 and method == "GET":
+            return 200, service.show(parts[0])
+        if len(parts) == 2 and parts[1] in ACTIONS and method == "POST":
+            return 200, self._act(parts[0], parts[1], body())
+        raise NotFound(f"no admin route {method} /campaigns/{'/'.join(parts)}")
+
+    def _act(self, campaign_id: str, action: str, body: dict[str, Any]) -> Any:
+        service = self._campaigns
+        if action == "schedule":
+            return service.schedule(campaign_id, body.get("at")).to_doc()
+        if action == "send":
+            return service.send_now(campaign_id).to_doc()
+        if action == "resume":
+            campaign, republished = service.resume(campaign_id)
+            return {**campaign.to_doc(), "republished_batches": republished}
+        if action in ("pause", "cancel"):
+            return getattr(service, action)(campaign_id).to_doc()
+        if action == "test":
+            variant = body.get("variant")
+            if variant is not None and not isinstance(variant, str):
+                raise InvalidInput("variant must be a variant name", field="variant")
+            sent = service.test_send(campaign_id, str(body.get("to") or ""), variant)
+            return {"queued": [{"to": e.recipient, "subject": e.subject,
+                                "message_id": e.message_id} for e in sent]}  # fmt: skip
+        if action == "preview":
+            report = service.preview(campaign_id, _sample_size(body.get("sample_size", 3)))
+            return {**asdict(report), "ok": report.ok, "summary": report.summary()}
+        if action == "resend-failed":
+            return service.resend_failed(campaign_id)
+        return service.pick_winner(campaign_id, str(body.get("variant") or "")).to_doc()
+
+    def _import(self, data: bytes, query: Mapping[str, str]) -> dict[str, Any]:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            message = f"the CSV body is not UTF-8 ({exc.reason} at byte {exc.start})"
+            raise InvalidInput(message, field="body") from exc
+        options = ImportOptions(
+            source_name=query.get("filename", "admin-api-upload.csv")[:200],
+            file_hash=hashlib.sha256(data).hexdigest(),
+            confirmed_consent=query.get("confirmed_consent", "").lower() in ("1", "true"),
+        )
+        return self._importer.run(io.StringIO(text, newline=""), options).to_doc()
+
+
+def _sample_size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 20:
+        raise InvalidInput("sample_size must be a whole number from 0 to 20", "sample_size")
+    return value

@@ -1,0 +1,442 @@
+"""Campaign use cases: create, list, show, schedule, send now, pause, resume, cancel, test send,
+preview, resend failed, pick winner, and the sweep that Cloud Scheduler (or the local scheduler
+thread) triggers every few minutes. The admin API and the CLI are thin shells over this.
+
+Starting a campaign (send now, or the sweep at its scheduled time) always runs the preview first
+and refuses when any variant fails to render, saying which template and line.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from shared.domain.ab_test import VariantResult, decide_winner, unit_hash
+from shared.domain.campaign import (
+    CANCELLED,
+    PARK,
+    PAUSED,
+    PHASE_TEST,
+    SEND,
+    SENDING,
+    SENT,
+    TESTING,
+    Campaign,
+    batch_id,
+    campaign_id_from_name,
+    gate_decision,
+    new_campaign,
+    phase_of,
+    variant_of,
+)
+from shared.domain.errors import Conflict, InvalidInput, MailpipeError
+from shared.domain.segment import parse_moment
+from shared.domain.subscriber import Subscriber
+from shared.ports import OutgoingEmail
+from shared.repositories.campaigns import CachedStatuses, Campaigns
+from shared.repositories.send_ledger import DONE, HOLDOUT, PARKED, LedgerEntry, SendLedger
+from shared.repositories.subscribers import Subscribers
+from shared.services.audience import AudiencePlan
+from shared.services.campaign_preview import CampaignPreview, PreviewReport
+from shared.services.dispatch import PhaseDispatcher, new_token
+from shared.services.engagement import EngagementQueries
+
+log = logging.getLogger(__name__)
+
+RESUME_WATCH_S = 3600.0  # how long after a resume the sweep looks for orphaned parked batches
+DELIVERY_WAIT_S = 3600.0  # the A/B window starts at the latest this long after test dispatch
+_RENDER_SPLIT = re.compile(r"(\.[ab])+$")  # suffixes the render stage adds to split a batch
+SETTLED = ("sent", "permanent", "suppressed", "skipped", "failed")
+
+
+class PreviewFailed(InvalidInput):
+    """The campaign would not render; nothing was started. `report` says where and why."""
+
+    def __init__(self, report: PreviewReport) -> None:
+        super().__init__(
+            f"campaign {report.campaign_id!r} not started: {report.summary()}. "
+            "Fix the template and try again; nothing was sent.",
+            field="template",
+        )
+        self.report = report
+
+
+class CampaignGate:
+    """The send stage's question: send, park (paused) or skip (cancelled) a campaign's batch?
+
+    Statuses are cached for a few seconds per process, so a pause takes effect within that
+    time. A cached "paused" is re-read before parking, because a resume republishes parked
+    batches once and must not see them parked again by a stale cache."""
+
+    def __init__(self, statuses: CachedStatuses) -> None:
+        self._statuses = statuses
+
+    def __call__(self, campaign_id: str | None) -> str:
+        if not campaign_id:
+            return SEND
+        decision = gate_decision(self._statuses.status(campaign_id))
+        if decision == PARK:
+            decision = gate_decision(self._statuses.status(campaign_id, fresh=True))
+        return decision
+
+
+@dataclass
+class Delivery:
+    """The send ledger's view of a campaign."""
+
+    batches: int = 0
+    open: int = 0
+    parked: int = 0
+    done: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entries: Sequence[LedgerEntry]) -> Delivery:
+        delivery = cls()
+        outcomes: Counter[str] = Counter()
+        for entry in entries:
+            outcomes.update(o.split(":")[0] for o in entry.outcomes.values())
+            if set(entry.outcomes.values()) == {HOLDOUT}:
+                continue  # a holdout record, not a batch
+            delivery.batches += 1
+            delivery.done += entry.state == DONE
+            delivery.parked += entry.state == PARKED
+            delivery.open += entry.state not in (DONE, PARKED)
+        delivery.outcomes = dict(outcomes)
+        return delivery
+
+
+class CampaignService:
+    def __init__(
+        self,
+        campaigns: Campaigns,
+        dispatcher: PhaseDispatcher,
+        preview: CampaignPreview,
+        ledger: SendLedger,
+        subscribers: Subscribers,
+        engagement: EngagementQueries,
+        clock: Callable[[], float],
+        *,
+        page_size: int = 500,
+        stall_s: float = 900.0,
+    ) -> None:
+        self._campaigns = campaigns
+        self._dispatcher = dispatcher
+        self._preview = preview
+        self._ledger = ledger
+        self._subscribers = subscribers
+        self._engagement = engagement
+        self._clock = clock
+        self._page_size = page_size
+        self._stall_s = stall_s
+
+    # -- create and read -----------------------------------------------------------------
+
+    def create(self, spec: dict[str, Any]) -> Campaign:
+        """A new draft. InvalidInput for a bad spec or a template that does not exist."""
+        name = spec.get("name") if isinstance(spec, dict) else None
+        given = spec.get("id") if isinstance(spec, dict) else None
+        if given is not None and not isinstance(given, str):
+            raise InvalidInput("id must be text", field="id")
+        campaign_id = given or campaign_id_from_name(str(name or ""), uuid.uuid4().hex[:6])
+        campaign = new_campaign(spec, campaign_id, self._clock())
+        missing = self._preview.missing_templates(campaign)
+        if missing:
+            raise InvalidInput(
+                f"no email template {', '.join(repr(m) for m in missing)} "
+                "(looked for email/<name>.html in the template store)",
+                field="template",
+            )
+        self._campaigns.create(campaign)
+        return campaign
+
+    def get(self, campaign_id: str) -> Campaign:
+        return self._campaigns.get(campaign_id)
+
+    def list_campaigns(self, statuses: Sequence[str] = (), limit: int = 100) -> list[Campaign]:
+        return self._campaigns.query(statuses, limit=limit)
+
+    def show(self, campaign_id: str) -> dict[str, Any]:
+        """The campaign document, its delivery counts and (A/B) the variants' results."""
+        campaign = self._campaigns.get(campaign_id)
+        entries = self._ledger.of_campaign(campaign_id)
+        shown = campaign.to_doc()
+        shown["delivery"] = asdict(Delivery.of(entries))
+        shown["dispatched"] = sum(p.recipients for p in campaign.progress.values())
+        if campaign.ab and (PHASE_TEST in campaign.progress):
+            results = self.variant_results(campaign, entries)
+            shown["variant_results"] = [asdict(r) | {"rate": r.rate} for r in results.values()]
+        return shown
+
+    def delivery(self, campaign_id: str) -> Delivery:
+        return Delivery.of(self._ledger.of_campaign(campaign_id))
+
+    def variant_results(
+        self, campaign: Campaign, entries: Sequence[LedgerEntry] | None = None
+    ) -> dict[str, VariantResult]:
+        """Per variant: test-cohort recipients sent (from the ledger) and how many of them
+        converted by the end of the window (one warehouse query)."""
+        ab = campaign.ab_test
+        if ab is None:
+            return {}
+        exposed: dict[str, set[str]] = {v.name: set() for v in ab.variants}
+        for entry in entries if entries is not None else self._ledger.of_campaign(campaign.id):
+            variant = variant_of(entry.batch_id)
+            if phase_of(entry.batch_id) == PHASE_TEST and variant in exposed:
+                exposed[variant].update(s for s, o in entry.outcomes.items() if o == "sent")
+        until = campaign.test_ends_at or self._clock()
+        converted = self._engagement.converters(campaign.id, ab.metric, until)
+        return {
+            name: VariantResult(name, len(ids), len(ids & converted))
+            for name, ids in exposed.items()
+        }
+
+    # -- preview and test ----------------------------------------------------------------
+
+    def preview(self, campaign_id: str, sample_size: int = 3) -> PreviewReport:
+        return self._preview.preview(self._campaigns.get(campaign_id), sample_size)
+
+    def test_send(
+        self, campaign_id: str, to: str, variant: str | None = None
+    ) -> list[OutgoingEmail]:
+        return self._preview.test_send(self._campaigns.get(campaign_id), to, variant)
+
+    def _check_renders(self, campaign: Campaign) -> PreviewReport:
+        report = self._preview.preview(campaign)
+        if not report.ok:
+            raise PreviewFailed(report)
+        return report
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def schedule(self, campaign_id: str, at: object) -> Campaign:
+        """Send at `at` (ISO 8601, no zone means UTC, or epoch seconds); preview first."""
+        moment = parse_moment(at, "at")
+        self._check_renders(self._campaigns.get(campaign_id))
+        now = self._clock()
+        campaign, _ = self._campaigns.change(campaign_id, lambda c: c.schedule(moment, now))
+        return campaign
+
+    def send_now(self, campaign_id: str) -> Campaign:
+        """Preview, then start dispatching now (the workers do the rest)."""
+        self._check_renders(self._campaigns.get(campaign_id))
+        return self._start(campaign_id)
+
+    def _start(self, campaign_id: str) -> Campaign:
+        token, now = new_token(), self._clock()
+        campaign, phase = self._campaigns.change(campaign_id, lambda c: c.start(now, token))
+        self._dispatcher.kick(campaign_id, phase, token)
+        return campaign
+
+    def pause(self, campaign_id: str) -> Campaign:
+        now = self._clock()
+        return self._campaigns.change(campaign_id, lambda c: c.pause(now))[0]
+
+    def cancel(self, campaign_id: str) -> Campaign:
+        now = self._clock()
+        return self._campaigns.change(campaign_id, lambda c: c.cancel(now))[0]
+
+    def resume(self, campaign_id: str) -> tuple[Campaign, int]:
+        """Back to where it was: parked batches are republished under their own batch ids and
+        dispatch continues from its cursor. Returns the campaign and the batches republished."""
+        token, now = new_token(), self._clock()
+        campaign, phase = self._campaigns.change(campaign_id, lambda c: c.resume(now, token))
+        republished = self._republish_parked(campaign)
+        if phase:
+            self._dispatcher.kick(campaign_id, phase, token)
+        if campaign.needs_decision(now):
+            campaign = self._decide(campaign)
+        return campaign, republished
+
+    def _republish_parked(self, campaign: Campaign, since: float | None = None) -> int:
+        count = 0
+        for batch, parked in self._ledger.parked(campaign.id):
+            if since is not None and parked.get("parked_at", 0) < since:
+                continue
+            members = self._mailable(parked.get("subscriber_ids") or [])
+            self._dispatcher.publish_batch(campaign, batch, parked.get("variant"), members)
+            count += 1
+        return count
+
+    def _mailable(self, subscriber_ids: Sequence[str]) -> list[Subscriber]:
+        found: list[Subscriber] = []
+        for start in range(0, len(subscriber_ids), 500):
+            chunk = self._subscribers.get_many(subscriber_ids[start : start + 500])
+            found += [s for s in chunk.values() if s.mailable]
+        return sorted(found, key=lambda s: s.id)
+
+    # -- A/B -----------------------------------------------------------------------------
+
+    def pick_winner(self, campaign_id: str, variant: str) -> Campaign:
+        """Override the rule: `variant` goes to the remainder (now, or once the test phase is
+        dispatched). Allowed until the remainder starts."""
+        token, now = new_token(), self._clock()
+        decision = {"winner": variant, "source": "manual", "significant": None,
+                    "reason": f"picked by hand: {variant}"}  # fmt: skip
+
+        def pick(c: Campaign) -> str | None:
+            c.choose_winner(variant, decision, now)
+            return c.start_remainder(now, token) if c.status == TESTING else None
+
+        campaign, phase = self._campaigns.change(campaign_id, pick)
+        if phase:
+            self._dispatcher.kick(campaign_id, phase, token)
+        return campaign
+
+    def _decide(self, campaign: Campaign) -> Campaign:
+        """The window is over (or a winner was picked): apply the rule if needed, then send
+        the remainder."""
+        ab = campaign.ab_test
+        decision: dict[str, Any] | None = None
+        if campaign.winner is None and ab is not None:
+            outcome = decide_winner(ab, self.variant_results(campaign))
+            decision = {**outcome.to_doc(), "source": "rule"}
+            log.info("A/B decision: %s", outcome.reason, extra={"campaign_id": campaign.id})
+        token, now = new_token(), self._clock()
+
+        def decide(c: Campaign) -> str:
+            if c.winner is None and decision is not None:
+                c.choose_winner(decision["winner"], decision, now)
+            return c.start_remainder(now, token)
+
+        campaign, phase = self._campaigns.change(campaign.id, decide)
+        self._dispatcher.kick(campaign.id, phase, token)
+        return campaign
+
+    # -- resend failed -------------------------------------------------------------------
+
+    def resend_failed(self, campaign_id: str) -> dict[str, int]:
+        """Republish recipients whose only outcome is "failed" (transient until the attempts
+        ran out) under new batch ids `C:resend<n>:<bucket>`. Never anyone already sent, and not
+        while a previous resend is still being delivered."""
+        campaign = self._campaigns.get(campaign_id)
+        entries = self._ledger.of_campaign(campaign_id)
+        _require_previous_resends_done(campaign, entries)
+        candidates = _only_failed(entries)
+        pending = bool(campaign.resends) and campaign.resends[-1]["state"] == "publishing"
+        if not candidates and not pending:
+            return {"resend": 0, "recipients": 0, "batches": 0}
+        buckets = max(1, math.ceil(len(candidates) / self._page_size))
+        now = self._clock()
+        campaign, resend = self._campaigns.change(
+            campaign_id, lambda c: c.begin_resend(len(candidates), buckets, now)
+        )
+        batches = self._publish_resend(campaign, resend, candidates)
+        self._campaigns.change(campaign_id, lambda c: c.finish_resend(resend["n"], batches, now))
+        return {"resend": resend["n"], "recipients": len(candidates), "batches": batches}
+
+    def _publish_resend(
+        self, campaign: Campaign, resend: dict[str, Any], candidates: Sequence[str]
+    ) -> int:
+        """Each subscriber's bucket comes from a hash, so publishing the same resend again
+        (after a crash) puts everyone in the same batch as the first time."""
+        phase = f"resend{resend['n']}"
+        plan = AudiencePlan.of(campaign, {})
+        groups: dict[tuple[int, str | None], list[Subscriber]] = {}
+        for subscriber in self._mailable(candidates):
+            variant = plan.variant_of(subscriber.id)
+            if campaign.ab and variant is None:
+                continue  # holdout members are never mailed
+            bucket = int(unit_hash(campaign.id, phase, subscriber.id) * resend["buckets"]) + 1
+            groups.setdefault((bucket, variant), []).append(subscriber)
+        for (bucket, variant), members in sorted(groups.items(), key=lambda g: str(g[0])):
+            batch = batch_id(campaign.id, phase, bucket, variant)
+            self._dispatcher.publish_batch(campaign, batch, variant, members)
+        return len(groups)
+
+    # -- the sweep -----------------------------------------------------------------------
+
+    def sweep(self) -> int:
+        """Start due campaigns, decide A/B tests whose window is over, restart stalled
+        dispatches and republish batches parked after a resume. Returns how many acted on."""
+        now = self._clock()
+        acted = 0
+        for campaign in self._campaigns.active():
+            try:
+                acted += self._sweep_one(campaign, now)
+            except MailpipeError as exc:  # one campaign's trouble must not stop the others
+                log.error("sweep: %s", exc, extra={"campaign_id": campaign.id})
+        for campaign in self._campaigns.recently_resumed(now - RESUME_WATCH_S):
+            if campaign.status not in (PAUSED, CANCELLED) and campaign.resumed_at:
+                acted += bool(self._republish_parked(campaign, since=campaign.resumed_at))
+        return acted
+
+    def _sweep_one(self, campaign: Campaign, now: float) -> int:
+        """What the sweep does for one active campaign; 1 when it acted."""
+        if campaign.is_due(now):
+            return self._start_scheduled(campaign)
+        if campaign.awaits_window and self._test_delivered(campaign, now):
+            self._campaigns.change(campaign.id, lambda c: c.start_window(now))
+            return 1
+        if campaign.needs_decision(now):
+            self._decide(campaign)
+            return 1
+        if campaign.is_stalled(now, self._stall_s) and campaign.phase:
+            self._restart(campaign.id, campaign.phase, now)
+            return 1
+        return 0
+
+    def _restart(self, campaign_id: str, phase: str, now: float) -> None:
+        token = new_token()
+        self._campaigns.change(campaign_id, lambda c: c.rotate_token(phase, token, now))
+        log.warning("restarting a stalled dispatch", extra={"campaign_id": campaign_id})
+        self._dispatcher.kick(campaign_id, phase, token)
+
+    def _test_delivered(self, campaign: Campaign, now: float) -> bool:
+        """Every test batch is done in the ledger, so every variant had the same window.
+        After DELIVERY_WAIT_S the window starts anyway (a batch may sit in a dead-letter
+        queue); the decision then says how many were exposed."""
+        if now - (campaign.test_dispatched_at or now) > DELIVERY_WAIT_S:
+            log.warning("A/B window starts before the test cohort was fully delivered",
+                        extra={"campaign_id": campaign.id})  # fmt: skip
+            return True
+        entries = [e for e in self._ledger.of_campaign(campaign.id)
+                   if phase_of(e.batch_id) == PHASE_TEST]  # fmt: skip
+        requests = {_RENDER_SPLIT.sub("", e.batch_id) for e in entries}
+        expected = campaign.progress_of(PHASE_TEST).batches
+        return len(requests) >= expected and all(e.state == DONE for e in entries)
+
+    def _start_scheduled(self, campaign: Campaign) -> int:
+        report = self._preview.preview(campaign)
+        if not report.ok:
+            reason = f"not started at its scheduled time: {report.summary()}"
+            now = self._clock()
+            self._campaigns.change(campaign.id, lambda c: c.unschedule(now, reason))
+            log.error(reason, extra={"campaign_id": campaign.id})
+            return 1
+        self._start(campaign.id)
+        return 1
+
+
+def _only_failed(entries: Sequence[LedgerEntry]) -> list[str]:
+    """Subscribers whose every outcome in the campaign is "failed"."""
+    failed: set[str] = set()
+    other: set[str] = set()
+    for entry in entries:
+        for subscriber_id, outcome in entry.outcomes.items():
+            (failed if outcome == "failed" else other).add(subscriber_id)
+    return sorted(failed - other)
+
+
+def _require_previous_resends_done(campaign: Campaign, entries: Sequence[LedgerEntry]) -> None:
+    if campaign.status not in (SENDING, TESTING, SENT):
+        raise Conflict(
+            f"cannot resend failed recipients of campaign {campaign.id!r}: it is {campaign.status}"
+        )
+    for resend in campaign.resends:
+        if resend["state"] != "published":
+            continue
+        prefix = f"{campaign.id}:resend{resend['n']}:"
+        mine = [e for e in entries if e.batch_id.startswith(prefix)]
+        done = {e.batch_id.split(".")[0] for e in mine if e.state == DONE}
+        if len(done) < resend["batches"] or any(e.state != DONE for e in mine):
+            raise Conflict(
+                f"resend {resend['n']} of campaign {campaign.id!r} is still being delivered "
+                f"({len(done)} of {resend['batches']} batches done); try again when it is"
+            )

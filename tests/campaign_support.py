@@ -1,0 +1,89 @@
+"""Helpers for the campaign tests: an audience in the store, and the local pipeline driven
+in-process (the real bus, the real functions through functions-framework) until it is idle."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+
+from shared import topology
+from shared.adapters.local.sqlite_bus import Delivery, push_body
+from shared.bootstrap import Container
+from shared.domain.subscriber import CONFIRMED, Subscriber
+from shared.runner.functions_host import function_app
+
+PIPELINE = ("dispatch-on-campaign-dispatch", "render-on-render-requests", "send-on-send-requests",
+            "warehouse-on-analytics-events", "preference-sync-on-subscriber-events")  # fmt: skip
+
+
+def add_audience(
+    container: Container,
+    count: int,
+    start: int = 0,
+    make: Callable[[int], dict] | None = None,
+    created_at: float = 1_700_000_000.0,
+) -> list[Subscriber]:
+    """`count` confirmed subscribers reader<i>@example.com (fields from `make(i)`)."""
+    people = []
+    for i in range(start, start + count):
+        email = f"reader{i}@example.com"
+        fields = {"first_name": f"Reader{i}", **(make(i) if make else {})}
+        subscriber = Subscriber(id=container.subscribers.id_for(email), email=email,
+                                status=CONFIRMED, created_at=created_at,
+                                confirmed_at=created_at, **fields)  # fmt: skip
+        container.subscribers.create(subscriber)
+        people.append(subscriber)
+    return people
+
+
+class Pipeline:
+    """Delivers bus messages to the functions, one subscription at a time, in this thread."""
+
+    def __init__(self, container: Container, subscriptions: Iterable[str] = PIPELINE) -> None:
+        self.container = container
+        self.deliverers = {name: _deliverer(topology.subscription(name)) for name in subscriptions}
+
+    def step(self, subscription: str, limit: int = 50) -> int:
+        """Deliver what is due on one subscription; returns how many were delivered."""
+        bus = self.container.bus
+        deliveries: list[Delivery] = bus.pull(subscription, limit)
+        for delivery in deliveries:
+            if self.deliverers[subscription](delivery):
+                bus.ack(subscription, delivery.message_id)
+            else:
+                bus.nack(subscription, delivery.message_id, "handler failed")
+        return len(deliveries)
+
+    def drain(self, timeout_s: float = 60.0, skip: Iterable[str] = ()) -> None:
+        """Run until no subscription has anything ready, leased or in backoff."""
+        deadline = time.monotonic() + timeout_s
+        active = [s for s in self.deliverers if s not in set(skip)]
+        while time.monotonic() < deadline:
+            if sum(self.step(name) for name in active):
+                continue
+            depths = self.container.bus.depths()
+            if all(depths[s]["ready"] + depths[s]["leased"] + depths[s]["backoff"] == 0
+                   for s in active):  # fmt: skip
+                return
+            time.sleep(0.02)
+        raise AssertionError(
+            f"pipeline still busy after {timeout_s}s: {self.container.bus.depths()}"
+        )
+
+    def sweep(self) -> None:
+        self.container.dispatch.handle({"kind": "sweep"})
+
+
+def _deliverer(subscription: topology.Subscription) -> Callable[[Delivery], bool]:
+    """What the runner's FunctionsHost does for one subscription: POST the push body to the
+    function's functions-framework app; True when it answered 2xx."""
+    client = function_app(topology.function(subscription.function)).test_client()
+    path = f"/projects/local/topics/{subscription.topic}"
+
+    def deliver(delivery: Delivery) -> bool:
+        body = json.dumps(push_body(delivery))
+        response = client.post(path, data=body, content_type="application/json")
+        return 200 <= response.status_code < 300
+
+    return deliver

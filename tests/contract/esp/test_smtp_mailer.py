@@ -1,0 +1,151 @@
+"""SmtpMailer against a real aiosmtpd server (the local sink's handler plus scripted replies)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from contract.fakes.emails import campaign_emails, with_content
+from contract.fakes.smtp_server import ScriptedHandler, smtp_server
+from support import free_port
+
+from shared.adapters.esp.chunk_results import THROTTLED_PREFIX
+from shared.adapters.esp.smtp_mailer import SmtpMailer
+from shared.domain.errors import Throttled, TransientError
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[ScriptedHandler, int]]:
+    with smtp_server(tmp_path / "maildir") as running:
+        yield running
+
+
+@pytest.fixture
+def handler(server: tuple[ScriptedHandler, int]) -> ScriptedHandler:
+    return server[0]
+
+
+@pytest.fixture
+def mailer(server: tuple[ScriptedHandler, int]) -> Iterator[SmtpMailer]:
+    mailer = SmtpMailer("127.0.0.1", server[1])
+    yield mailer
+    mailer.close()
+
+
+def test_chunks_go_over_one_pooled_connection(handler: ScriptedHandler, mailer: SmtpMailer) -> None:
+    first = campaign_emails(["Ann", "Bob"])
+    second = campaign_emails(["Cy", "Di"], start=2)
+    assert [r.status for r in mailer.send(first) + mailer.send(second)] == ["sent"] * 4
+    assert handler.connections == 1
+    stored = {str(m["Message-ID"]).strip("<>"): m for m in handler.messages()}
+    for email in first + second:
+        message = stored[email.message_id]
+        assert message["Delivered-To"] == email.recipient
+        assert message["List-Unsubscribe"] == email.headers["List-Unsubscribe"]
+        assert message.as_bytes().endswith(
+            email.raw.split(b"\r\n\r\n", 1)[1].replace(b"\r\n", b"\n")
+        )
+
+
+def test_reconnects_when_the_server_closed_an_idle_connection(tmp_path: Path) -> None:
+    for idle_check_s in (0.0, 3600.0):  # probed with NOOP / found closed while sending
+        with smtp_server(tmp_path / f"maildir-{idle_check_s}", idle_timeout_s=0.2) as (
+            handler,
+            port,
+        ):
+            mailer = SmtpMailer("127.0.0.1", port, idle_check_s=idle_check_s)
+            assert mailer.send(campaign_emails(["Ann"]))[0].status == "sent"
+            time.sleep(0.5)  # the server drops the idle connection after 0.2 s
+            assert mailer.send(campaign_emails(["Bob"], start=1))[0].status == "sent"
+            assert handler.connections == 2
+            assert len(handler.messages()) == 2
+            mailer.close()
+
+
+def test_a_connection_idle_for_a_while_is_probed_before_use(
+    server: tuple[ScriptedHandler, int],
+) -> None:
+    handler, port = server
+    eager = SmtpMailer("127.0.0.1", port, idle_check_s=0.0)
+    relaxed = SmtpMailer("127.0.0.1", port, idle_check_s=3600.0)
+    for mailer in (relaxed, eager):
+        for n in range(2):
+            assert mailer.send(campaign_emails(["Ann"], start=n))[0].status == "sent"
+        mailer.close()
+    assert handler.noops == 1, "only the eager pool probed, before reusing its connection"
+
+
+def test_5xx_is_permanent_for_that_recipient_only(
+    handler: ScriptedHandler, mailer: SmtpMailer
+) -> None:
+    emails = campaign_emails(["Ann", "Bob", "Cy"], local_part="bounce-")
+    emails[0] = with_content(emails[0], recipient="ann@example.com")
+    emails[2] = with_content(emails[2], recipient="cy@example.com")
+    results = mailer.send(emails)
+    assert [r.status for r in results] == ["sent", "permanent", "sent"]
+    assert results[1].detail.startswith("550")
+    assert handler.message_ids() == {emails[0].message_id: 1, emails[2].message_id: 1}
+
+
+def test_4xx_other_than_slow_down_is_transient_and_the_chunk_goes_on(
+    handler: ScriptedHandler, mailer: SmtpMailer
+) -> None:
+    handler.rcpt_replies = ["452 4.2.2 mailbox full"]
+    results = mailer.send(campaign_emails(["Ann", "Bob"]))
+    assert [r.status for r in results] == ["transient", "sent"]
+    assert results[0].detail.startswith("452")
+    assert not results[0].detail.startswith(THROTTLED_PREFIX)
+
+
+@pytest.mark.parametrize("reply", ["421 4.7.0 try again later", "454 4.7.0 slow down"])
+def test_slow_down_before_anything_was_accepted_raises_throttled(
+    handler: ScriptedHandler, mailer: SmtpMailer, reply: str
+) -> None:
+    handler.rcpt_replies = [reply]
+    with pytest.raises(Throttled, match=reply[:3]):
+        mailer.send(campaign_emails(["Ann", "Bob"]))
+    assert handler.messages() == []
+    assert mailer.send(campaign_emails(["Ann"]))[0].status == "sent", "the pool recovers"
+
+
+def test_slow_down_after_an_accepted_message_defers_the_rest(
+    handler: ScriptedHandler, mailer: SmtpMailer
+) -> None:
+    emails = campaign_emails(["Ann", "Bob", "Cy"])
+    emails[1] = with_content(emails[1], recipient="throttle-bob@example.com")  # the sink: 421
+    results = mailer.send(emails)
+    assert [r.status for r in results] == ["sent", "transient", "transient"]
+    assert all(r.detail.startswith(THROTTLED_PREFIX + "SMTP server asked") for r in results[1:])
+    assert handler.message_ids() == {emails[0].message_id: 1}, "nothing after the 421 was tried"
+
+
+def test_an_unreachable_server_is_transient() -> None:
+    mailer = SmtpMailer("127.0.0.1", free_port(), timeout_s=2.0)
+    with pytest.raises(TransientError, match="unreachable"):
+        mailer.send(campaign_emails(["Ann"]))
+
+
+def test_one_connection_per_thread_and_close_ends_them_all(
+    handler: ScriptedHandler, mailer: SmtpMailer
+) -> None:
+    results: list[str] = []
+
+    def work(n: int) -> None:
+        for round_ in range(3):
+            batch = campaign_emails([f"T{n}"], start=n * 10 + round_)
+            results.extend(r.status for r in mailer.send(batch))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == ["sent"] * 9
+    assert handler.connections == 3
+    assert mailer.open_connections == 3
+    mailer.close()
+    assert mailer.open_connections == 0
+    assert len(handler.messages()) == 9

@@ -1,0 +1,156 @@
+"""The dashboard in a real headless browser (Debian's chromium through selenium): what it shows
+equals the warehouse figures, and a person can go campaign list -> campaign -> A/B test ->
+deliverability -> growth. Screenshots land in var/screenshots/ for a human look.
+
+Chromium is installed from Debian's packages when missing (CI runs as root); no browser is
+ever downloaded by a driver.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support import REPO
+
+from shared.bootstrap import Container
+from shared.cli.cmd_demo import write_demo
+from shared.dashboard import formatting as fmt
+from shared.runner.local_runner import LocalRunner
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+SCREENSHOTS = REPO / "var" / "screenshots"
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         "--disable-dev-shm-usage", "--window-size=1280,2200")  # fmt: skip
+
+
+def ensure_chromium() -> None:
+    """apt-get install chromium and its driver when missing (apt-get update only if that fails)."""
+    if CHROMIUM.exists() and CHROMEDRIVER.exists():
+        return
+    if not shutil.which("apt-get"):
+        pytest.fail("chromium is missing and apt-get is not available to install it")
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
+    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    started = time.monotonic()
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
+        done = subprocess.run(install, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.fail(f"could not install chromium: {done.stderr[-2000:]}")
+    print(f"installed chromium in {time.monotonic() - started:.0f}s")
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    ensure_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def dashboard(make_container: Callable[..., Container]) -> Iterator[tuple[str, Container]]:
+    """`make run` on a tmp data dir filled by the demo, without the SMTP sink."""
+    container = make_container()
+    write_demo(container, time.time())
+    runner = LocalRunner(container, with_smtp_sink=False).start()
+    yield f"http://{container.settings.host}:{runner.http_port}/dashboard", container
+    runner.stop()
+
+
+def shot(driver, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    height = driver.execute_script("return document.body.scrollHeight")
+    driver.set_window_size(1280, min(max(800, height + 40), 6000))
+    assert driver.save_screenshot(str(path))
+    return path
+
+
+def figure(driver, css: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css).text.strip()
+
+
+def test_campaign_list_to_ab_test_to_deliverability(browser, dashboard) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, container = dashboard
+    figures = container.dashboards
+    ab_id = "demo-summer-sale-ab"
+    browser.get(base + "/")
+    assert browser.title.startswith("Campaigns")
+    row = f"tr[data-campaign='{ab_id}']"
+    summary = figures.campaign(ab_id)
+    assert figure(browser, f"{row} [data-figure='sent']") == fmt.number(summary.sent)
+    assert figure(browser, f"{row} [data-figure='click_rate']") == fmt.percent(summary.click_rate)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tr[data-campaign]")) == len(
+        figures.campaigns()
+    )
+    shot(browser, "dashboard-campaigns")
+
+    browser.find_element(By.CSS_SELECTOR, f"{row} a").click()
+    assert figure(browser, "#campaign-name") == summary.name
+    for key in ("sent", "delivered", "bounces", "complaints", "unique_opens", "unique_clicks"):
+        assert figure(browser, f"[data-figure='{key}'] .value") == fmt.number(getattr(summary, key))
+    for key in ("open_rate", "click_rate", "click_to_open_rate", "complaint_rate"):
+        assert figure(browser, f"[data-figure='{key}'] .value") == fmt.percent(
+            getattr(summary, key)
+        )
+    assert browser.find_elements(By.CSS_SELECTOR, "#over-time svg")
+
+    ab = figures.ab_results(ab_id)
+    for v in ab.variants:
+        cells = f"#ab-table tr[data-variant='{v.variant}']"
+        assert figure(browser, f"{cells} [data-figure='unique_clicks']") == fmt.number(
+            v.unique_clicks
+        )
+        assert figure(browser, f"{cells} [data-figure='click_rate']").startswith(
+            fmt.percent(v.click_rate)
+        )
+    assert [v.variant for v in ab.variants] == ["A", "B"]
+    assert browser.find_elements(By.CSS_SELECTOR, "#ab svg") and figure(browser, "#verdict")
+    shot(browser, "dashboard-campaign")
+
+    browser.find_element(By.LINK_TEXT, "Deliverability").click()
+    assert browser.title.startswith("Deliverability")
+    gmail = [d for d in figures.deliverability() if d.mailbox_provider == "gmail"]
+    sent = sum(d.sent for d in gmail if (time.time() - time.mktime(d.day.timetuple())) < 56 * 86400)
+    assert figure(browser, "tr[data-provider='gmail'] [data-figure='sent']") == fmt.number(sent)
+    complaints_chart = browser.find_element(By.CSS_SELECTOR, "#complaints svg").get_attribute(
+        "innerHTML"
+    )
+    assert "0.3% mail gets blocked" in complaints_chart and "0.1% stay below" in complaints_chart
+    assert browser.find_elements(By.CSS_SELECTOR, "#bounces svg")
+    shot(browser, "dashboard-deliverability")
+
+    browser.find_element(By.LINK_TEXT, "Subscribers").click()
+    growth = figures.growth()
+    assert figure(browser, "[data-figure='subscribers'] .value") == fmt.number(
+        growth[-1].subscribers
+    )
+    assert browser.find_elements(By.CSS_SELECTOR, "figure.chart svg")
+    shot(browser, "dashboard-growth")
+
+
+def test_an_unknown_campaign_reads_as_a_page_not_a_stack_trace(browser, dashboard) -> None:
+    base, _ = dashboard
+    browser.get(base + "/campaigns/no-such-campaign")
+    assert figure(browser, "#error-message") == "no campaign 'no-such-campaign'"
+    assert "Traceback" not in browser.page_source
