@@ -236,7 +236,8 @@ class Container:
 
             mail = MaildirMail(self.settings.data_dir / "mail")
         return GdprService(self.documents, self.subscribers, self.suppressions, self.warehouse,
-                           self.outbox, self.sql_dialect, self.clock, mail)  # fmt: skip
+                           self.outbox, self.sql_dialect, self.clock, mail,
+                           (self.trigger_runs, self.trigger_activity))  # fmt: skip
 
     @cached_property
     def deliverability(self) -> Any:

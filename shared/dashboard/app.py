@@ -23,9 +23,12 @@ DEFAULT_DAYS = 56
 MAX_DAYS = 730
 
 
-def create_dashboard_app(dashboards: Callable[[], Dashboards]) -> flask.Flask:
-    """The dashboard app; `dashboards` gives the figures (called per request, so the app can
-    be built before the container)."""
+def create_dashboard_app(
+    dashboards: Callable[[], Dashboards],
+    triggers: Callable[[], dict[str, Any]] | None = None,
+) -> flask.Flask:
+    """The dashboard app; `dashboards` gives the figures and `triggers` the triggers page's
+    context (both called per request, so the app can be built before the container)."""
     app = flask.Flask("dashboard")
 
     def show(template: str, page: str, **context: Any) -> str:
@@ -49,6 +52,12 @@ def create_dashboard_app(dashboards: Callable[[], Dashboards]) -> flask.Flask:
     @app.get("/growth")
     def growth() -> str:
         return show("growth.html", "growth", **pages.growth_context(dashboards(), _days()))
+
+    @app.get("/triggers")
+    def trigger_report() -> str:
+        if triggers is None:
+            raise NotFound("triggers are not configured in this deployment")
+        return show("triggers.html", "triggers", **triggers())
 
     _register_errors(app, show)
     return app

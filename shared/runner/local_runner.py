@@ -83,10 +83,20 @@ class LocalRunner:
         self.trigger_scheduler.start()
         return self
 
+    def _trigger_page(self) -> dict[str, Any]:
+        from shared.analytics import triggers_report
+
+        c = self.container
+        return triggers_report.page_context(
+            c.warehouse, c.dashboards.catalog, c.trigger_catalog.current()
+        )
+
     def _start_http(self) -> None:
         mounts = {
             "/inbox": create_inbox_app(self.maildir),
-            "/dashboard": create_dashboard_app(lambda: self.container.dashboards),
+            "/dashboard": create_dashboard_app(
+                lambda: self.container.dashboards, self._trigger_page
+            ),
             **self.extra_mounts,
         }
         wsgi = self.host.wsgi(root_app(self.container), mounts)

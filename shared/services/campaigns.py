@@ -22,6 +22,7 @@ from shared.domain.campaign import (
     CANCELLED,
     PARK,
     PAUSED,
+    PHASE_HOLDOUT,
     PHASE_TEST,
     SEND,
     SENDING,
@@ -40,7 +41,7 @@ from shared.domain.segment import parse_moment
 from shared.domain.subscriber import Subscriber
 from shared.ports import OutgoingEmail
 from shared.repositories.campaigns import CachedStatuses, Campaigns
-from shared.repositories.send_ledger import DONE, HOLDOUT, PARKED, LedgerEntry, SendLedger
+from shared.repositories.send_ledger import DONE, PARKED, LedgerEntry, SendLedger
 from shared.repositories.subscribers import Subscribers
 from shared.services.audience import AudiencePlan
 from shared.services.campaign_preview import CampaignPreview, PreviewReport
@@ -50,6 +51,7 @@ from shared.services.engagement import EngagementQueries
 log = logging.getLogger(__name__)
 
 RESUME_WATCH_S = 3600.0  # how long after a resume the sweep looks for orphaned parked batches
+RESUME_GRACE_S = 120.0  # until then it leaves the batches the resume itself republished alone
 DELIVERY_WAIT_S = 3600.0  # the A/B window starts at the latest this long after test dispatch
 _RENDER_SPLIT = re.compile(r"(\.[ab])+$")  # suffixes the render stage adds to split a batch
 SETTLED = ("sent", "permanent", "suppressed", "skipped", "failed")
@@ -102,8 +104,8 @@ class Delivery:
         outcomes: Counter[str] = Counter()
         for entry in entries:
             outcomes.update(o.split(":")[0] for o in entry.outcomes.values())
-            if set(entry.outcomes.values()) == {HOLDOUT}:
-                continue  # a holdout record, not a batch
+            if phase_of(entry.batch_id) == PHASE_HOLDOUT:
+                continue  # a record of who was held out, not a batch
             delivery.batches += 1
             delivery.done += entry.state == DONE
             delivery.parked += entry.state == PARKED
@@ -363,9 +365,18 @@ class CampaignService:
             except MailpipeError as exc:  # one campaign's trouble must not stop the others
                 log.error("sweep: %s", exc, extra={"campaign_id": campaign.id})
         for campaign in self._campaigns.recently_resumed(now - RESUME_WATCH_S):
-            if campaign.status not in (PAUSED, CANCELLED) and campaign.resumed_at:
-                acted += bool(self._republish_parked(campaign, since=campaign.resumed_at))
+            acted += self._rescue_parked(campaign, now)
         return acted
+
+    def _rescue_parked(self, campaign: Campaign, now: float) -> int:
+        """Batches parked by a send worker that still saw the campaign paused after the resume
+        republished the parked ones (a race), or left behind by a resume that crashed midway.
+        Right after a resume only the former; later all, since the resume's own republished
+        batches have been sent by then. Republishing is harmless: same batch ids."""
+        if campaign.status in (PAUSED, CANCELLED) or not campaign.resumed_at:
+            return 0
+        recent = now - campaign.resumed_at < RESUME_GRACE_S
+        return int(bool(self._republish_parked(campaign, campaign.resumed_at if recent else None)))
 
     def _sweep_one(self, campaign: Campaign, now: float) -> int:
         """What the sweep does for one active campaign; 1 when it acted."""

@@ -4,6 +4,8 @@ What is held, by store:
     subscribers (documents)   the subscriber document, with its consent records
     suppressions (documents)  keyed by a keyed hash of the address; reason and source
     tokens (documents)        confirmation tokens: only their SHA-256, purpose and expiry
+    trigger_runs, trigger_activity (documents)  behavioural-trigger runs (with the event's
+                              properties, e.g. cart items) and recent trigger activity
     send_ledger (documents)   one outcome per batch, keyed by the subscriber id
     warehouse                 analytics rows keyed by the subscriber id (a keyed hash)
     stored mail (local only)  the Maildir of the local SMTP sink
@@ -40,6 +42,14 @@ SELECT * FROM events WHERE subscriber_id = @subscriber_id ORDER BY occurred_at, 
 """
 
 
+class TriggerState(Protocol):
+    """Behavioural-trigger records about one subscriber (runs carry event properties)."""
+
+    def of_subscriber(self, subscriber_id: str) -> list[Any]: ...
+
+    def erase_subscriber(self, subscriber_id: str) -> Any: ...
+
+
 class StoredMail(Protocol):
     """Sent mail kept by the local SMTP sink (absent on GCP)."""
 
@@ -64,6 +74,7 @@ class GdprService:
         sql_dialect: str,
         clock: Callable[[], float],
         stored_mail: StoredMail | None = None,
+        trigger_stores: tuple[TriggerState, ...] = (),
     ) -> None:
         self._documents = documents
         self._subscribers = subscribers
@@ -73,6 +84,8 @@ class GdprService:
         self._dialect = sql_dialect
         self._clock = clock
         self._mail = stored_mail
+        self._trigger_runs = trigger_stores[0] if trigger_stores else None
+        self._trigger_stores = trigger_stores
 
     def export(self, raw_email: str) -> dict[str, Any]:
         """Everything held about the address, JSON-ready. InvalidAddress for a bad address."""
@@ -89,6 +102,7 @@ class GdprService:
             "send_ledger": self._ledger_outcomes(subscriber_id),
             "warehouse_events": self._warehouse_rows(subscriber_id),
             "stored_mail": self._mail.messages_to(email) if self._mail else [],
+            "trigger_runs": self._trigger_runs_of(subscriber_id),
         }
 
     def erase(self, raw_email: str) -> dict[str, Any]:
@@ -100,6 +114,7 @@ class GdprService:
             "tokens_deleted": self._delete_tokens(subscriber_id),
             "ledger_entries_pseudonymized": self._pseudonymize_ledger(subscriber_id),
             "stored_mail_deleted": self._mail.delete_to(email) if self._mail else 0,
+            "trigger_records_deleted": self._erase_trigger_state(subscriber_id),
             "subscriber_deleted": self._delete_subscriber(subscriber_id),
             "suppressed_as": self._suppressions.reason(email),
         }
@@ -151,6 +166,17 @@ class GdprService:
         for entry in entries:
             self._documents.update(send_ledger.COLLECTION, entry["batch_id"], rename)
         return len(entries)
+
+    def _trigger_runs_of(self, subscriber_id: str) -> list[dict[str, Any]]:
+        if self._trigger_runs is None:
+            return []
+        return [run.to_doc() for run in self._trigger_runs.of_subscriber(subscriber_id)]
+
+    def _erase_trigger_state(self, subscriber_id: str) -> int:
+        erased = 0
+        for store in self._trigger_stores:
+            erased += int(store.erase_subscriber(subscriber_id) or 0)
+        return erased
 
     def _warehouse_rows(self, subscriber_id: str) -> list[dict[str, Any]]:
         sql = in_dialect(WAREHOUSE_ROWS_SQL, self._dialect)

@@ -270,6 +270,29 @@ def test_pause_during_dispatch_and_a_duplicate_resume(local, mailer):
     assert sorted(got) == sorted(p.id for p in people) and set(got.values()) == {1}
 
 
+def test_the_sweep_rescues_batches_a_crashed_resume_left_parked(local, mailer, clock):
+    people = add_audience(local, 400)
+    service = local.campaign_service
+    campaign = service.create({"name": "Rescue", "template": "newsletter"})
+    service.send_now(campaign.id)
+    pipeline = Pipeline(local)
+    pipeline.step(DISPATCH, limit=1)
+    service.pause(campaign.id)
+    pipeline.drain()
+    assert len(local.ledger.parked(campaign.id)) == 2 and mailer.sent == []
+    # The resume flips the status, then dies before republishing and kicking dispatch.
+    clock.now += 1
+    local.campaigns.change(campaign.id, lambda c: c.resume(clock(), "lost-token"))
+    pipeline.sweep()
+    pipeline.drain()
+    assert mailer.sent == []  # within the grace period the sweep leaves them to the resume
+    clock.now += 1000  # past the stall limit (900 s): dispatch and parked batches are rescued
+    pipeline.sweep()
+    pipeline.drain()
+    got = received_by(mailer)
+    assert sorted(got) == sorted(p.id for p in people) and set(got.values()) == {1}
+
+
 def test_the_gate_trusts_its_cache_briefly_but_rereads_before_parking(local_settings):
     clock = FakeClock()
     container = Container(replace(local_settings, campaign_gate_ttl_s=3.0), clock=clock)

@@ -83,6 +83,7 @@ def test_erase_removes_the_person_and_keeps_a_hashed_suppression(c: Container) -
     assert report == {
         "tokens_deleted": 1, "ledger_entries_pseudonymized": 1, "warehouse_rows_pseudonymized": 2,
         "stored_mail_deleted": 2, "subscriber_deleted": True, "suppressed_as": reasons.ERASED,
+        "trigger_records_deleted": 0,
     }  # fmt: skip
     after = export(ANN)
     assert after["subscriber"] is None and after["tokens"] == [] and after["send_ledger"] == []
@@ -165,3 +166,21 @@ def test_an_erasure_the_warehouse_refuses_finishes_when_run_again(
     make_container(overrides={"mailer": RecordingMailer()})  # later: the buffer has flushed
     report = json.loads(run("gdpr", "erase", ANN, "--yes").output)
     assert report["warehouse_rows_pseudonymized"] == 2
+
+
+def test_trigger_runs_with_event_properties_are_exported_and_erased(c: Container) -> None:
+    from shared.repositories.trigger_runs import TriggerRun
+
+    ann_id = c.subscribers.id_for(ANN)
+    cart = {"items": [{"name": "Red shoes", "quantity": 1}]}
+    run_id = TriggerRun.id_for("cart_abandonment", ann_id, "cart-1")
+    run_ = TriggerRun(
+        run_id, "cart_abandonment", ann_id, "cart_abandoned", 1.0, "cart-1", 1.0, 2.0, cart
+    )
+    c.trigger_runs.start(run_)
+    [exported] = export(ANN)["trigger_runs"]
+    assert exported["properties"] == cart
+    result = run("gdpr", "erase", ANN, "--yes")
+    assert result.exit_code == 0, result.output
+    assert c.trigger_runs.of_subscriber(ann_id) == []
+    assert export(ANN)["trigger_runs"] == []

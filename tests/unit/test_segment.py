@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from campaign_support import Pipeline, add_audience
 from hypothesis import given
 from hypothesis import strategies as st
+from support import RecordingMailer
 
 from shared.domain.errors import InvalidInput
+from shared.domain.events import utc_iso
 from shared.domain.segment import EngagementWindow, Segment, parse_moment
 from shared.domain.subscriber import CONFIRMED, Subscriber
 
@@ -199,3 +204,48 @@ def test_moments_accept_dates_datetimes_and_epochs():
     assert parse_moment("2025-01-01", "x") == JAN_1_2025
     assert parse_moment("2025-01-01T01:00:00+01:00", "x") == JAN_1_2025
     assert parse_moment(JAN_1_2025, "x") == JAN_1_2025
+
+
+# -- engagement looked up in the real (DuckDB) warehouse, then used by dispatch ----------------
+
+DAY = 86400.0
+
+
+def engagement_event(kind: str, subscriber_id: str, at: float, machine: bool = False) -> dict:
+    return {"event_id": f"{kind}-{subscriber_id}-{at}-{machine}", "event_type": kind,
+            "occurred_at": utc_iso(at), "subscriber_id": subscriber_id, "campaign_id": "old",
+            "is_machine": machine, "properties": {}}  # fmt: skip
+
+
+def test_one_warehouse_query_answers_every_engagement_window(container):
+    now = 1_800_000_000.0
+    container.warehouse.append([
+        engagement_event("click", "recent-clicker", now - 2 * DAY),
+        engagement_event("click", "old-clicker", now - 40 * DAY),
+        engagement_event("open", "opener", now - 1 * DAY),
+        engagement_event("open", "machine-opener", now - 1 * DAY, machine=True),
+        engagement_event("click", "future-clicker", now + DAY),
+    ])  # fmt: skip
+    windows = [EngagementWindow("click", 30), EngagementWindow("click", 60),
+               EngagementWindow("open", 7)]  # fmt: skip
+    engaged = container.engagement.engaged(windows, now)
+    assert engaged[EngagementWindow("click", 30)] == {"recent-clicker"}
+    assert engaged[EngagementWindow("click", 60)] == {"recent-clicker", "old-clicker"}
+    assert engaged[EngagementWindow("open", 7)] == {"opener"}  # machine opens do not count
+    assert container.engagement.engaged([], now) == {}
+
+
+def test_dispatch_sends_an_engagement_segment_to_the_engaged_only(container):
+    mailer = RecordingMailer()
+    container.__dict__["mailer"] = mailer  # pre-fill the cached property, as overrides do
+    people = add_audience(container, 30)
+    clickers = {p.id for p in people[:5]}
+    now = time.time()
+    container.warehouse.append([engagement_event("click", s, now - DAY) for s in clickers])
+    service = container.campaign_service
+    campaign = service.create({"name": "Engaged", "template": "newsletter",
+                               "segment": {"clicked_within_days": 30}})  # fmt: skip
+    service.send_now(campaign.id)
+    Pipeline(container).drain()
+    assert {e.subscriber_id for e in mailer.sent} == clickers
+    assert service.get(campaign.id).progress["all"].excluded == 25
