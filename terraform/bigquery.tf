@@ -14,6 +14,10 @@ resource "google_bigquery_dataset" "warehouse" {
   location    = var.bigquery_location != "" ? var.bigquery_location : var.region
   description = "Mailpipe events and dashboard views."
 
+  # Time travel keeps the old version of every row an erasure changed for this long; lower it
+  # to shorten how long erased personal data stays recoverable (README: GDPR).
+  max_time_travel_hours = tostring(var.max_time_travel_hours)
+
   delete_contents_on_destroy = false
 
   depends_on = [google_project_service.api]

@@ -6,12 +6,13 @@
 # (pubsub.tf); functions-framework converts the push envelope into the CloudEvent their
 # @cloud_event decorator expects.
 #
-# Ingress: public functions (signup, confirm, tracking, webhooks ...) take traffic from anywhere
-# and allUsers may invoke them (iam.tf). All others are ALLOW_INTERNAL_ONLY: Cloud Run counts
-# Pub/Sub push (and Cloud Scheduler, Eventarc, Workflows) from the same project as internal
-# traffic when it calls the service's run.app URL, which is exactly what the push subscriptions
-# use. On top of that, only the pusher service account has run.invoker on them, so an internal
-# caller without that identity gets 403 as well.
+# Ingress: HTTP functions take traffic from anywhere, and IAM decides who may invoke them
+# (iam.tf): allUsers for the public ones (signup, confirm, tracking, webhooks, events ...), only
+# var.admin_invokers for the rest (admin). Pub/Sub-pushed functions are ALLOW_INTERNAL_ONLY:
+# Cloud Run counts Pub/Sub push (and Cloud Scheduler, Eventarc, Workflows) from the same project
+# as internal traffic when it calls the service's run.app URL, which is exactly what the push
+# subscriptions use. On top of that, only the pusher service account has run.invoker on them,
+# so an internal caller without that identity gets 403 as well.
 
 locals {
   dist_dir = startswith(var.dist_dir, "/") ? var.dist_dir : "${path.module}/${var.dist_dir}"
@@ -32,8 +33,10 @@ locals {
       MAILPIPE_MAILGUN_DOMAIN = coalesce(var.mailgun_domain, var.sender_domain)
     }
     ses = {
-      MAILPIPE_SES_REGION     = var.ses_region
-      MAILPIPE_SES_TOPIC_ARNS = join(",", var.ses_topic_arns)
+      MAILPIPE_SES_REGION            = var.ses_region
+      MAILPIPE_SES_TOPIC_ARNS        = join(",", var.ses_topic_arns)
+      MAILPIPE_SES_CONFIGURATION_SET = var.ses_configuration_set
+      MAILPIPE_SES_ACCESS_KEY_ID     = var.ses_access_key_id # its secret key is a secret (secrets.tf)
     }
   }
 
@@ -75,7 +78,7 @@ resource "google_storage_bucket_object" "source" {
 }
 
 resource "google_cloudfunctions2_function" "function" {
-  #checkov:skip=CKV_GCP_124:Public functions (topology public=True: forms, links in mail, ESP webhooks) must take internet traffic; every other function is ALLOW_INTERNAL_ONLY (see ingress_settings, checked by tests/unit/test_terraform.py).
+  #checkov:skip=CKV_GCP_124:HTTP functions must take internet traffic (forms, links in mail, ESP webhooks, the event API; the admin API for operators, IAM-restricted to var.admin_invokers); every Pub/Sub-pushed function is ALLOW_INTERNAL_ONLY (see ingress_settings, checked by tests/unit/test_terraform.py).
   for_each = var.topology.functions
 
   name        = each.key
@@ -101,7 +104,7 @@ resource "google_cloudfunctions2_function" "function" {
     max_instance_count               = lookup(var.max_instances, each.key, each.value.max_instances)
     min_instance_count               = lookup(var.min_instances, each.key, 0)
     max_instance_request_concurrency = 1
-    ingress_settings                 = each.value.public ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+    ingress_settings                 = each.value.trigger_topic == null ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function[each.key].email
     environment_variables            = local.environment
@@ -122,6 +125,12 @@ resource "google_cloudfunctions2_function" "function" {
     precondition {
       condition     = endswith(lower(var.sender_address), "@${lower(var.sender_domain)}")
       error_message = "sender_address must be an address at sender_domain."
+    }
+
+    precondition {
+      # Outside AWS there is no credential chain to fall back on: SES needs an access key.
+      condition     = var.esp != "ses" || var.ses_access_key_id != ""
+      error_message = "esp = \"ses\" needs ses_access_key_id (its secret key goes into the mailpipe-ses-secret-access-key secret)."
     }
   }
 

@@ -3,6 +3,7 @@
 #
 #   mailpipe-<function>     one per function: only what local.function_access lists
 #   mailpipe-pubsub-pusher  the identity in push OIDC tokens: run.invoker on the pushed-to functions
+#   var.admin_invokers      the operators: run.invoker on the non-public HTTP functions (admin)
 #   mailpipe-builder        Cloud Build for the function zips: roles/run.builder
 #   Pub/Sub service agent   publisher on each dead-letter topic, subscriber on each push
 #                           subscription, token creator on the pusher
@@ -10,26 +11,38 @@
 locals {
   # What each function's own service account may do. The keys are exactly the topology's
   # functions and every topic is a topology topic (tests/unit/test_terraform.py checks both).
-  # Read off shared/services (what each function's services publish and use); dispatch gets
-  # Firestore and analytics-events ahead of the campaign engine (issue 4).
+  # Read off the services each function's entry point builds (shared/bootstrap.py):
   #   publishes  topics it publishes to: roles/pubsub.publisher on each of them, nothing else
-  #   firestore  reads and writes documents: roles/datastore.user
-  #   templates  reads templates: roles/storage.objectViewer on the template bucket
+  #   firestore  "write": reads and writes documents (roles/datastore.user); "read": only reads
+  #              them (roles/datastore.viewer); "": no access
+  #   templates  reads the template bucket (roles/storage.objectViewer): email templates, the
+  #              trigger definitions, and the HTML error page every HTTP function shows a browser
   #   warehouse  streams event rows: roles/bigquery.dataEditor on the dataset
+  #   queries    runs read-only warehouse queries (segments, A/B results, the soft-bounce
+  #              history): roles/bigquery.dataViewer on the dataset, roles/bigquery.jobUser on
+  #              the project (a query job is a project-level resource)
   #   secrets    secrets beyond local.common_secrets (dropped when the ESP in use has no such secret)
   function_access = {
-    signup            = { publishes = ["subscriber-events"], firestore = true, templates = true, warehouse = false, secrets = [] }
-    confirm           = { publishes = ["subscriber-events"], firestore = true, templates = true, warehouse = false, secrets = [] }
-    preferences       = { publishes = ["subscriber-events"], firestore = true, templates = true, warehouse = false, secrets = [] }
-    unsubscribe       = { publishes = ["subscriber-events"], firestore = true, templates = true, warehouse = false, secrets = [] }
-    tracking          = { publishes = ["analytics-events"], firestore = false, templates = false, warehouse = false, secrets = [] }
-    webhooks          = { publishes = ["esp-feedback"], firestore = false, templates = false, warehouse = false, secrets = ["sendgrid_webhook_public_key", "mailgun_webhook_signing_key"] }
-    "preference-sync" = { publishes = ["render-requests", "analytics-events"], firestore = true, templates = false, warehouse = false, secrets = [] }
-    dispatch          = { publishes = ["render-requests", "analytics-events"], firestore = true, templates = false, warehouse = false, secrets = [] }
-    render            = { publishes = ["send-requests", "analytics-events"], firestore = false, templates = true, warehouse = false, secrets = [] }
-    send              = { publishes = ["analytics-events"], firestore = true, templates = false, warehouse = false, secrets = ["sendgrid_api_key", "mailgun_api_key", "smtp_password"] }
-    feedback          = { publishes = ["subscriber-events", "analytics-events"], firestore = true, templates = false, warehouse = false, secrets = [] }
-    warehouse         = { publishes = [], firestore = false, templates = false, warehouse = true, secrets = [] }
+    signup            = { publishes = ["subscriber-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
+    confirm           = { publishes = ["subscriber-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
+    preferences       = { publishes = ["subscriber-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
+    unsubscribe       = { publishes = ["subscriber-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
+    tracking          = { publishes = ["analytics-events"], firestore = "", templates = true, warehouse = false, queries = false, secrets = [] }
+    webhooks          = { publishes = ["esp-feedback"], firestore = var.esp == "mailgun" ? "write" : "", templates = true, warehouse = false, queries = false, secrets = ["sendgrid_webhook_public_key", "mailgun_webhook_signing_key"] }
+    admin             = { publishes = ["campaign-dispatch", "render-requests", "send-requests", "subscriber-events"], firestore = "write", templates = true, warehouse = false, queries = true, secrets = ["admin_api_key"] }
+    events            = { publishes = ["behaviour-events", "analytics-events"], firestore = "read", templates = true, warehouse = false, queries = false, secrets = ["events_api_key"] }
+    "preference-sync" = { publishes = ["render-requests", "analytics-events", "behaviour-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = [] }
+    dispatch          = { publishes = ["campaign-dispatch", "render-requests"], firestore = "write", templates = true, warehouse = false, queries = true, secrets = [] }
+    render            = { publishes = ["send-requests", "analytics-events"], firestore = "", templates = true, warehouse = false, queries = false, secrets = [] }
+    send              = { publishes = ["analytics-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = ["sendgrid_api_key", "mailgun_api_key", "smtp_password", "ses_secret_access_key"] }
+    feedback          = { publishes = ["subscriber-events", "analytics-events"], firestore = "write", templates = false, warehouse = false, queries = true, secrets = [] }
+    warehouse         = { publishes = [], firestore = "", templates = false, warehouse = true, queries = false, secrets = [] }
+    triggers          = { publishes = ["render-requests", "analytics-events", "behaviour-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
+  }
+
+  firestore_roles = {
+    write = "roles/datastore.user"
+    read  = "roles/datastore.viewer"
   }
 
   publisher_grants = merge([
@@ -40,6 +53,14 @@ locals {
 
   pushed_functions = toset([for s in values(var.topology.subscriptions) : s.function])
   public_functions = toset([for name, f in var.topology.functions : name if f.public])
+
+  # HTTP functions that are not public (the admin API): operators call them with their own
+  # Google identity (README: the admin API).
+  operator_functions = toset([for name, f in var.topology.functions : name if f.trigger_topic == null && !f.public])
+  operator_grants = {
+    for pair in setproduct(local.operator_functions, var.admin_invokers) :
+    "${pair[0]}/${pair[1]}" => { function = pair[0], member = pair[1] }
+  }
 }
 
 # --- service accounts -------------------------------------------------------------------------
@@ -81,12 +102,12 @@ resource "google_pubsub_topic_iam_member" "function_publisher" {
 }
 
 resource "google_project_iam_member" "firestore_user" {
-  # Firestore has no IAM on databases, collections or documents: roles/datastore.user on the
-  # project is the narrowest grant that lets a function read and write documents.
-  for_each = { for name, access in local.function_access : name => access if access.firestore }
+  # Firestore has no IAM on collections or documents: roles/datastore.user (read and write) or
+  # roles/datastore.viewer (read only) on the project is the narrowest grant that works.
+  for_each = { for name, access in local.function_access : name => access if access.firestore != "" }
 
   project = var.project_id
-  role    = "roles/datastore.user"
+  role    = local.firestore_roles[each.value.firestore]
   member  = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
@@ -106,6 +127,25 @@ resource "google_bigquery_dataset_iam_member" "warehouse_writer" {
   member     = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
+resource "google_bigquery_dataset_iam_member" "warehouse_reader" {
+  # Reads the events view and the events_raw table behind it (same dataset, so no authorized
+  # view is needed).
+  for_each = { for name, access in local.function_access : name => access if access.queries }
+
+  dataset_id = google_bigquery_dataset.warehouse.dataset_id
+  role       = "roles/bigquery.dataViewer"
+  member     = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_project_iam_member" "warehouse_job_user" {
+  # Running a query creates a job in the project; jobUser grants no access to any data.
+  for_each = { for name, access in local.function_access : name => access if access.queries }
+
+  project = var.project_id
+  role    = "roles/bigquery.jobUser"
+  member  = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
 # --- who may invoke the functions ----------------------------------------------------------
 
 resource "google_cloud_run_v2_service_iam_member" "public_invoker" {
@@ -119,6 +159,19 @@ resource "google_cloud_run_v2_service_iam_member" "public_invoker" {
   name     = google_cloudfunctions2_function.function[each.key].service_config[0].service
   role     = "roles/run.invoker"
   member   = "allUsers"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "operator_invoker" {
+  # The admin API: only the operators in var.admin_invokers, and the function checks its API
+  # key as well. The identity token goes in X-Serverless-Authorization because the function
+  # reads its API key from Authorization (README: the admin API).
+  for_each = local.operator_grants
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.function[each.value.function].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = each.value.member
 }
 
 resource "google_cloud_run_v2_service_iam_member" "pusher_invoker" {

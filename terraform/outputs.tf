@@ -6,6 +6,16 @@ output "http_function_urls" {
   }
 }
 
+output "admin_api_url" {
+  description = "The admin API's run.app URL; call it with an identity token in X-Serverless-Authorization and the API key in Authorization (README: the admin API)."
+  value       = google_cloudfunctions2_function.function["admin"].service_config[0].uri
+}
+
+output "events_api_url" {
+  description = "URL customers' systems POST behavioural events to, with Authorization: Bearer <events API key>."
+  value       = google_cloudfunctions2_function.function["events"].url
+}
+
 output "public_base_url" {
   description = "The base URL links in mail point at (MAILPIPE_PUBLIC_URL)."
   value       = local.public_url

@@ -8,16 +8,21 @@ locals {
   # gets them.
   common_secrets = ["signing_key", "hash_key"]
 
-  # Credentials of the ESP in use (ses authenticates SNS notifications by topic ARN instead).
+  # The API keys callers present as `Authorization: Bearer <key>`: the admin API (admin) and
+  # behavioural event intake (events). Each function refuses requests (503) while its key is
+  # empty.
+  api_secrets = ["admin_api_key", "events_api_key"]
+
+  # Credentials of the ESP in use. SES webhooks are authenticated by SNS topic ARN and
+  # signature, so SES has only the sending credential (its access key id is a plain variable).
   esp_secrets = {
     smtp     = ["smtp_password"]
     sendgrid = ["sendgrid_api_key", "sendgrid_webhook_public_key"]
     mailgun  = ["mailgun_api_key", "mailgun_webhook_signing_key"]
-    ses      = []
+    ses      = ["ses_secret_access_key"]
   }
 
-  # admin_api_key is created for the admin API; no function reads it yet, so none is granted it.
-  secret_settings = concat(local.common_secrets, ["admin_api_key"], local.esp_secrets[var.esp])
+  secret_settings = concat(local.common_secrets, local.api_secrets, local.esp_secrets[var.esp])
 
   # function -> the secret settings it receives as environment variables.
   function_secrets = {

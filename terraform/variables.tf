@@ -137,6 +137,18 @@ variable "ses_region" {
   default     = "eu-west-1"
 }
 
+variable "ses_access_key_id" {
+  description = "AWS access key id of the IAM user that may call SES SendRawEmail when esp = ses; its secret key goes into the mailpipe-ses-secret-access-key secret."
+  type        = string
+  default     = ""
+}
+
+variable "ses_configuration_set" {
+  description = "SES configuration set that publishes bounces, complaints and deliveries to SNS when esp = ses; empty sends without one."
+  type        = string
+  default     = ""
+}
+
 variable "ses_topic_arns" {
   description = "SNS topic ARNs whose SES notifications the webhooks function accepts when esp = ses."
   type        = list(string)
@@ -147,6 +159,34 @@ variable "sweep_schedule" {
   description = "Cron schedule of the scheduled-campaign sweep published to the dispatch function's topic."
   type        = string
   default     = "*/5 * * * *"
+}
+
+variable "trigger_sweep_schedule" {
+  description = "Cron schedule of the behavioural-trigger sweep published to the triggers function's topic; a delayed step is sent at most this late."
+  type        = string
+  default     = "* * * * *"
+}
+
+variable "admin_invokers" {
+  description = "IAM members allowed to call the admin API (the non-public HTTP functions), e.g. [\"group:mail-ops@example.com\", \"user:ana@example.com\"]. Each also needs the admin API key."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.admin_invokers : can(regex("^(user|group|serviceAccount|domain|principal|principalSet):", m))])
+    error_message = "admin_invokers takes user:, group:, serviceAccount:, domain: or principal members; the admin API is never public."
+  }
+}
+
+variable "max_time_travel_hours" {
+  description = "How long BigQuery keeps changed and deleted rows of the dataset reachable by time travel (48 to 168, a multiple of 24). The GDPR knob: an erasure is complete in storage this long (plus BigQuery's 7-day fail-safe) after it ran."
+  type        = number
+  default     = 168
+
+  validation {
+    condition     = var.max_time_travel_hours >= 48 && var.max_time_travel_hours <= 168 && var.max_time_travel_hours % 24 == 0
+    error_message = "max_time_travel_hours must be 48, 72, 96, 120, 144 or 168."
+  }
 }
 
 variable "deletion_protection" {

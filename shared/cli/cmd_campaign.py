@@ -147,7 +147,7 @@ def _print_summary(shown: dict[str, Any]) -> None:
         state = "done" if p["done"] else f"page {p['page']}"
         console.print(
             f"  phase {phase}: {p['recipients']} recipients in {p['batches']} "
-            f"batches, {p['held_out']} held out, {p['excluded']} not eligible ({state})"
+            f"batch(es), {p['held_out']} held out, {p['excluded']} not eligible ({state})"
         )
     delivery = shown["delivery"]
     outcomes = ", ".join(f"{n} {k}" for k, n in sorted(delivery["outcomes"].items())) or "none"

@@ -11,11 +11,14 @@ How the comparison works:
    backoff, delivery attempts, ack deadline, push target, entry point, ingress ...
 
 Plus: no identity gets roles/owner or roles/editor, every MAILPIPE_* variable is a setting,
-`terraform fmt` is clean and checkov reports no failed check.
+every secret has a reader, the Firestore composite indexes are exactly the ones the code's
+queries need, every dashboard view reads only `events`, `terraform fmt` is clean and checkov
+reports no failed check.
 """
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import functools
 import json
@@ -32,7 +35,9 @@ from typing import Any
 
 import hcl2
 import pytest
+import sqlglot
 from hcl2.utils import SerializationOptions
+from sqlglot import exp
 
 from shared import settings, topology, topology_export
 from shared.domain import events, links
@@ -42,6 +47,7 @@ TF_DIR = REPO_ROOT / "terraform"
 TFVARS = TF_DIR / "topology.auto.tfvars.json"
 SETTING_FIELDS = {f.name for f in fields(settings.Settings)} - {"extra"}
 FORBIDDEN_ROLES = ("roles/owner", "roles/editor")
+FIRESTORE_LEVELS = {"write", "read", ""}
 
 # The resources generated from the topology: (type, name) -> the for_each they must use.
 TOPOLOGY_RESOURCES = {
@@ -99,12 +105,21 @@ def _literal(value: object) -> str:
     return json.dumps(value)
 
 
+_LITERAL = r'null|true|false|-?\d+(?:\.\d+)?|"[^"]*"'
+
+
 def instantiate(expression: object, key: str, value: dict[str, Any]) -> str:
     """`expression` for the for_each instance (key, value): `each.key` and `each.value.x` become
-    literals, then `${"literal"}`, `${10}` and `${true ? "A" : "B"}` collapse to their value."""
+    literals, then `${"literal"}`, `${10}`, `${true ? "A" : "B"}` and `${L == R ? "A" : "B"}`
+    (L and R literals) collapse to their value."""
     text = str(expression)
     text = re.sub(r"\beach\.value\.(\w+)", lambda m: _literal(value[m[1]]), text)
     text = re.sub(r"\beach\.key\b", _literal(key), text)
+    text = re.sub(
+        rf"\$\{{({_LITERAL}) (==|!=) ({_LITERAL}) \? ",
+        lambda m: "${" + str((m[1] == m[3]) == (m[2] == "==")).lower() + " ? ",
+        text,
+    )
     text = re.sub(
         r'\$\{(true|false) \? "([^"]*)" : "([^"]*)"\}',
         lambda m: m[2] if m[1] == "true" else m[3],
@@ -292,7 +307,9 @@ def test_function(fn: topology.Function) -> None:
     assert at(service["max_instance_count"]) == (
         f'${{lookup(var.max_instances, "{fn.name}", {fn.max_instances})}}'
     )
-    expected_ingress = "ALLOW_ALL" if fn.public else "ALLOW_INTERNAL_ONLY"
+    # HTTP functions take internet traffic (IAM decides who may call them); pushed ones only
+    # internal traffic (Pub/Sub push from the project).
+    expected_ingress = "ALLOW_ALL" if fn.is_http else "ALLOW_INTERNAL_ONLY"
     assert at(service["ingress_settings"]) == expected_ingress
     assert at(service["service_account_email"]) == ref(
         "google_service_account", "function", fn.name, "email"
@@ -332,12 +349,78 @@ def test_function_access_covers_exactly_the_topology() -> None:
     access = tf()["locals"]["function_access"]
     assert set(access) == {f.name for f in topology.FUNCTIONS}
     for name, grants in access.items():
+        assert set(grants) == {
+            "publishes", "firestore", "templates", "warehouse", "queries", "secrets"
+        }, name  # fmt: skip
         unknown = set(grants["publishes"]) - set(topology.TOPICS)
         assert not unknown, f"{name} publishes to topics not in the topology: {unknown}"
         assert set(grants["secrets"]) <= SETTING_FIELDS, name
-        assert set(grants) == {"publishes", "firestore", "templates", "warehouse", "secrets"}
-    assert access["warehouse"]["warehouse"] is True
-    assert [n for n, g in access.items() if g["warehouse"]] == ["warehouse"]
+        firestore = grants["firestore"]
+        assert firestore in FIRESTORE_LEVELS or re.fullmatch(
+            r'\$\{var\.\w+ == "\w+" \? "(write|read)" : ""\}', firestore
+        ), f"{name}: firestore must be write, read or empty, not {firestore!r}"
+        assert isinstance(grants["queries"], bool), name
+    assert [n for n, g in access.items() if g["warehouse"] is True] == ["warehouse"]
+    assert set(tf()["locals"]["firestore_roles"]) == FIRESTORE_LEVELS - {""}
+
+
+def test_every_function_may_publish_to_the_topics_its_own_topic_loops_back_to() -> None:
+    """A function that hands work to a fresh invocation of itself (dispatch, triggers) must
+    be allowed to publish to its own trigger topic."""
+    access = tf()["locals"]["function_access"]
+    for name in ("dispatch", "triggers"):
+        assert topology.function(name).trigger_topic in access[name]["publishes"], name
+
+
+def test_warehouse_queries_need_a_job_and_read_access() -> None:
+    condition = "${{for name, access in local.function_access : name => access if access.queries}}"
+    reader = resource("google_bigquery_dataset_iam_member", "warehouse_reader")
+    jobs = resource("google_project_iam_member", "warehouse_job_user")
+    assert reader["for_each"] == jobs["for_each"] == condition
+    assert reader["role"] == "roles/bigquery.dataViewer"
+    assert reader["dataset_id"] == "${google_bigquery_dataset.warehouse.dataset_id}"
+    assert jobs["role"] == "roles/bigquery.jobUser"
+    writer = resource("google_bigquery_dataset_iam_member", "warehouse_writer")
+    assert writer["role"] == "roles/bigquery.dataEditor"
+
+
+def test_every_secret_has_a_reader() -> None:
+    """Each secret Terraform can create is read by some function (else it is dead weight, or a
+    function is missing its grant)."""
+    found = tf()["locals"]
+    creatable = set(found["common_secrets"]) | set(found["api_secrets"])
+    for names in found["esp_secrets"].values():
+        creatable |= set(names)
+    read = set(found["common_secrets"])
+    for grants in found["function_access"].values():
+        read |= set(grants["secrets"])
+    assert creatable <= read, f"secrets no function reads: {sorted(creatable - read)}"
+    assert creatable <= SETTING_FIELDS
+    assert "admin_api_key" in found["function_access"]["admin"]["secrets"]
+    assert "events_api_key" in found["function_access"]["events"]["secrets"]
+
+
+def test_only_operators_may_call_the_private_http_functions() -> None:
+    private = {f.name for f in topology.FUNCTIONS if f.is_http and not f.public}
+    assert private == {"admin"}
+    local = tf()["locals"]["operator_functions"]
+    assert local == (
+        "${toset([for name, f in var.topology.functions : "
+        "name if f.trigger_topic == null && !f.public])}"
+    )
+    grant = resource("google_cloud_run_v2_service_iam_member", "operator_invoker")
+    assert grant["for_each"] == "${local.operator_grants}"
+    assert grant["role"] == "roles/run.invoker"
+    assert grant["member"] == "${each.value.member}"
+    variable = tf()["variable"]["admin_invokers"]
+    assert variable["default"] == []
+    (validation,) = variable["validation"]
+    pattern = re.search(r'regex\("([^"]+)"', validation["condition"])
+    assert pattern is not None
+    for member in ("group:ops@example.com", "user:ana@example.com", "serviceAccount:x@y"):
+        assert re.search(pattern[1], member), member
+    for member in ("allUsers", "allAuthenticatedUsers"):
+        assert not re.search(pattern[1], member), f"{member} must be refused"
 
 
 def test_no_identity_gets_a_basic_role() -> None:
@@ -359,7 +442,7 @@ def test_every_environment_variable_is_a_setting() -> None:
     unknown = {n for n in names if n.lower() not in SETTING_FIELDS}
     assert not unknown, f"not fields of shared/settings.py: {sorted(unknown)}"
     secrets = tf()["locals"]
-    secret_names = set(secrets["common_secrets"]) | {"admin_api_key"}
+    secret_names = set(secrets["common_secrets"]) | set(secrets["api_secrets"])
     for names_for_esp in secrets["esp_secrets"].values():
         secret_names |= set(names_for_esp)
     assert secret_names <= SETTING_FIELDS
@@ -379,17 +462,26 @@ def test_route_urls_point_each_link_route_at_its_function() -> None:
     assert "local.route_urls)" in tf()["locals"]["environment"]
 
 
-def test_scheduler_sweeps_the_dispatch_topic() -> None:
-    dispatch = topology.function("dispatch")
-    assert dispatch.trigger_topic in topology.TOPICS
-    job = resource("google_cloud_scheduler_job", "campaign_sweep")
+@pytest.mark.parametrize(
+    ("job_name", "function", "schedule_variable", "default"),
+    [
+        ("campaign_sweep", "dispatch", "sweep_schedule", "*/5 * * * *"),
+        ("trigger_sweep", "triggers", "trigger_sweep_schedule", "* * * * *"),
+    ],
+)
+def test_scheduler_sweeps_the_functions_topic(
+    job_name: str, function: str, schedule_variable: str, default: str
+) -> None:
+    assert topology.function(function).trigger_topic in topology.TOPICS
+    job = resource("google_cloud_scheduler_job", job_name)
     target = block(job, "pubsub_target")
     assert target["topic_name"] == (
-        '${google_pubsub_topic.topic[var.topology.functions["dispatch"].trigger_topic].id}'
+        f'${{google_pubsub_topic.topic[var.topology.functions["{function}"].trigger_topic].id}}'
     )
     assert target["data"] == '${base64encode(jsonencode({kind = "sweep"}))}'
-    assert job["schedule"] == "${var.sweep_schedule}"
-    assert tf()["variable"]["sweep_schedule"]["default"] == "*/5 * * * *"
+    assert job["schedule"] == f"${{var.{schedule_variable}}}"
+    assert job["time_zone"] == "Etc/UTC"
+    assert tf()["variable"][schedule_variable]["default"] == default
 
 
 def test_events_table_matches_the_event_schema() -> None:
@@ -401,6 +493,171 @@ def test_events_table_matches_the_event_schema() -> None:
     assert block(table, "time_partitioning") == {"type": "DAY", "field": "occurred_at"}
     assert table["clustering"] == ["event_type", "campaign_id"]
     assert "event_id" in block(resource("google_bigquery_table", "events"), "view")["query"]
+
+
+def test_time_travel_window_is_the_variable() -> None:
+    dataset = resource("google_bigquery_dataset", "warehouse")
+    assert dataset["max_time_travel_hours"] == "${tostring(var.max_time_travel_hours)}"
+    variable = tf()["variable"]["max_time_travel_hours"]
+    assert variable["default"] == 168
+    condition = variable["validation"][0]["condition"]
+    assert ">= 48" in condition and "<= 168" in condition and "% 24 == 0" in condition
+
+
+# --- Firestore indexes against the code's queries ------------------------------------------------
+
+RANGE_OPERATORS = {"<", "<=", ">", ">=", "!="}
+Index = tuple[str, tuple[str, ...]]  # (collection, fields in index order)
+
+
+def _filter_lists() -> Iterator[tuple[str, list[tuple[str, str]], Path, int]]:
+    """Every list or tuple literal of Filter(field, op, ...) calls in shared/ (one query's
+    filters), with the COLLECTION constant of its module."""
+    for path in sorted((REPO_ROOT / "shared").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        collection = next(
+            (
+                node.value.value
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "COLLECTION" for t in node.targets)
+                and isinstance(node.value, ast.Constant)
+            ),
+            None,
+        )
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.List | ast.Tuple) or not node.elts:
+                continue
+            calls = [e for e in node.elts if _is_filter(e)]
+            if len(calls) != len(node.elts):
+                continue
+            pairs = [(c.args[0].value, c.args[1].value) for c in calls]  # type: ignore[attr-defined]
+            yield collection or "", pairs, path, node.lineno
+
+
+def _is_filter(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "Filter"
+        and len(node.args) >= 2
+        and all(isinstance(a, ast.Constant) for a in node.args[:2])
+    )
+
+
+def _needed_index(pairs: list[tuple[str, str]]) -> tuple[str, ...] | None:
+    """The composite index a query needs, or None when single-field indexes serve it: an
+    equality filter together with a range filter on another field (or two range fields).
+    Equality fields come first (any order), then the range fields in the order the adapter
+    sorts them by."""
+    ranges = sorted({field for field, op in pairs if op in RANGE_OPERATORS})
+    equalities = sorted({field for field, op in pairs if op not in RANGE_OPERATORS} - set(ranges))
+    if not ranges or (len(ranges) == 1 and not equalities):
+        return None
+    return (*equalities, *ranges)
+
+
+def _declared_indexes() -> set[Index]:
+    declared = tf()["locals"]["firestore_indexes"]
+    return {(i["collection"], tuple(i["fields"])) for i in declared.values()}
+
+
+def _same_index(a: tuple[str, ...], b: tuple[str, ...], range_count: int) -> bool:
+    """Equal when the equality prefix holds the same fields and the range suffix matches."""
+    cut = len(a) - range_count
+    return len(a) == len(b) and set(a[:cut]) == set(b[:cut]) and a[cut:] == b[cut:]
+
+
+def test_filter_scan_finds_the_trigger_queries() -> None:
+    found = {(c, tuple(p)) for c, p, _, _ in _filter_lists()}
+    assert ("trigger_runs", (("state", "=="), ("due_at", "<="))) in found
+    assert ("send_ledger", (("campaign_id", "=="), ("state", "=="))) in found
+
+
+def test_every_query_that_needs_a_composite_index_has_one() -> None:
+    declared = _declared_indexes()
+    for collection, pairs, path, line in _filter_lists():
+        needed = _needed_index(pairs)
+        if needed is None:
+            continue
+        where = f"{path.relative_to(REPO_ROOT)}:{line}"
+        assert collection, f"{where}: a multi-filter query in a module without COLLECTION"
+        ranges = len({f for f, op in pairs if op in RANGE_OPERATORS})
+        assert any(
+            c == collection and _same_index(fields, needed, ranges) for c, fields in declared
+        ), f"{where}: {collection} needs the composite index {needed} (terraform/firestore.tf)"
+
+
+def test_every_declared_index_serves_a_query() -> None:
+    queries = [(c, pairs) for c, pairs, _, _ in _filter_lists() if len(pairs) > 1]
+    for collection, indexed in _declared_indexes():
+        served = [
+            pairs
+            for c, pairs in queries
+            if c == collection and {f for f, _ in pairs} == set(indexed)
+        ]
+        assert served, f"index {collection} {indexed} serves no query in shared/"
+    index = resource("google_firestore_index", "query")
+    assert index["for_each"] == "${local.firestore_indexes}"
+    assert index["database"] == "${google_firestore_database.main.name}"
+    (fields,) = index["dynamic"]
+    assert fields["fields"]["for_each"] == '${concat(each.value.fields, ["__name__"])}'
+    assert fields["fields"]["content"][0]["order"] == "ASCENDING"
+
+
+def test_index_rule_on_made_up_queries() -> None:
+    assert _needed_index([("status", "==")]) is None
+    assert _needed_index([("a", "=="), ("b", "==")]) is None
+    assert _needed_index([("created_at", ">=")]) is None
+    assert _needed_index([("state", "=="), ("due_at", "<=")]) == ("state", "due_at")
+    assert _needed_index([("a", ">"), ("b", "<")]) == ("a", "b")
+    assert _same_index(("b", "a", "r"), ("a", "b", "r"), 1)
+    assert not _same_index(("a", "r"), ("r", "a"), 1)
+
+
+# --- dashboard views ---------------------------------------------------------------------------
+
+DASHBOARDS = sorted((REPO_ROOT / "sql" / "dashboards").glob("*.sql"))
+QUALIFIED_EVENTS = "`project.dataset.events`"
+
+
+def _tables(sql: str) -> set[str]:
+    """Relations a query reads that it does not define itself (CTEs left out)."""
+    tree = sqlglot.parse_one(sql, read="bigquery")
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    names = {".".join(p for p in (t.catalog, t.db, t.name) if p) for t in tree.find_all(exp.Table)}
+    return names - ctes
+
+
+@functools.cache
+def _view_pattern() -> str:
+    """The regex bigquery.tf's replace() qualifies `events` with, HCL escapes undone."""
+    query = block(resource("google_bigquery_table", "dashboard"), "view")["query"]
+    found = re.search(r'"/(.+?)/", "\$1 `\$\{local\.dataset_ref\}\.events`"', query)
+    assert found, f"unexpected view query expression: {query}"
+    return found[1].replace("\\\\", "\\")
+
+
+def _as_view(sql: str) -> str:
+    """What bigquery.tf does to a dashboard file (RE2 and Python agree on this pattern)."""
+    return re.sub(_view_pattern(), rf"\1 {QUALIFIED_EVENTS}", sql)
+
+
+def test_view_rewrite_pattern() -> None:
+    assert _view_pattern() == r"\b(FROM|JOIN)\s+events\b"
+    assert _as_view("SELECT 1 FROM events e JOIN events AS f ON TRUE FROM events_raw") == (
+        f"SELECT 1 FROM {QUALIFIED_EVENTS} e JOIN {QUALIFIED_EVENTS} AS f ON TRUE FROM events_raw"
+    )
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_reads_only_events_and_the_view_qualifies_every_read(path: Path) -> None:
+    sql = path.read_text(encoding="utf-8")
+    assert _tables(sql) == {"events"}, f"{path.name} must read only the events relation"
+    assert _tables(_as_view(sql)) == {QUALIFIED_EVENTS.strip("`")}, (
+        f"{path.name}: an `events` read that is not `FROM events` / `JOIN events` would stay "
+        "unqualified in the BigQuery view"
+    )
 
 
 # --- tools -------------------------------------------------------------------------------------
