@@ -29,6 +29,7 @@ locals {
   # name => the collection and its fields in index order (all ascending, then __name__).
   firestore_indexes = {
     # TriggerRuns.ready: waiting runs that are due (state == waiting, due_at <= now).
+    trigger_runs_due = { collection = "trigger_runs", fields = ["state", "due_at"] }
     # TriggerRuns.ready: sending runs whose sweep died (state == sending, claim_until <= now).
     trigger_runs_stalled = { collection = "trigger_runs", fields = ["state", "claim_until"] }
     # TriggerRuns.waiting, on every behaviour event: three equality filters, which merged

@@ -58,7 +58,7 @@ locals {
   # Google identity (README: the admin API).
   operator_functions = toset([for name, f in var.topology.functions : name if f.trigger_topic == null && !f.public])
   operator_grants = {
-    for pair in setproduct(local.operator_functions, var.admin_invokers) :
+    for pair in setproduct(local.operator_functions, toset(var.admin_invokers)) :
     "${pair[0]}/${pair[1]}" => { function = pair[0], member = pair[1] }
   }
 }

@@ -125,9 +125,13 @@ class SendBatch:
     trigger_id: str | None = None
 
     def encode(self) -> bytes:
+        """zlib JSON with each message's raw MIME only: the HTML and text parts are inside it
+        (mime.html_and_text takes them out again), and sending them twice would double what
+        is compressed and billed."""
         payload = asdict(self)
         for email in payload["emails"]:
             email["raw"] = email["raw"].decode("utf-8", "surrogateescape")
+            email["html"] = email["text"] = ""
         return zlib.compress(to_json(payload), 6)
 
     @classmethod

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from email.header import Header
 from email.utils import formataddr, formatdate, parseaddr
 
+from shared.ports import OutgoingEmail
+
 _CRLF = "\r\n"
 
 
@@ -155,3 +157,32 @@ def build_message(
 @functools.lru_cache(maxsize=4)
 def _date_header(second: int) -> str:
     return formatdate(second, usegmt=True)
+
+
+def html_and_text(email: OutgoingEmail) -> tuple[str, str]:
+    """The message's HTML and text parts, taken from the raw message when the batch on the
+    wire carried only that (see SendBatch.encode)."""
+    if email.html or email.text:
+        return email.html, email.text
+    text, html = extract_bodies(email.raw)
+    return html, text
+
+
+def extract_bodies(raw: bytes) -> tuple[str, str]:
+    """(text, html) of a message `build_message` made, without a MIME parser: split on its
+    boundary and decode the quoted-printable parts. Send batches carry only the raw message;
+    providers that take the parts (SendGrid, Mailgun batches) get them back this way."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    marker = b'boundary="'
+    start = head.index(marker) + len(marker)
+    boundary = b"--" + head[start : head.index(b'"', start)]
+    parts = body.split(boundary)
+    decoded = [_decode_part(p) for p in parts[1:-1]]
+    return decoded[0], decoded[1]
+
+
+def _decode_part(part: bytes) -> str:
+    _, _, content = part.partition(b"\r\n\r\n")
+    if content.endswith(b"\r\n"):
+        content = content[:-2]  # the CRLF before the next boundary belongs to the boundary
+    return binascii.a2b_qp(content).decode("utf-8").replace("\r\n", "\n")

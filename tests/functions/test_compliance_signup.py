@@ -18,6 +18,7 @@ from support import RecordingMailer
 from shared import bootstrap
 from shared.bootstrap import Container
 from shared.domain.subscriber import CONFIRMED, PENDING, Subscriber
+from shared.services.mime import html_and_text
 
 JSON_ACCEPT = {"Accept": "application/json"}
 HTML_ACCEPT = {"Accept": "text/html"}
@@ -144,7 +145,8 @@ def test_consent_records_the_hash_of_the_consent_text_the_form_showed(
 def confirmation_token(c: Container, deliver: Any, mailer: RecordingMailer, email: str) -> str:
     drain(c, deliver)
     (mail,) = [m for m in mailer.sent if m.recipient == email]
-    return re.search(r"/confirm/\?token=([A-Za-z0-9_\-%]+)", mail.text).group(1)
+    text = html_and_text(mail)[1]
+    return re.search(r"/confirm/\?token=([A-Za-z0-9_\-%]+)", text).group(1)
 
 
 def test_confirmation_tokens_are_long_random_and_single_use(

@@ -17,6 +17,7 @@ from shared.bootstrap import Container
 from shared.domain import tokens
 from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
 from shared.domain.subscriber import CONFIRMED, Subscriber
+from shared.services.mime import html_and_text
 
 IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15"
 TARGET = "https://example.com/spring-sale?utm=mail&x=1"
@@ -118,7 +119,7 @@ def test_forged_or_altered_click_links_are_404_without_a_redirect(
 def rendered_html(c: Container, deliver: Any, request: RenderRequest) -> str:
     assert deliver("render", _json(request)).status_code < 300
     (delivery,) = c.bus.pull("send-on-send-requests", 10)
-    return SendBatch.decode(delivery.data).emails[0].html
+    return html_and_text(SendBatch.decode(delivery.data).emails[0])[0]
 
 
 def _json(request: RenderRequest) -> bytes:

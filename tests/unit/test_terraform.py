@@ -364,7 +364,16 @@ def test_function_access_covers_exactly_the_topology() -> None:
     assert set(tf()["locals"]["firestore_roles"]) == FIRESTORE_LEVELS - {""}
 
 
-def test_every_function_may_publish_to_the_topics_its_own_topic_loops_back_to() -> None:
+def test_every_http_function_may_read_the_templates() -> None:
+    """Any HTTP function answers a browser's failed request with the HTML error page from
+    templates/pages (shared/entrypoints/http.py), so each must be able to read it."""
+    access = tf()["locals"]["function_access"]
+    for f in topology.FUNCTIONS:
+        if f.is_http:
+            assert access[f.name]["templates"] is True, f.name
+
+
+def test_functions_that_hand_over_may_publish_to_their_own_topic() -> None:
     """A function that hands work to a fresh invocation of itself (dispatch, triggers) must
     be allowed to publish to its own trigger topic."""
     access = tf()["locals"]["function_access"]

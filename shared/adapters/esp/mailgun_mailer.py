@@ -35,6 +35,7 @@ from shared.adapters.esp.http_api import ApiSession, retry_after_s, short_body
 from shared.adapters.esp.merge_groups import MergeGroup, MergeRules, merge_groups
 from shared.domain.errors import ConfigurationError, Throttled, TransientError
 from shared.ports import OutgoingEmail, SendResult
+from shared.services.mime import html_and_text
 
 DEFAULT_BASE_URL = "https://api.mailgun.net"
 MAX_BATCH = 1000
@@ -74,7 +75,7 @@ class MailgunMailer:
 
     def send(self, emails: Sequence[OutgoingEmail]) -> list[SendResult]:
         chunk = ChunkResults(emails)
-        parts = [(e.subject, e.html, e.text) for e in emails]
+        parts = [(e.subject, *html_and_text(e)) for e in emails]
         for group in merge_groups(parts, _keys(emails), RULES):
             try:
                 self._send_group(chunk, group)

@@ -34,6 +34,7 @@ from shared.adapters.esp.http_api import ApiSession, retry_after_s, short_body
 from shared.adapters.esp.merge_groups import MergeGroup, MergeRules, merge_groups
 from shared.domain.errors import Throttled, TransientError
 from shared.ports import OutgoingEmail, SendResult
+from shared.services.mime import html_and_text
 
 DEFAULT_BASE_URL = "https://api.sendgrid.com"
 SEND_PATH = "/v3/mail/send"
@@ -71,7 +72,7 @@ class SendGridMailer:
 
     def send(self, emails: Sequence[OutgoingEmail]) -> list[SendResult]:
         chunk = ChunkResults(emails)
-        for group in merge_groups([(e.html, e.text) for e in emails], _keys(emails), RULES):
+        for group in merge_groups([html_and_text(e) for e in emails], _keys(emails), RULES):
             try:
                 self._send_group(chunk, group)
             except TransientError as exc:
