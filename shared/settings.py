@@ -82,6 +82,9 @@ class Settings:
     esp_base_url: str = ""  # overrides the provider's API endpoint (tests, EU regions)
     esp_rate_per_s: float = 0.0  # token-bucket rate; 0 means the provider's default
     log_level: str = "INFO"
+    # Local runner: extra processes that run the Pub/Sub-triggered functions, like more
+    # function instances (the bus is shared SQLite). 1 keeps everything in one process.
+    worker_processes: int = 1
     # Campaigns (issue 4).
     campaign_page_size: int = 500  # subscribers per audience page (one store query, checkpoint)
     campaign_batch_size: int = 250  # recipients per render batch (one rendered Pub/Sub message)
@@ -156,3 +159,15 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         k: v for k, v in env.items() if k.startswith("MAILPIPE_") or k.endswith("_EMULATOR_HOST")
     }
     return Settings(**values, extra=extra).validate()  # type: ignore[arg-type]
+
+
+def to_environ(settings: Settings) -> dict[str, str]:
+    """MAILPIPE_* variables that `load` turns back into these settings (child processes)."""
+    env: dict[str, str] = dict(settings.extra)
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if f.name == "extra" or value is None:
+            continue
+        text = ",".join(value) if isinstance(value, tuple) else str(value)
+        env[f"MAILPIPE_{f.name.upper()}"] = text
+    return env

@@ -31,9 +31,14 @@ def recipients(n: int) -> list[Recipient]:
             f"s{i:08d}",
             f"reader{i}@example.com",
             f"Reader{i}",
-            {"city": "Berlin", "plan": "pro", "manager": "Kim", "reading_minutes": 4,
-             "recommendations": picks},
-        )  # fmt: skip
+            {
+                "city": "Berlin",
+                "plan": "pro",
+                "manager": "Kim",
+                "reading_minutes": 4,
+                "recommendations": picks,
+            },
+        )
         for i in range(n)
     ]
 
@@ -52,9 +57,10 @@ class RenderBench:
         self.bare = bare.get_template(f"email/{TEMPLATE}.html")
 
     def _context(self, recipient: Recipient) -> dict[str, Any]:
-        return {**recipient.variables, "first_name": recipient.first_name,
-                "email": recipient.email, "unsubscribe_url": "https://mail.example.com/u",
-                "preferences_url": "https://mail.example.com/p", "campaign_id": "bench"}  # fmt: skip
+        links = {"unsubscribe_url": "https://mail.example.com/u",
+                 "preferences_url": "https://mail.example.com/p"}  # fmt: skip
+        return {**recipient.variables, **links, "first_name": recipient.first_name,
+                "email": recipient.email, "campaign_id": "bench"}  # fmt: skip
 
     def mailpipe(self) -> int:
         for recipient in self.recipients:
@@ -71,9 +77,9 @@ class RenderBench:
         text_template = self.compiled.text
         for recipient in self.recipients:
             context = self._context(recipient)
-            track = self.links.click_tracker(recipient.email, recipient.subscriber_id, "b", 0)
-            html = _HREF.sub(lambda m: m.group(1) + track(m.group(2)) + m.group(3),
-                             self.bare.render(context))  # fmt: skip
+            html = _tracked(self.bare.render(context),
+                            self.links.click_tracker(recipient.email, recipient.subscriber_id,
+                                                     "b", 0))  # fmt: skip
             message = EmailMessage()
             message["From"] = "News <news@example.com>"
             message["To"] = recipient.email
@@ -89,6 +95,11 @@ class RenderBench:
         email = self.renderer.render(self.compiled, self.request, self.recipients[0])
         return {"html_bytes": len(email.html.encode()), "mime_bytes": len(email.raw),
                 "tracked_links": email.html.count("/t/c/")}  # fmt: skip
+
+
+def _tracked(html: str, track: Callable[[str], str]) -> str:
+    """What naive code does for click tracking: a regex pass over every rendered message."""
+    return _HREF.sub(lambda m: m.group(1) + track(m.group(2)) + m.group(3), html)
 
 
 def best_rate(fn: Callable[[], int], rounds: int) -> float:

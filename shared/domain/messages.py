@@ -125,26 +125,59 @@ class SendBatch:
     trigger_id: str | None = None
 
     def encode(self) -> bytes:
-        """zlib JSON with each message's raw MIME only: the HTML and text parts are inside it
-        (mime.html_and_text takes them out again), and sending them twice would double what
-        is compressed and billed."""
-        payload = asdict(self)
-        for email in payload["emails"]:
-            email["raw"] = email["raw"].decode("utf-8", "surrogateescape")
-            email["html"] = email["text"] = ""
-        return zlib.compress(to_json(payload), 6)
+        """zlib of: a JSON header line (the batch and each message's fields and raw length),
+        then the raw MIME messages back to back. The raw bytes skip JSON escaping, and the HTML
+        and text parts are not sent twice (mime.html_and_text takes them out of the raw)."""
+        header = {
+            "batch_id": self.batch_id,
+            "kind": self.kind,
+            "audience_at": self.audience_at,
+            "campaign_id": self.campaign_id,
+            "variant": self.variant,
+            "trigger_id": self.trigger_id,
+            "emails": [_email_header(e) for e in self.emails],
+        }
+        body = b"".join([to_json(header), b"\n", *(e.raw for e in self.emails)])
+        # Level 1: near-identical messages compress ~14x even so, at a third of level 6's CPU.
+        return zlib.compress(body, 1)
 
     @classmethod
     def decode(cls, data: bytes) -> SendBatch:
         try:
-            raw = from_json(zlib.decompress(data), "send batch")
+            plain = zlib.decompress(data)
         except zlib.error as exc:
             raise InvalidInput(f"send batch: not zlib-compressed ({exc})") from exc
+        head, _, raws = plain.partition(b"\n")
+        header = from_json(head, "send batch")
         try:
-            raw["emails"] = [
-                OutgoingEmail(**{**e, "raw": e["raw"].encode("utf-8", "surrogateescape")})
-                for e in raw["emails"]
-            ]
-            return cls(**raw)
-        except (KeyError, TypeError) as exc:
+            header["emails"] = _emails(header["emails"], raws)
+            return cls(**header)
+        except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"send batch: missing or bad field {exc}") from exc
+
+
+_EMAIL_FIELDS = ("message_id", "sender", "recipient", "subject", "headers", "subscriber_id",
+                 "campaign_id")  # fmt: skip
+
+
+def _email_header(email: OutgoingEmail) -> dict[str, Any]:
+    fields = {name: getattr(email, name) for name in _EMAIL_FIELDS}
+    fields["raw_length"] = len(email.raw)
+    return fields
+
+
+def _emails(headers: list[dict[str, Any]], raws: bytes) -> list[OutgoingEmail]:
+    """The messages of a batch; an older batch kept each raw message in its JSON header."""
+    emails, offset = [], 0
+    for fields in headers:
+        if "raw" in fields:
+            raw = fields.pop("raw").encode("utf-8", "surrogateescape")
+        else:
+            length = int(fields.pop("raw_length"))
+            raw, offset = raws[offset : offset + length], offset + length
+            if len(raw) != length:
+                raise ValueError("raw messages are shorter than their header says")
+        fields.setdefault("html", "")
+        fields.setdefault("text", "")
+        emails.append(OutgoingEmail(**fields, raw=raw))
+    return emails

@@ -9,7 +9,10 @@ state lives in MAILPIPE_DATA_DIR, so a restart carries on where it stopped.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +21,7 @@ import flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from shared import bootstrap, topology
+from shared import settings as settings_module
 from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
 from shared.dashboard.app import create_dashboard_app
@@ -59,6 +63,7 @@ class LocalRunner:
         self.sink: SmtpSink | None = None
         self.server: BaseWSGIServer | None = None
         self.workers: list[BusWorker] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
         self.scheduler: Scheduler | None = None
         self.trigger_scheduler: Scheduler | None = None  # the trigger sweep (behaviour-events)
         self._threads: list[threading.Thread] = []
@@ -69,6 +74,9 @@ class LocalRunner:
 
     def start(self) -> LocalRunner:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Leases held when the last runner died are void: their messages are due again now.
+        self.container.bus.expire_leases()
+        self._start_worker_processes()
         if self.with_smtp_sink:
             self.sink = SmtpSink(self.maildir, self.settings.smtp_host, self.settings.smtp_port)
             self.sink.start()
@@ -90,6 +98,12 @@ class LocalRunner:
         return triggers_report.page_context(
             c.warehouse, c.dashboards.catalog, c.trigger_catalog.current()
         )
+
+    def _start_worker_processes(self) -> None:
+        env = {**os.environ, **settings_module.to_environ(self.settings)}
+        for _ in range(self.settings.worker_processes - 1):
+            command = [sys.executable, "-m", "shared.runner.worker_process"]
+            self.processes.append(subprocess.Popen(command, env=env))
 
     def _start_http(self) -> None:
         mounts = {
@@ -124,6 +138,10 @@ class LocalRunner:
 
     def stop(self) -> None:
         self.stop_event.set()
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(timeout=60)
         for worker in self.workers:
             worker.join(timeout=30)
         if self.scheduler:

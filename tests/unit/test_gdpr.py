@@ -129,6 +129,7 @@ def test_erase_asks_first_and_aborts_on_no(c: Container) -> None:
 
 
 def test_a_bad_address_is_a_clear_error(c: Container) -> None:
+    cli_main._register_groups()
     result = CliRunner().invoke(cli_main.cli, ["gdpr", "export", "not-an-address"])
     assert result.exit_code != 0
     assert "email is not valid" in str(result.exception) + result.output

@@ -1,10 +1,11 @@
-"""DuckDbWarehouse: the Warehouse port as immutable Parquet parts queried with DuckDB.
+"""DuckDbWarehouse: the Warehouse port as immutable parts on disk, queried with DuckDB.
 
 DuckDB lets only one process open a database file for writing, yet the CLI and the dashboard
 must read while the runner writes. So nothing holds a database file open: each append writes one
-Parquet part (named by the hash of its event ids, so a redelivered batch rewrites the same part)
-and each query opens an in-memory DuckDB over the parts. Reads deduplicate by event_id, exactly
-as the BigQuery `events_deduped` view does.
+newline-delimited JSON part (named by the hash of its event ids, so a redelivered batch rewrites
+the same part; writing it costs about a millisecond), and once `LANDING_PARTS` of them have
+gathered they are merged into one Parquet part. Queries read both kinds through an in-memory
+DuckDB and deduplicate by event_id, exactly as BigQuery's `events` view does over `events_raw`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -67,29 +67,39 @@ class DuckDbWarehouse:
         ids = sorted(str(e["event_id"]) for e in events)
         name = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:40]
         rows = [json.dumps(_normalized(e), default=str) for e in events]
-        lines = "\n".join(rows)
         # BigQuery streaming bills each row's size with a 1 KB minimum.
         billable = sum(max(BIGQUERY_MIN_ROW_BYTES, len(r)) for r in rows)
         self._meter.count("bigquery.rows", len(events), nbytes=billable)
-        with self._write_lock, tempfile.TemporaryDirectory(dir=self._parts) as tmp:
-            source = Path(tmp) / "rows.jsonl"
-            source.write_text(lines)
-            staged = Path(tmp) / "part.parquet"
+        staged = self._parts / f".{name}.{os.getpid()}.{threading.get_ident()}.landing"
+        staged.write_text("\n".join(rows) + "\n")
+        os.replace(staged, self._parts / f"{name}{LANDING_SUFFIX}")
+        if len(list(self._parts.glob(f"*{LANDING_SUFFIX}"))) >= LANDING_PARTS:
+            self._merge_landing()
+
+    def _merge_landing(self) -> None:
+        """Landing parts -> one Parquet part (then removed). Readers see old, both or new:
+        every read deduplicates, so each is right."""
+        with self._write_lock, self._exclusive():
+            landing = sorted(self._parts.glob(f"*{LANDING_SUFFIX}"))
+            if len(landing) < 2:
+                return
+            name = hashlib.sha256("\n".join(p.name for p in landing).encode()).hexdigest()[:40]
+            staged = self._parts / f".{name}.merging"
             with duckdb.connect() as db:
                 db.execute(
-                    f"COPY (SELECT * FROM read_json('{source}', format='newline_delimited', "
-                    f"columns={_JSON_COLUMNS})) TO '{staged}' (FORMAT parquet)"
+                    f"COPY (SELECT * FROM {_landing_relation([str(p) for p in landing])})"
+                    f" TO '{staged}' (FORMAT parquet)"
                 )
             os.replace(staged, self._parts / f"{name}.parquet")
+            for part in landing:
+                part.unlink(missing_ok=True)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB with `events_raw` and the deduplicated `events` view."""
         db = duckdb.connect()
-        if any(self._parts.glob("*.parquet")):
-            db.execute(
-                f"CREATE VIEW events_raw AS SELECT * FROM read_parquet('{self.parts_glob}', "
-                "union_by_name=true)"
-            )
+        parts = sorted(str(p) for p in _parts_in(self._parts))
+        if parts:
+            db.execute(f"CREATE VIEW events_raw AS SELECT * FROM {_relation(parts)}")
         else:
             db.execute(f"CREATE TABLE events_raw ({_SCHEMA})")
         db.execute(
@@ -136,7 +146,7 @@ class DuckDbWarehouse:
     @staticmethod
     def _load_parts(db: duckdb.DuckDBPyConnection, files: list[str]) -> None:
         db.execute(
-            f"INSERT INTO events BY NAME SELECT * FROM read_parquet({files!r}, union_by_name=true)"
+            f"INSERT INTO events BY NAME SELECT * FROM {_relation(files)}"
             " WHERE event_id NOT IN (SELECT event_id FROM events)"
             " QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY received_at) = 1"
         )
@@ -148,7 +158,7 @@ class DuckDbWarehouse:
         concurrent reader sees the old parts, both (deduplicated away), or the new one. Runs
         under the warehouse lock that erasure takes, so no erasure is undone."""
         with self._write_lock, self._exclusive():
-            parts = sorted(self._parts.glob("*.parquet"))
+            parts = sorted(_parts_in(self._parts))
             if len(parts) < 2:
                 return 0
             name = hashlib.sha256("\n".join(p.name for p in parts).encode()).hexdigest()[:40]
@@ -175,6 +185,7 @@ class DuckDbWarehouse:
         """Pseudonymize: the rows stay (campaign totals remain true) but lose the person."""
         erased = 0
         pseudonym = "erased-" + hashlib.sha256(subscriber_id.encode()).hexdigest()[:16]
+        self._merge_landing()  # rewrite Parquet only: landing parts are merged into one first
         with self._write_lock, self._exclusive():
             for part in sorted(self._parts.glob("*.parquet")):
                 erased += self._erase_in_part(part, subscriber_id, pseudonym)
@@ -198,10 +209,34 @@ class DuckDbWarehouse:
             return int(hits)
 
 
+LANDING_SUFFIX = ".jsonl"
+LANDING_PARTS = 64  # merged into one Parquet part once this many have gathered
+
+
+def _parts_in(folder: Path) -> list[Path]:
+    return [*folder.glob("*.parquet"), *folder.glob(f"*{LANDING_SUFFIX}")]
+
+
+def _landing_relation(files: list[str]) -> str:
+    return f"read_json({files!r}, format='newline_delimited', columns={_JSON_COLUMNS})"
+
+
+def _relation(files: list[str]) -> str:
+    """The rows of Parquet and landing parts together (as one SQL relation)."""
+    parquet = [f for f in files if f.endswith(".parquet")]
+    landing = [f for f in files if f.endswith(LANDING_SUFFIX)]
+    selects = []
+    if parquet:
+        selects.append(f"SELECT * FROM read_parquet({parquet!r}, union_by_name=true)")
+    if landing:
+        selects.append(f"SELECT * FROM {_landing_relation(landing)}")
+    return "(" + " UNION ALL BY NAME ".join(selects) + ")"
+
+
 def _part_signatures(folder: Path) -> dict[str, tuple[int, int]]:
     """Each part's name -> (modification time, size): what tells a rewritten part apart."""
     signatures = {}
-    for part in folder.glob("*.parquet"):
+    for part in _parts_in(folder):
         try:
             stat = part.stat()
         except FileNotFoundError:  # compacted away meanwhile

@@ -358,6 +358,17 @@ class SqliteBus:
             )
         return cursor.rowcount
 
+    def expire_leases(self) -> int:
+        """Make every leased message due now (a runner starting on this data dir: whoever held
+        those leases died). Unlike `release`, the attempt counts: a message that crashed its
+        worker must still reach the dead-letter hold after max attempts."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE deliveries SET state = 'pending', due = ? WHERE state = 'leased'",
+                (self._clock(),),
+            )
+        return cursor.rowcount
+
     def _dead_letter(
         self,
         conn: sqlite3.Connection,

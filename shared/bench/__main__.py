@@ -1,0 +1,107 @@
+"""`make bench` (python -m shared.bench [render] [campaign] [cost]): prints a table and writes
+the figures as JSON to $BENCH_OUT (default var/bench.json). Benchmarks, not timed tests: the
+machine is shared and noisy, so ratios are measured side by side in one run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from shared.bench import cost, render_bench
+
+GOALS = {
+    "render_per_s": 5000, "render_vs_naive": 4.0, "smtp_per_s": 1000, "null_per_s": 3000,
+    "peak_rss_mb": 300, "usd_per_million": 1.00,
+}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument("parts", nargs="*", default=["render", "campaign", "cost"])
+    parser.add_argument("--audience", type=int, default=100_000)
+    parser.add_argument("--small-audience", type=int, default=20_000)
+    args = parser.parse_args()
+    figures: dict[str, Any] = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}",
+        "goals": GOALS,
+    }
+    console = Console()
+    if "render" in args.parts:
+        with console.status("render benchmark ..."):
+            figures["render"] = render_bench.run()
+    if "campaign" in args.parts or "cost" in args.parts:
+        figures["campaign"] = _campaigns(console, args.audience, args.small_audience)
+        runs = figures["campaign"]
+        figures["cost"] = cost.per_million(runs["null"]["operations"], runs["null"]["delivered"])
+        figures["cost_without_ab_test"] = cost.per_million(
+            runs["null_plain"]["operations"], runs["null_plain"]["delivered"]
+        )
+        for run in runs.values():
+            run.pop("operations", None)
+    out = Path(os.environ.get("BENCH_OUT", "var/bench.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    console.print(_table(figures))
+    console.print(f"Figures written to {out}")
+
+
+def _campaigns(console: Console, audience: int, small: int) -> dict[str, Any]:
+    """Each run in its own process, so each peak memory figure belongs to that run alone."""
+    plans = (
+        ("null", audience, "null", "ab"),
+        ("smtp", audience, "smtp", "ab"),
+        ("null_small", small, "null", "ab"),
+        ("null_plain", audience, "null", "plain"),
+    )
+    runs = {}
+    for name, size, esp, kind in plans:
+        with console.status(f"campaign ({kind}) to {size:,} subscribers, provider {esp} ..."):
+            command = [sys.executable, "-m", "shared.bench.campaign_bench", str(size), esp, kind]
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            runs[name] = json.loads(output.strip().splitlines()[-1])
+    return runs
+
+
+def _table(figures: dict[str, Any]) -> Table:
+    table = Table(title="Mailpipe benchmark", show_lines=False)
+    for column in ("figure", "measured", "goal"):
+        table.add_column(column)
+    render = figures.get("render")
+    if render:
+        table.add_row("render: MIME messages/s, one core", f"{render['messages_per_s']:,}",
+                      f">= {GOALS['render_per_s']:,}")  # fmt: skip
+        table.add_row("  bare Jinja2 render/s (ceiling)", f"{render['bare_jinja_per_s']:,}", "")
+        table.add_row("  naive Jinja2 + EmailMessage/s", f"{render['naive_per_s']:,}", "")
+        table.add_row("  vs naive", f"{render['vs_naive']}x", f">= {GOALS['render_vs_naive']}x")
+    for name, run in figures.get("campaign", {}).items():
+        goal = GOALS["smtp_per_s"] if run["provider"] == "smtp" else GOALS["null_per_s"]
+        rss = max(run["peak_rss_mb"].values())
+        kind = "A/B" if run["ab_test"] else "plain"
+        table.add_row(f"{kind} campaign {run['audience']:,} via {run['provider']}: emails/s",
+                      f"{run['emails_per_s']:,}", f">= {goal:,}")  # fmt: skip
+        table.add_row("  duplicates / missing", f"{run['duplicates']} / {run['missing']}", "0 / 0")
+        table.add_row("  peak RSS, largest process (MB)", f"{rss:.0f}",
+                      f"< {GOALS['peak_rss_mb']}" if name != "smtp" else "")  # fmt: skip
+    if "cost" in figures:
+        table.add_row("cost per million emails, A/B campaign (USD)",
+                      f"{figures['cost']['usd_per_million']:.3f}",
+                      f"<= {GOALS['usd_per_million']:.2f}")  # fmt: skip
+        table.add_row("  the same without an A/B test (USD)",
+                      f"{figures['cost_without_ab_test']['usd_per_million']:.3f}", "")  # fmt: skip
+    return table
+
+
+if __name__ == "__main__":
+    main()

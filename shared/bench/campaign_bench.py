@@ -1,0 +1,182 @@
+"""Campaign benchmark: an A/B campaign to N subscribers through the whole local pipeline (the
+real runner, bus, functions and SMTP sink or null provider), end to end, with duplicates,
+missing recipients, peak memory and every billable operation counted for the cost figure."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from shared.bootstrap import Container
+from shared.domain.subscriber import CONFIRMED, Subscriber
+from shared.metering import OperationMeter, Tally
+from shared.runner.local_runner import LocalRunner
+from shared.settings import Settings
+from shared.topology import REPO_ROOT
+
+AB_SPEC = {
+    "variants": [{"name": "A"}, {"name": "B", "subject": "Spring, in one email"}],
+    "test_fraction": 0.2,
+    "metric": "clicks",
+    "window_hours": 0.001,  # ~4 s: the benchmark measures sending, not waiting
+    "min_sample": 100,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def seed(container: Container, audience: int) -> None:
+    cities = ("Berlin", "Lisbon", "Oslo", "Austin")
+    for i in range(audience):
+        email = f"reader{i}@example.com"
+        container.subscribers.create(
+            Subscriber(
+                id=container.subscribers.id_for(email),
+                email=email,
+                status=CONFIRMED,
+                first_name=f"Reader{i}",
+                created_at=1.7e9,
+                confirmed_at=1.7e9,
+                attributes={"city": cities[i % 4], "plan": "pro"},
+            )
+        )
+
+
+def finished(container: Container, campaign_id: str) -> int:
+    """Recipients with a final outcome in the ledger (one document per batch)."""
+    entries = container.ledger.of_campaign(campaign_id)
+    return sum(1 for e in entries for o in e.outcomes.values() if not o.startswith("transient"))
+
+
+class Sink:
+    def __init__(self, maildir: Path, port: int) -> None:
+        command = [sys.executable, "-m", "shared.bench.sink_process", str(port), str(maildir)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout and self.process.stdout.readline().strip() == "ready"
+        self.maildir = maildir
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+    def message_ids(self) -> Counter[str]:
+        box = mailbox.Maildir(str(self.maildir), create=True)
+        ids: Counter[str] = Counter()
+        for key in box.iterkeys():
+            head = box.get_bytes(key)[:4096].split(b"\r\n\r\n")[0]
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"message-id:"):
+                    ids[line.split(b":", 1)[1].strip().decode()] += 1
+        return ids
+
+
+def run(
+    audience: int, esp: str, ab: bool = True, workers: int = 2, timeout_s: float = 900
+) -> dict[str, Any]:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"mailpipe-bench-{esp}-"))
+    settings = Settings(
+        data_dir=data_dir, template_root=REPO_ROOT / "templates", port=free_port(),
+        smtp_port=free_port(), esp=esp, worker_processes=workers, scheduler_interval_s=1.0,
+        bus_poll_interval_s=0.02, esp_rate_per_s=1_000_000, log_level="WARNING",
+    )  # fmt: skip
+    container = Container(settings, meter=OperationMeter())
+    seed(container, audience)
+    sink = Sink(data_dir / "mail", settings.smtp_port) if esp == "smtp" else None
+    container.meter.reset()  # count the campaign, not the seeding
+    runner = LocalRunner(container, with_smtp_sink=False).start()
+    try:
+        spec = {"id": "bench", "name": "Benchmark", "template": "newsletter"}
+        campaign = container.campaign_service.create({**spec, "ab": AB_SPEC} if ab else spec)
+        started = time.perf_counter()
+        container.campaign_service.send_now(campaign.id)
+        # Progress is watched through a container of its own, so it is not counted.
+        done = _wait(Container(settings), campaign.id, audience, timeout_s)
+        elapsed = time.perf_counter() - started
+    finally:
+        runner.stop()
+        if sink:
+            sink.stop()
+    sent_ids = sink.message_ids() if sink else None
+    return {
+        "audience": audience,
+        "provider": esp,
+        "ab_test": ab,
+        "worker_processes": workers,
+        "seconds": round(elapsed, 2),
+        "emails_per_s": round(done / elapsed),
+        **_exactness(container, audience, sent_ids),
+        "peak_rss_mb": _peak_rss_mb(),
+        "operations": _operations(container.meter, data_dir),
+    }
+
+
+def _wait(container: Container, campaign_id: str, audience: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    done = 0
+    while time.monotonic() < deadline:
+        done = finished(container, campaign_id)
+        if done >= audience:
+            return done
+        time.sleep(0.5)
+    raise TimeoutError(f"campaign incomplete after {timeout_s} s: {done} of {audience}")
+
+
+def _exactness(
+    container: Container, audience: int, sent_ids: Counter[str] | None
+) -> dict[str, int]:
+    """Duplicates and missing: from the sink's Maildir when there is one, else from the
+    provider-accepted `send` rows (a resent message repeats its deterministic event id)."""
+    if sent_ids is not None:
+        return {
+            "delivered": len(sent_ids),
+            "duplicates": sum(n - 1 for n in sent_ids.values()),
+            "missing": audience - len(sent_ids),
+        }
+    with container.warehouse.connect() as db:  # type: ignore[attr-defined]
+        total, distinct = db.execute(
+            "SELECT count(*), count(DISTINCT message_id) FROM events_raw WHERE event_type='send'"
+        ).fetchone()
+    return {"delivered": distinct, "duplicates": total - distinct, "missing": audience - distinct}
+
+
+def _peak_rss_mb() -> dict[str, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"runner_process": round(own, 1), "largest_child_process": round(children, 1)}
+
+
+def _operations(meter: OperationMeter, data_dir: Path) -> dict[str, dict[str, float]]:
+    """This process's counts plus those the worker processes left in <data dir>/meters."""
+    totals = meter.snapshot()
+    for path in (data_dir / "meters").glob("*.json"):
+        for name, raw in json.loads(path.read_text()).items():
+            t = totals.get(name, Tally())
+            totals[name] = Tally(t.operations + raw["operations"], t.bytes + raw["bytes"],
+                                 t.seconds + raw["seconds"])  # fmt: skip
+    return {k: {"operations": v.operations, "bytes": v.bytes, "seconds": round(v.seconds, 3)}
+            for k, v in sorted(totals.items())}  # fmt: skip
+
+
+def main() -> None:
+    """One run in a fresh process (so peak memory is this run's), as JSON on stdout:
+    python -m shared.bench.campaign_bench AUDIENCE ESP [plain]."""
+    audience, esp = int(sys.argv[1]), sys.argv[2]
+    result = run(audience, esp, ab="plain" not in sys.argv[3:])
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
