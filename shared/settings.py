@@ -85,6 +85,8 @@ class Settings:
     # Local runner: extra processes that run the Pub/Sub-triggered functions, like more
     # function instances (the bus is shared SQLite). 1 keeps everything in one process.
     worker_processes: int = 1
+    # Local runner: bus worker threads per process for the send function (network-bound).
+    send_workers: int = 2
     # Campaigns (issue 4).
     campaign_page_size: int = 500  # subscribers per audience page (one store query, checkpoint)
     campaign_batch_size: int = 250  # recipients per render batch (one rendered Pub/Sub message)

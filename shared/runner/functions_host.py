@@ -24,6 +24,12 @@ from shared.metering import NULL_METER, OperationMeter
 log = logging.getLogger(__name__)
 
 
+def workers_for(subscription: topology.Subscription, send_workers: int) -> int:
+    """Bus worker threads for a subscription: sending waits on the provider's network round
+    trips, so it gets several (like concurrent requests to one function instance)."""
+    return max(1, send_workers) if subscription.function == "send" else 1
+
+
 def function_app(function: topology.Function) -> flask.Flask:
     kind = "http" if function.is_http else "cloudevent"
     return functions_framework.create_app(function.entry_point, str(function.source), kind)

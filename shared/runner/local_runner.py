@@ -25,7 +25,7 @@ from shared import settings as settings_module
 from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
 from shared.dashboard.app import create_dashboard_app
-from shared.runner.functions_host import FunctionsHost
+from shared.runner.functions_host import FunctionsHost, workers_for
 from shared.runner.inbox import create_inbox_app
 from shared.runner.scheduler import Scheduler
 from shared.runner.smtp_sink import SmtpSink
@@ -121,16 +121,20 @@ class LocalRunner:
 
     def _start_workers(self) -> None:
         for subscription in topology.SUBSCRIPTIONS:
-            worker = BusWorker(
-                self.container.bus,
-                subscription.name,
-                self.host.deliverer(subscription),
-                batch=self.worker_batch,
-                poll_interval_s=self.settings.bus_poll_interval_s,
-                stop_event=self.stop_event,
-            )
-            worker.start()
-            self.workers.append(worker)
+            for _ in range(workers_for(subscription, self.settings.send_workers)):
+                self._start_worker(subscription)
+
+    def _start_worker(self, subscription: topology.Subscription) -> None:
+        worker = BusWorker(
+            self.container.bus,
+            subscription.name,
+            self.host.deliverer(subscription),
+            batch=self.worker_batch,
+            poll_interval_s=self.settings.bus_poll_interval_s,
+            stop_event=self.stop_event,
+        )
+        worker.start()
+        self.workers.append(worker)
 
     @property
     def http_port(self) -> int:

@@ -17,7 +17,7 @@ from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
 from shared.logs import configure_logging
 from shared.metering import OperationMeter
-from shared.runner.functions_host import FunctionsHost
+from shared.runner.functions_host import FunctionsHost, workers_for
 
 PARENT_CHECK_S = 1.0
 
@@ -48,6 +48,7 @@ def main() -> None:
             stop_event=stop,
         )
         for s in topology.SUBSCRIPTIONS
+        for _ in range(workers_for(s, settings.send_workers))
     ]
     for worker in workers:
         worker.start()
