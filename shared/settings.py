@@ -173,3 +173,8 @@ def to_environ(settings: Settings) -> dict[str, str]:
         text = ",".join(value) if isinstance(value, tuple) else str(value)
         env[f"MAILPIPE_{f.name.upper()}"] = text
     return env
+
+
+def child_environ(settings: Settings) -> dict[str, str]:
+    """This process's environment with `settings` written over it, for a child process."""
+    return {**os.environ, **to_environ(settings)}

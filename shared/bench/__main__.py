@@ -50,6 +50,7 @@ def main() -> None:
         )
         for run in runs.values():
             run.pop("operations", None)
+        figures["smtp_sink_alone_per_s"] = runs.pop("sink")["smtp_sink_alone_per_s"]
     out = Path(os.environ.get("BENCH_OUT", "var/bench.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
@@ -65,13 +66,19 @@ def _campaigns(console: Console, audience: int, small: int) -> dict[str, Any]:
         ("null_small", small, "null", "ab"),
         ("null_plain", audience, "null", "plain"),
     )
-    runs = {}
+    runs: dict[str, Any] = {}
+    with console.status("SMTP sink alone ..."):
+        runs["sink"] = _subprocess_json(["sink"])
     for name, size, esp, kind in plans:
         with console.status(f"campaign ({kind}) to {size:,} subscribers, provider {esp} ..."):
-            command = [sys.executable, "-m", "shared.bench.campaign_bench", str(size), esp, kind]
-            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            runs[name] = json.loads(output.strip().splitlines()[-1])
+            runs[name] = _subprocess_json([str(size), esp, kind])
     return runs
+
+
+def _subprocess_json(args: list[str]) -> dict[str, Any]:
+    command = [sys.executable, "-m", "shared.bench.campaign_bench", *args]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return dict(json.loads(output.strip().splitlines()[-1]))
 
 
 def _table(figures: dict[str, Any]) -> Table:
@@ -94,6 +101,9 @@ def _table(figures: dict[str, Any]) -> Table:
         table.add_row("  duplicates / missing", f"{run['duplicates']} / {run['missing']}", "0 / 0")
         table.add_row("  peak RSS, largest process (MB)", f"{rss:.0f}",
                       f"< {GOALS['peak_rss_mb']}" if name != "smtp" else "")  # fmt: skip
+    if "smtp_sink_alone_per_s" in figures:
+        table.add_row("  SMTP sink alone (4 clients): messages/s",
+                      f"{figures['smtp_sink_alone_per_s']:,}", "")  # fmt: skip
     if "cost" in figures:
         table.add_row("cost per million emails, A/B campaign (USD)",
                       f"{figures['cost']['usd_per_million']:.3f}",

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import mailbox
 import resource
+import smtplib
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -67,6 +69,7 @@ class Sink:
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout and self.process.stdout.readline().strip() == "ready"
         self.maildir = maildir
+        self.port = port
 
     def stop(self) -> None:
         self.process.terminate()
@@ -81,6 +84,30 @@ class Sink:
                 if line.lower().startswith(b"message-id:"):
                     ids[line.split(b":", 1)[1].strip().decode()] += 1
         return ids
+
+
+def sink_capacity(messages: int = 2000, clients: int = 4) -> int:
+    """Messages/s the SMTP sink alone accepts from `clients` connections (the ceiling for a
+    campaign through it on this machine), with a message of the newsletter's size."""
+    folder = Path(tempfile.mkdtemp(prefix="mailpipe-sink-")) / "mail"
+    sink = Sink(folder, free_port())
+    body = (b"x" * 74 + b"\r\n") * 200
+
+    def client(k: int) -> None:
+        with smtplib.SMTP("127.0.0.1", sink.port) as smtp:
+            for i in range(messages // clients):
+                head = f"From: a@example.com\r\nTo: b@example.com\r\nMessage-ID: <{k}.{i}@x>\r\n"
+                smtp.sendmail("a@example.com", ["b@example.com"], head.encode() + b"\r\n" + body)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    sink.stop()
+    return round(messages / elapsed)
 
 
 def run(
@@ -173,6 +200,9 @@ def _operations(meter: OperationMeter, data_dir: Path) -> dict[str, dict[str, fl
 def main() -> None:
     """One run in a fresh process (so peak memory is this run's), as JSON on stdout:
     python -m shared.bench.campaign_bench AUDIENCE ESP [plain]."""
+    if sys.argv[1] == "sink":
+        print(json.dumps({"smtp_sink_alone_per_s": sink_capacity()}))
+        return
     audience, esp = int(sys.argv[1]), sys.argv[2]
     result = run(audience, esp, ab="plain" not in sys.argv[3:])
     print(json.dumps(result))

@@ -19,6 +19,11 @@ the cursor (last subscriber id of the previous page) and the planned end (last i
 current page, recorded before the page is published so a replay after a crash publishes exactly
 the same subscribers under the same batch id). A lease lets only one dispatch invocation work on
 a phase at a time, and a token names the one valid continuation message.
+
+An A/B campaign reads its audience once: the test phase stashes each page's remainder members
+(`remainder_stashed`), and the remainder phase pages through that stash instead of the
+subscribers. Campaigns started before the stash existed leave the flag false and read the
+audience again.
 """
 
 from __future__ import annotations
@@ -143,6 +148,7 @@ class Campaign:
     updated_at: float = 0.0
     scheduled_at: float | None = None
     audience_at: float | None = None  # when sending started: the audience snapshot time
+    remainder_stashed: bool = False  # A/B: the remainder phase reads the test phase's stash
     finished_at: float | None = None
     test_dispatched_at: float | None = None
     test_ends_at: float | None = None  # set once the test cohort has been delivered
@@ -245,6 +251,7 @@ class Campaign:
         """Begin sending now; returns the first phase to dispatch."""
         self._require("send", (DRAFT, SCHEDULED))
         self.audience_at = now
+        self.remainder_stashed = bool(self.ab)
         self.phase = self.phases[0]
         self.progress = {self.phase: PhaseProgress(token=token, started_at=now, updated_at=now)}
         self._become(SENDING, now)

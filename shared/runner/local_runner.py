@@ -9,7 +9,6 @@ state lives in MAILPIPE_DATA_DIR, so a restart carries on where it stopped.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -100,7 +99,7 @@ class LocalRunner:
         )
 
     def _start_worker_processes(self) -> None:
-        env = {**os.environ, **settings_module.to_environ(self.settings)}
+        env = settings_module.child_environ(self.settings)
         for _ in range(self.settings.worker_processes - 1):
             command = [sys.executable, "-m", "shared.runner.worker_process"]
             self.processes.append(subprocess.Popen(command, env=env))

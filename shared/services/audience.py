@@ -3,13 +3,15 @@
 Who is in: confirmed, not suppressed, confirmed before the campaign started (the audience is a
 snapshot, so a page replayed later holds the same people), and matched by the segment. With an
 A/B test, the hash assignment then splits them into holdout, test cohort (by variant) and
-remainder; a phase takes only its own cohort.
+remainder; a phase takes only its own cohort. The test phase also collects the page's remainder
+members, which the dispatcher stashes so that the remainder phase need not read the audience
+again (shared/repositories/remainder_stash.py).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from shared.domain import ab_test
@@ -28,11 +30,17 @@ BATCH_SIZE = 250
 @dataclass
 class PageSelection:
     """One page, sorted: recipients per variant (None without A/B), holdout ids, and how many
-    subscribers the page held that may not or should not get this campaign."""
+    subscribers the page held that may not or should not get this campaign. In the test phase
+    also the remainder members, who get the winner later."""
 
     groups: dict[str | None, list[Subscriber]] = field(default_factory=dict)
     held_out: list[str] = field(default_factory=list)
     excluded: int = 0
+    remainder: list[Subscriber] = field(default_factory=list)
+
+    def recipients(self) -> dict[str | None, list[Recipient]]:
+        """The groups as what the templates see of each member."""
+        return {variant: [recipient(s) for s in members] for variant, members in self.groups.items()}
 
 
 @dataclass(frozen=True)
@@ -70,13 +78,16 @@ class AudiencePlan:
     def _place(
         self, subscriber: Subscriber, phase: str, selection: PageSelection
     ) -> tuple[str | None, bool]:
-        """(variant, whether this phase mails the subscriber); records holdout members."""
+        """(variant, whether this phase mails the subscriber); records holdout members and, in
+        the test phase, the remainder."""
         if self.ab is None:
             return None, True
         assignment = self.ab.assign(self.campaign_id, subscriber.id)
         if phase == PHASE_TEST:
             if assignment.cohort == ab_test.HOLDOUT:
                 selection.held_out.append(subscriber.id)
+            elif assignment.cohort == ab_test.REMAINDER:
+                selection.remainder.append(subscriber)
             return assignment.variant, assignment.cohort == ab_test.TEST
         if phase == PHASE_REMAINDER:
             return self.winner, assignment.cohort == ab_test.REMAINDER
@@ -110,13 +121,25 @@ def render_requests(
     subscribers: Sequence[Subscriber],
 ) -> list[RenderRequest]:
     """The page's batch for one variant, split (with derived ids) until each part fits."""
+    return recipient_requests(campaign, batch, variant, [recipient(s) for s in subscribers])
+
+
+def recipient_requests(
+    campaign: Campaign,
+    batch: str,
+    variant: str | None,
+    recipients: Sequence[Recipient],
+) -> list[RenderRequest]:
+    """`render_requests` for recipients already built (e.g. read back from the stash). The
+    send stage re-checks suppressions added since `audience_at`, the campaign's start, which
+    precedes every audience read of the campaign (the stash's included)."""
     template, subject = campaign.content(variant)
     request = RenderRequest(
         batch_id=batch,
         template=template,
         kind=MARKETING,
         audience_at=campaign.audience_at or campaign.created_at,
-        recipients=[recipient(s) for s in subscribers],
+        recipients=list(recipients),
         campaign_id=campaign.id,
         variant=variant,
         subject=subject,
@@ -129,18 +152,22 @@ def render_requests(
 
 
 def page_requests(
-    campaign: Campaign, phase: str, page: int, selection: PageSelection, batch_size: int
+    campaign: Campaign,
+    phase: str,
+    page: int,
+    groups: Mapping[str | None, Sequence[Recipient]],
+    batch_size: int,
 ) -> list[RenderRequest]:
     """The page's render batches: one per variant, in parts of at most `batch_size` (ids
     `<batch>.1`, `<batch>.2` ...) so that each rendered batch fits one Pub/Sub message and the
     render stage compresses it once."""
     requests: list[RenderRequest] = []
-    for variant, members in sorted(selection.groups.items(), key=lambda g: g[0] or ""):
+    for variant, members in sorted(groups.items(), key=lambda g: g[0] or ""):
         base = batch_id(campaign.id, phase, page, variant if phase == PHASE_TEST else None)
         parts = [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
         for number, part in enumerate(parts, 1):
             batch = base if len(parts) == 1 else f"{base}.{number}"
-            requests += render_requests(campaign, batch, variant, part)
+            requests += recipient_requests(campaign, batch, variant, part)
     return requests
 
 
