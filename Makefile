@@ -39,7 +39,7 @@ pytest: install
 	$(PY) tests/contract/gcloud_emulators.py -- $(PY) -m pytest -n 2 --dist loadgroup -q
 
 bench: install
-	$(PY) -m shared.bench
+	$(PY) -m shared.bench --out "$${BENCH_OUT:-var/bench.json}"
 
 package: install
 	$(PY) -m shared.packaging dist

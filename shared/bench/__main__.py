@@ -1,5 +1,6 @@
-"""`make bench` (python -m shared.bench [render] [campaign] [cost]): prints a table and writes
-the figures as JSON to $BENCH_OUT (default var/bench.json). Benchmarks, not timed tests: the
+"""`make bench` (python -m shared.bench [render] [campaign] [cost] [--out FILE]): prints a
+table and writes the figures as JSON to FILE (`make bench` passes $BENCH_OUT, default
+var/bench.json). Benchmarks, not timed tests: the
 machine is shared and noisy, so ratios are measured side by side in one run."""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("parts", nargs="*", default=["render", "campaign", "cost"])
     parser.add_argument("--audience", type=int, default=100_000)
     parser.add_argument("--small-audience", type=int, default=20_000)
+    parser.add_argument("--out", type=Path, default=Path("var/bench.json"))
     args = parser.parse_args()
     figures: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -51,7 +53,7 @@ def main() -> None:
         for run in runs.values():
             run.pop("operations", None)
         figures["smtp_sink_alone_per_s"] = runs.pop("sink")["smtp_sink_alone_per_s"]
-    out = Path(os.environ.get("BENCH_OUT", "var/bench.json"))
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
     console.print(_table(figures))

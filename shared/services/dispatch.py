@@ -13,6 +13,15 @@ variant with the deterministic batch id `C:P:<page>` (`C:test:<page>:<variant>` 
 phase), record the holdout members, and checkpoint the cursor on the campaign document. Memory
 stays flat: at most two pages are held at once.
 
+An A/B campaign reads each subscriber document once. Its test phase also stashes each page's
+remainder members (one `campaign_remainders` document per page, replaced on a replay), and
+its remainder phase walks that stash instead of the subscribers: one read per page rather than
+one per subscriber, with the same cursors, planned ends, batch ids and hand-overs (the cursor
+is then a stash document id). Each stash page is deleted once dispatched, and whatever is left
+when the phase ends, or when the campaign is cancelled, is purged. People who unsubscribe or
+are suppressed between the phases are still caught: the send stage drops recipients suppressed
+since the campaign's `audience_at`, which precedes the test phase's read.
+
 Exactly-once, step by step: the end of a page is recorded before it is published, so a replay
 after a crash publishes the same subscribers under the same batch ids and the send ledger
 makes the second copy harmless. A lease on the phase keeps two invocations from walking it at
@@ -25,30 +34,70 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from shared import topology
 from shared.domain.campaign import (
+    CANCELLED,
     PHASE_HOLDOUT,
+    PHASE_REMAINDER,
+    PHASE_TEST,
     SENDING,
     Campaign,
     PageOutcome,
     batch_id,
 )
 from shared.domain.errors import Conflict, InvalidInput
+from shared.domain.messages import Recipient
 from shared.domain.subscriber import Subscriber
 from shared.repositories.audience import AudiencePages
 from shared.repositories.campaigns import Campaigns
+from shared.repositories.remainder_stash import RemainderStash, StashedPage
 from shared.repositories.send_ledger import SendLedger
-from shared.services.audience import BATCH_SIZE, AudiencePlan, page_requests, render_requests
+from shared.services.audience import (
+    BATCH_SIZE,
+    AudiencePlan,
+    page_requests,
+    recipient,
+    render_requests,
+)
 from shared.services.engagement import EngagementQueries
 from shared.services.publishing import Outbox
 
 log = logging.getLogger(__name__)
 
 SWEEP, CAMPAIGN = "sweep", "campaign"
+
+
+class PageRow(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+Row = TypeVar("Row", bound=PageRow)
+
+
+class PageSource(Protocol[Row]):
+    """Rows in id order: the next page after `cursor`, or (given `until`) exactly the rows
+    after `cursor` up to and including id `until` (AudiencePages, StashPages)."""
+
+    def page(self, cursor: str | None, until: str | None = None) -> list[Row]: ...
+
+
+def _nothing(rows: list[Any]) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class PhaseRoute(Generic[Row]):
+    """Where a phase's pages come from, how one page is published (campaign, page number,
+    rows), and what to do once a page is checkpointed as done."""
+
+    source: PageSource[Row]
+    publish: Callable[[Campaign, int, list[Row]], PageOutcome]
+    done: Callable[[list[Row]], None] = _nothing
 
 
 def new_token() -> str:
@@ -78,6 +127,7 @@ class PhaseDispatcher:
         self,
         campaigns: Campaigns,
         pages: AudiencePages,
+        stash: RemainderStash,
         engagement: EngagementQueries,
         ledger: SendLedger,
         outbox: Outbox,
@@ -89,6 +139,7 @@ class PhaseDispatcher:
     ) -> None:
         self._campaigns = campaigns
         self._pages = pages
+        self._stash = stash
         self._engagement = engagement
         self._ledger = ledger
         self._outbox = outbox
@@ -111,6 +162,11 @@ class PhaseDispatcher:
         requests = render_requests(campaign, batch, variant, members)
         self._outbox.publish_json(topology.RENDER_REQUESTS, [asdict(r) for r in requests])
         return len(requests)
+
+    def forget_stash(self, campaign: Campaign) -> int:
+        """Delete what the campaign's remainder stash still holds (it is done or cancelled);
+        returns how many documents."""
+        return self._stash.purge(campaign.id) if campaign.remainder_stashed else 0
 
     def plan(self, campaign: Campaign) -> AudiencePlan:
         """The segment, A/B test and engagement sets (one warehouse query, if the segment
@@ -139,24 +195,25 @@ class PhaseDispatcher:
             return 0
 
     def _walk(self, campaign: Campaign, phase: str, owner: str) -> int:
-        plan = self.plan(campaign)
-        rows: list[Subscriber] | None = None
+        route = self._route(campaign, phase)
+        rows: list[Any] | None = None
         published = 0
         while True:
             progress = campaign.progress_of(phase)
             if progress.planned_end is None:
-                rows = self._pages.page(progress.cursor)
+                rows = route.source.page(progress.cursor)
                 if not rows:
                     self._finish(campaign.id, phase, owner)
                     return published
                 campaign = self._plan_page(campaign.id, phase, owner, rows[-1].id)
                 progress = campaign.progress_of(phase)
             elif rows is None:
-                rows = self._pages.page(progress.cursor, until=progress.planned_end)
-            outcome = self._publish_page(campaign, plan, phase, progress.page, rows)
-            following = self._pages.page(progress.planned_end)
+                rows = route.source.page(progress.cursor, until=progress.planned_end)
+            outcome = route.publish(campaign, progress.page, rows)
+            following = route.source.page(progress.planned_end)
             next_end = following[-1].id if following else None
             campaign = self._page_done(campaign.id, phase, owner, outcome, next_end)
+            route.done(rows)
             published += 1
             if next_end is None:
                 self._finish(campaign.id, phase, owner)
@@ -165,6 +222,21 @@ class PhaseDispatcher:
                 self._hand_over(campaign, phase, owner)
                 return published
             rows = following
+
+    def _route(self, campaign: Campaign, phase: str) -> PhaseRoute[Any]:
+        """A stashed remainder walks the stash; every other phase walks the audience."""
+        if phase == PHASE_REMAINDER and campaign.remainder_stashed:
+            return PhaseRoute(
+                self._stash.pages(campaign.id),
+                self._publish_stashed,
+                lambda rows: self._stash.discard(campaign.id, rows),
+            )
+        plan = self.plan(campaign)
+
+        def publish(current: Campaign, page: int, rows: list[Subscriber]) -> PageOutcome:
+            return self._publish_page(current, plan, phase, page, rows)
+
+        return PhaseRoute(self._pages, publish)
 
     def _plan_page(self, campaign_id: str, phase: str, owner: str, last_id: str) -> Campaign:
         def plan(c: Campaign) -> None:
@@ -184,9 +256,10 @@ class PhaseDispatcher:
         self, campaign: Campaign, plan: AudiencePlan, phase: str, page: int, rows: list[Subscriber]
     ) -> PageOutcome:
         selection = plan.select(rows, phase)
-        requests = page_requests(campaign, phase, page, selection, self._batch_size)
-        if requests:
-            self._outbox.publish_json(topology.RENDER_REQUESTS, [asdict(r) for r in requests])
+        if phase == PHASE_TEST and campaign.remainder_stashed:
+            remainder = [recipient(s) for s in selection.remainder]
+            self._stash.put_page(campaign.id, page, remainder, self._clock())
+        batches = self._publish_groups(campaign, phase, page, selection.recipients())
         if selection.held_out:
             holdout_batch = batch_id(campaign.id, PHASE_HOLDOUT, page)
             self._ledger.record_holdout(holdout_batch, campaign.id, selection.held_out,
@@ -195,8 +268,30 @@ class PhaseDispatcher:
             recipients=sum(len(m) for m in selection.groups.values()),
             held_out=len(selection.held_out),
             excluded=selection.excluded,
-            batches=len(requests),
+            batches=batches,
         )
+
+    def _publish_stashed(
+        self, campaign: Campaign, page: int, rows: list[StashedPage]
+    ) -> PageOutcome:
+        """A stash page to the remainder's render batches, all with the winner."""
+        members = [member for stashed in rows for member in stashed.members]
+        batches = self._publish_groups(campaign, PHASE_REMAINDER, page, {campaign.winner: members})
+        return PageOutcome(recipients=len(members), batches=batches)
+
+    def _publish_groups(
+        self,
+        campaign: Campaign,
+        phase: str,
+        page: int,
+        groups: Mapping[str | None, Sequence[Recipient]],
+    ) -> int:
+        """Publish the page's render batches; returns how many."""
+        filled = {variant: members for variant, members in groups.items() if members}
+        requests = page_requests(campaign, phase, page, filled, self._batch_size)
+        if requests:
+            self._outbox.publish_json(topology.RENDER_REQUESTS, [asdict(r) for r in requests])
+        return len(requests)
 
     def _hand_over(self, campaign: Campaign, phase: str, owner: str) -> None:
         """Release the lease; if still sending, continue in a fresh invocation (a paused
@@ -209,6 +304,8 @@ class PhaseDispatcher:
         campaign, _ = self._campaigns.change(campaign.id, release)
         if campaign.status == SENDING:
             self.kick(campaign.id, phase, token)
+        elif campaign.status == CANCELLED:  # the cancel's own purge may have run before this page
+            self.forget_stash(campaign)
 
     def _finish(self, campaign_id: str, phase: str, owner: str) -> None:
         token = new_token()
@@ -221,6 +318,8 @@ class PhaseDispatcher:
         campaign, following = self._campaigns.change(campaign_id, finish)
         log.info("phase dispatched", extra={"campaign_id": campaign_id, "phase": phase,
                                             "status": campaign.status})  # fmt: skip
+        if phase == PHASE_REMAINDER or campaign.status == CANCELLED:
+            self.forget_stash(campaign)  # pages whose delete was lost, or a cancelled test
         if following:
             self.kick(campaign_id, following, token)
 
