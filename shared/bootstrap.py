@@ -85,9 +85,10 @@ class Container:
         override = None
         if s.bus_min_backoff_s is not None or s.bus_max_backoff_s is not None or s.bus_max_attempts:
             default = topology.RetryPolicy()
+            minimum, maximum = s.bus_min_backoff_s, s.bus_max_backoff_s
             override = topology.RetryPolicy(
-                s.bus_min_backoff_s if s.bus_min_backoff_s is not None else default.minimum_backoff_s,
-                s.bus_max_backoff_s if s.bus_max_backoff_s is not None else default.maximum_backoff_s,
+                default.minimum_backoff_s if minimum is None else minimum,
+                default.maximum_backoff_s if maximum is None else maximum,
                 s.bus_max_attempts or default.max_attempts,
             )
         return SqliteBus(s.data_dir / "bus.sqlite3", retry_override=override, meter=self.meter)
@@ -165,8 +166,14 @@ class Container:
     @cached_property
     def signup(self) -> SignupService:
         s = self.settings
-        return SignupService(self.subscribers, RateLimits(self.documents), self.outbox, self.clock,
-                             s.signup_ip_limit_per_hour, s.signup_address_limit_per_hour)  # fmt: skip
+        return SignupService(
+            self.subscribers,
+            RateLimits(self.documents),
+            self.outbox,
+            self.clock,
+            s.signup_ip_limit_per_hour,
+            s.signup_address_limit_per_hour,
+        )
 
     @cached_property
     def confirmation(self) -> ConfirmationService:
@@ -237,7 +244,8 @@ class Container:
             mail = MaildirMail(self.settings.data_dir / "mail")
         return GdprService(self.documents, self.subscribers, self.suppressions, self.warehouse,
                            self.outbox, self.sql_dialect, self.clock, mail,
-                           (self.trigger_runs, self.trigger_activity))  # fmt: skip
+                           (self.trigger_runs, self.trigger_activity),
+                           self.remainder_stash)  # fmt: skip
 
     @cached_property
     def deliverability(self) -> Any:
@@ -301,6 +309,13 @@ class Container:
         return AudiencePages(self.documents, self.settings.campaign_page_size)
 
     @cached_property
+    def remainder_stash(self) -> Any:
+        """A/B remainder members kept from the test phase's audience read."""
+        from shared.repositories.remainder_stash import RemainderStash
+
+        return RemainderStash(self.documents)
+
+    @cached_property
     def engagement(self) -> Any:
         from shared.services.engagement import EngagementQueries
 
@@ -311,9 +326,9 @@ class Container:
         from shared.services.dispatch import PhaseDispatcher
 
         s = self.settings
-        return PhaseDispatcher(self.campaigns, self.audience_pages, self.engagement, self.ledger,
-                               self.outbox, self.clock, pages_per_run=s.campaign_pages_per_run,
-                               lease_s=s.campaign_lease_s,
+        return PhaseDispatcher(self.campaigns, self.audience_pages, self.remainder_stash,
+                               self.engagement, self.ledger, self.outbox, self.clock,
+                               pages_per_run=s.campaign_pages_per_run, lease_s=s.campaign_lease_s,
                                batch_size=s.campaign_batch_size)  # fmt: skip
 
     @cached_property
@@ -330,8 +345,15 @@ class Container:
 
         s = self.settings
         return CampaignService(
-            self.campaigns, self.dispatcher, self.campaign_preview, self.ledger, self.subscribers,
-            self.engagement, self.clock, page_size=s.campaign_page_size, stall_s=s.campaign_stall_s
+            self.campaigns,
+            self.dispatcher,
+            self.campaign_preview,
+            self.ledger,
+            self.subscribers,
+            self.engagement,
+            self.clock,
+            page_size=s.campaign_page_size,
+            stall_s=s.campaign_stall_s,
         )
 
     @cached_property

@@ -1,19 +1,19 @@
 """The domain's error tree. Adapters translate SDK errors into these at the boundary.
 
-    MailpipeError
-    ├── InvalidInput          permanent: the caller's input is wrong (HTTP 4xx, event acked)
-    │   └── InvalidAddress    an email address that cannot receive mail
-    ├── NotFound              the thing asked for does not exist (or must not be revealed)
-    │   └── InvalidToken      unknown, expired, tampered with or already used
-    ├── AlreadyExists         create-if-absent found the document (idempotency hit)
-    ├── AlreadyProcessed      this event/batch already had its effect (acknowledge it)
-    ├── Conflict              a state change is not allowed from the current state
-    ├── Unauthorized          a signature or API key is missing, invalid or stale (HTTP 401)
-    ├── RateLimited           the caller must slow down (HTTP 429)
-    ├── TransientError        retry later: the platform redelivers, then dead-letters
-    │   └── Throttled         a provider asked us to slow down, maybe with Retry-After
-    ├── PermanentFailure      retrying cannot help (a rejected recipient, a broken template)
-    └── ConfigurationError    settings are missing or contradictory
+MailpipeError
+├── InvalidInput          permanent: the caller's input is wrong (HTTP 4xx, event acked)
+│   └── InvalidAddress    an email address that cannot receive mail
+├── NotFound              the thing asked for does not exist (or must not be revealed)
+│   └── InvalidToken      unknown, expired, tampered with or already used
+├── AlreadyExists         create-if-absent found the document (idempotency hit)
+├── AlreadyProcessed      this event/batch already had its effect (acknowledge it)
+├── Conflict              a state change is not allowed from the current state
+├── Unauthorized          a signature or API key is missing, invalid or stale (HTTP 401)
+├── RateLimited           the caller must slow down (HTTP 429)
+├── TransientError        retry later: the platform redelivers, then dead-letters
+│   └── Throttled         a provider asked us to slow down, maybe with Retry-After
+├── PermanentFailure      retrying cannot help (a rejected recipient, a broken template)
+└── ConfigurationError    settings are missing or contradictory
 """
 
 from __future__ import annotations
