@@ -130,8 +130,10 @@ def run(
         started = time.perf_counter()
         container.campaign_service.send_now(campaign.id)
         # Progress is watched through a container of its own, so it is not counted.
-        done = _wait(Container(settings), campaign.id, audience, timeout_s)
+        watcher = Container(settings)
+        done = _wait(watcher, campaign.id, audience, timeout_s)
         elapsed = time.perf_counter() - started
+        _wait_idle(watcher, timeout_s)  # the analytics still queued: counted and warehoused
     finally:
         runner.stop()
         if sink:
@@ -159,6 +161,17 @@ def _wait(container: Container, campaign_id: str, audience: int, timeout_s: floa
             return done
         time.sleep(0.5)
     raise TimeoutError(f"campaign incomplete after {timeout_s} s: {done} of {audience}")
+
+
+def _wait_idle(container: Container, timeout_s: float) -> None:
+    """Until no subscription has work ready, leased or waiting for a retry."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        depths = container.bus.depths().values()
+        if all(d["ready"] + d["leased"] + d["backoff"] == 0 for d in depths):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"the pipeline did not go idle within {timeout_s} s")
 
 
 def _exactness(

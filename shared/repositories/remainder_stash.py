@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -110,13 +110,11 @@ class RemainderStash:
 
     def purge(self, campaign_id: str) -> int:
         """Delete every document of the campaign (leftovers, or a cancelled campaign's)."""
-        ids = [doc_id for page in self._pages_of(campaign_id) for doc_id, _ in page]
+        of_campaign = [Filter("campaign_id", "==", campaign_id)]
+        ids = [doc_id for page in paged(self._store, COLLECTION, of_campaign) for doc_id, _ in page]
         for doc_id in ids:
             self._store.delete(COLLECTION, doc_id)
         return len(ids)
-
-    def _pages_of(self, campaign_id: str) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-        return paged(self._store, COLLECTION, [Filter("campaign_id", "==", campaign_id)])
 
     # -- GDPR ----------------------------------------------------------------------------
 
@@ -135,7 +133,9 @@ class RemainderStash:
         def without(doc: dict[str, Any] | None) -> dict[str, Any] | None:
             if doc is None or subscriber_id not in (doc.get("subscriber_ids") or []):
                 return None
-            members = [m for m in doc.get("members") or [] if m.get("subscriber_id") != subscriber_id]
+            members = [
+                m for m in doc.get("members") or [] if m.get("subscriber_id") != subscriber_id
+            ]
             ids = [i for i in doc["subscriber_ids"] if i != subscriber_id]
             return {**doc, "members": members, "subscriber_ids": ids}
 

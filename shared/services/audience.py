@@ -40,7 +40,9 @@ class PageSelection:
 
     def recipients(self) -> dict[str | None, list[Recipient]]:
         """The groups as what the templates see of each member."""
-        return {variant: [recipient(s) for s in members] for variant, members in self.groups.items()}
+        return {
+            variant: [recipient(s) for s in members] for variant, members in self.groups.items()
+        }
 
 
 @dataclass(frozen=True)

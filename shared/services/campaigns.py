@@ -241,8 +241,11 @@ class CampaignService:
         return self._campaigns.change(campaign_id, lambda c: c.pause(now))[0]
 
     def cancel(self, campaign_id: str) -> Campaign:
+        """Cancel; the A/B remainder stash is deleted, since no remainder will be sent."""
         now = self._clock()
-        return self._campaigns.change(campaign_id, lambda c: c.cancel(now))[0]
+        campaign = self._campaigns.change(campaign_id, lambda c: c.cancel(now))[0]
+        self._dispatcher.forget_stash(campaign)
+        return campaign
 
     def resume(self, campaign_id: str) -> tuple[Campaign, int]:
         """Back to where it was: parked batches are republished under their own batch ids and

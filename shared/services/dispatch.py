@@ -18,9 +18,10 @@ remainder members (one `campaign_remainders` document per page, replaced on a re
 its remainder phase walks that stash instead of the subscribers: one read per page rather than
 one per subscriber, with the same cursors, planned ends, batch ids and hand-overs (the cursor
 is then a stash document id). Each stash page is deleted once dispatched, and whatever is left
-when the phase ends, or when the campaign is cancelled, is purged. People who unsubscribe or
-are suppressed between the phases are still caught: the send stage drops recipients suppressed
-since the campaign's `audience_at`, which precedes the test phase's read.
+when the phase ends, or when the campaign is cancelled, is purged. The remainder is therefore
+the audience as the test phase read it (eligibility, segment, name and attributes then). People
+who unsubscribe or are suppressed between the phases are still caught: the send stage drops
+recipients suppressed since the campaign's `audience_at`, which precedes the test phase's read.
 
 Exactly-once, step by step: the end of a page is recorded before it is published, so a replay
 after a crash publishes the same subscribers under the same batch ids and the send ledger

@@ -7,15 +7,17 @@ What is held, by store:
     trigger_runs, trigger_activity (documents)  behavioural-trigger runs (with the event's
                               properties, e.g. cart items) and recent trigger activity
     send_ledger (documents)   one outcome per batch, keyed by the subscriber id
+    campaign_remainders (documents)  an A/B campaign's remainder members (address, name,
+                              attributes) between its test and remainder phases
     warehouse                 analytics rows keyed by the subscriber id (a keyed hash)
     stored mail (local only)  the Maildir of the local SMTP sink
 
 Erasure first records a suppression with reason "erased" (keyed hash only, so the address is
 never mailed again yet cannot be read back), then removes the rest: tokens deleted, ledger
-outcomes pseudonymized, stored mail deleted, the subscriber document deleted, and last the
-warehouse rows pseudonymized (campaign totals stay true, the person is gone). Every step is
-idempotent, so an interrupted erasure (BigQuery refuses to rewrite rows still in its streaming
-buffer) is finished by running it again.
+outcomes pseudonymized, stored mail deleted, remainder-stash entries removed, the subscriber
+document deleted, and last the warehouse rows pseudonymized (campaign totals stay true, the
+person is gone). Every step is idempotent, so an interrupted erasure (BigQuery refuses to
+rewrite rows still in its streaming buffer) is finished by running it again.
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ class TriggerState(Protocol):
     def erase_subscriber(self, subscriber_id: str) -> Any: ...
 
 
+class SubscriberRecords(Protocol):
+    """A store of records about subscribers that exports and erases one person's."""
+
+    def of_subscriber(self, subscriber_id: str) -> list[dict[str, Any]]: ...
+
+    def erase_subscriber(self, subscriber_id: str) -> int: ...
+
+
 class StoredMail(Protocol):
     """Sent mail kept by the local SMTP sink (absent on GCP)."""
 
@@ -75,6 +85,7 @@ class GdprService:
         clock: Callable[[], float],
         stored_mail: StoredMail | None = None,
         trigger_stores: tuple[TriggerState, ...] = (),
+        remainder_stash: SubscriberRecords | None = None,
     ) -> None:
         self._documents = documents
         self._subscribers = subscribers
@@ -86,6 +97,7 @@ class GdprService:
         self._mail = stored_mail
         self._trigger_runs = trigger_stores[0] if trigger_stores else None
         self._trigger_stores = trigger_stores
+        self._remainder_stash = remainder_stash
 
     def export(self, raw_email: str) -> dict[str, Any]:
         """Everything held about the address, JSON-ready. InvalidAddress for a bad address."""
@@ -103,6 +115,7 @@ class GdprService:
             "warehouse_events": self._warehouse_rows(subscriber_id),
             "stored_mail": self._mail.messages_to(email) if self._mail else [],
             "trigger_runs": self._trigger_runs_of(subscriber_id),
+            "campaign_remainders": self._remainder_entries(subscriber_id),
         }
 
     def erase(self, raw_email: str) -> dict[str, Any]:
@@ -115,6 +128,7 @@ class GdprService:
             "ledger_entries_pseudonymized": self._pseudonymize_ledger(subscriber_id),
             "stored_mail_deleted": self._mail.delete_to(email) if self._mail else 0,
             "trigger_records_deleted": self._erase_trigger_state(subscriber_id),
+            "remainder_entries_erased": self._erase_remainder_entries(subscriber_id),
             "subscriber_deleted": self._delete_subscriber(subscriber_id),
             "suppressed_as": self._suppressions.reason(email),
         }
@@ -177,6 +191,14 @@ class GdprService:
         for store in self._trigger_stores:
             erased += int(store.erase_subscriber(subscriber_id) or 0)
         return erased
+
+    def _remainder_entries(self, subscriber_id: str) -> list[dict[str, Any]]:
+        stash = self._remainder_stash
+        return stash.of_subscriber(subscriber_id) if stash else []
+
+    def _erase_remainder_entries(self, subscriber_id: str) -> int:
+        stash = self._remainder_stash
+        return stash.erase_subscriber(subscriber_id) if stash else 0
 
     def _warehouse_rows(self, subscriber_id: str) -> list[dict[str, Any]]:
         sql = in_dialect(WAREHOUSE_ROWS_SQL, self._dialect)
