@@ -51,7 +51,10 @@ def error_response(request: flask.Request, status: int, message: str, field: str
     if wants_html(request):
         from shared.entrypoints.pages import render_message
 
-        return render_message("Something is not right", message, status)
+        try:
+            return render_message("Something is not right", message, status)
+        except Exception:  # no template store: the error must still be an answer, not a 500
+            log.exception("error page unavailable; answering in JSON")
     body: dict[str, Any] = {"error": message}
     if field:
         body["field"] = field

@@ -10,6 +10,7 @@ import pytest
 from shared import topology
 from shared.domain import messages as msg
 from shared.domain.subscriber import CONFIRMED, PENDING, UNSUBSCRIBED, Subscriber
+from shared.topology import REPO_ROOT as REPO
 
 JSON = "application/json"
 
@@ -194,3 +195,10 @@ def test_unsigned_webhook_is_401_and_records_nothing(function_client, container)
     response = function_client("webhooks").post("/local", data=b"[]", content_type=JSON)
     assert response.status_code == 401
     assert published(container, topology.ESP_FEEDBACK) == []
+
+
+def test_an_error_page_without_templates_still_answers_in_json(function_client, make_container):
+    make_container(template_root=REPO / "no-such-templates")
+    response = function_client("tracking").get("/c/forged.token", headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    assert response.json["error"] == "this link is not valid"
