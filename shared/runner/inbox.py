@@ -27,13 +27,15 @@ def _parse(raw: bytes) -> EmailMessage:
     return message
 
 
+def _delivered_at(key: str) -> tuple[float, str]:
+    head = key.split(".", 1)[0]
+    return (float(head) if head.isdigit() else 0.0, key)
+
+
 def list_messages(maildir: Path, limit: int = 200) -> list[dict[str, str]]:
     box = _open(maildir)
-    items = []
-    for key in box.iterkeys():
-        path = maildir / box._lookup(key)  # type: ignore[attr-defined]
-        items.append((path.stat().st_mtime, key))
-    items.sort(reverse=True)
+    # Maildir names begin with the delivery time in seconds, then a sequence: newest first.
+    items = sorted(((_delivered_at(key), key) for key in box.iterkeys()), reverse=True)
     out = []
     for _, key in items[:limit]:
         msg = _parse(box.get_bytes(key))
