@@ -85,8 +85,9 @@ class Settings:
     # Local runner: extra processes that run the Pub/Sub-triggered functions, like more
     # function instances (the bus is shared SQLite). 1 keeps everything in one process.
     worker_processes: int = 1
-    # Local runner: bus worker threads per process for the send function (network-bound).
-    send_workers: int = 2
+    # Local runner: bus worker threads per process for the send function (network-bound). The
+    # kill -9 bound grows with it: at most one chunk in flight per send worker is resent.
+    send_workers: int = 1
     # Campaigns (issue 4).
     campaign_page_size: int = 500  # subscribers per audience page (one store query, checkpoint)
     campaign_batch_size: int = 250  # recipients per render batch (one rendered Pub/Sub message)

@@ -116,8 +116,9 @@ def run(
     data_dir = Path(tempfile.mkdtemp(prefix=f"mailpipe-bench-{esp}-"))
     settings = Settings(
         data_dir=data_dir, template_root=REPO_ROOT / "templates", port=free_port(),
-        smtp_port=free_port(), esp=esp, worker_processes=workers, scheduler_interval_s=1.0,
-        bus_poll_interval_s=0.02, esp_rate_per_s=1_000_000, log_level="WARNING",
+        smtp_port=free_port(), esp=esp, worker_processes=workers, send_workers=2,
+        scheduler_interval_s=1.0, bus_poll_interval_s=0.02, esp_rate_per_s=1_000_000,
+        log_level="WARNING",
     )  # fmt: skip
     container = Container(settings, meter=OperationMeter())
     seed(container, audience)

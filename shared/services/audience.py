@@ -10,6 +10,7 @@ again (shared/repositories/remainder_stash.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -159,18 +160,37 @@ def page_requests(
     page: int,
     groups: Mapping[str | None, Sequence[Recipient]],
     batch_size: int,
+    page_size: int,
 ) -> list[RenderRequest]:
-    """The page's render batches: one per variant, in parts of at most `batch_size` (ids
+    """The page's render batches: one per variant, in `parts_per_page` parts (ids
     `<batch>.1`, `<batch>.2` ...) so that each rendered batch fits one Pub/Sub message and the
-    render stage compresses it once."""
+    render stage compresses it once.
+
+    A recipient's part comes from a hash of their id, never from how many others the page
+    holds: a page replayed after someone left the audience publishes everyone else under the
+    same batch ids, so the send ledger still sends each person once."""
+    parts = parts_per_page(page_size, batch_size)
     requests: list[RenderRequest] = []
     for variant, members in sorted(groups.items(), key=lambda g: g[0] or ""):
         base = batch_id(campaign.id, phase, page, variant if phase == PHASE_TEST else None)
-        parts = [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
-        for number, part in enumerate(parts, 1):
-            batch = base if len(parts) == 1 else f"{base}.{number}"
+        by_part: dict[int, list[Recipient]] = {}
+        for member in members:
+            by_part.setdefault(_part_of(member.subscriber_id, parts), []).append(member)
+        for number, part in sorted(by_part.items()):
+            batch = base if parts == 1 else f"{base}.{number}"
             requests += recipient_requests(campaign, batch, variant, part)
     return requests
+
+
+def parts_per_page(page_size: int, batch_size: int) -> int:
+    return max(1, -(-page_size // max(1, batch_size)))
+
+
+def _part_of(subscriber_id: str, parts: int) -> int:
+    if parts == 1:
+        return 1
+    digest = hashlib.sha256(subscriber_id.encode()).digest()
+    return int.from_bytes(digest[:4], "big") % parts + 1
 
 
 def _fit(request: RenderRequest) -> list[RenderRequest]:

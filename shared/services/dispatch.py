@@ -289,7 +289,8 @@ class PhaseDispatcher:
     ) -> int:
         """Publish the page's render batches; returns how many."""
         filled = {variant: members for variant, members in groups.items() if members}
-        requests = page_requests(campaign, phase, page, filled, self._batch_size)
+        page_size = self._pages.page_size
+        requests = page_requests(campaign, phase, page, filled, self._batch_size, page_size)
         if requests:
             self._outbox.publish_json(topology.RENDER_REQUESTS, [asdict(r) for r in requests])
         return len(requests)

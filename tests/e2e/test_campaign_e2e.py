@@ -155,7 +155,7 @@ def test_cli_send_wait_runs_the_pipeline_itself_when_nothing_else_does(tmp_path)
     sent = mailpipe("campaign", "send", "cli", "--wait", "--timeout", "120")
     assert sent.returncode == 0, sent.stderr
     assert "running the pipeline here" in sent.stdout
-    assert "delivery: 1/1 batches done" in sent.stdout and "60 sent" in sent.stdout
+    assert "delivery: 2/2 batches done" in sent.stdout and "60 sent" in sent.stdout
     assert len(messages(tmp_path / "var" / "mail")) == 60
     again = mailpipe("campaign", "send", "cli")
     assert again.returncode == 1 and "cannot send campaign 'cli': it is sent" in again.stderr
