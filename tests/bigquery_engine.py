@@ -39,7 +39,10 @@ from shared.topology import REPO_ROOT
 PACKAGE = "@fivetrandevelopers/zetasql"
 VERSION = "1.13.0"
 # The registry's sha512 for that exact tarball: a different file is refused, never run.
-INTEGRITY = "sha512-yX9Apa968np2Tc+Hrf4Bf6Gz77kQVLIDLaNwovM91VBwyDTDF1C6oglUqmlU6Fe5/TVCExsnIueWiPahrYEITQ=="
+INTEGRITY = (
+    "sha512-yX9Apa968np2Tc+Hrf4Bf6Gz77kQVLIDLaNwovM91VBwyDTDF1C6oglUqmlU6Fe5/"
+    "TVCExsnIueWiPahrYEITQ=="
+)
 CACHE = REPO_ROOT / ".cache" / "zetasql-engine" / VERSION
 _SERVER = "lib/zetasql/remote_server.so"  # the linux-x86-64 build
 _PROTOS = "lib/zetasql/protos/"
