@@ -15,7 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _JINJA_TOKEN = re.compile(r"\{\{-?.*?-?\}\}|\{%-?.*?-?%\}|\{#.*?#\}", re.DOTALL)
-_LAYOUT_STATEMENT = re.compile(r"\{%-?\s*(extends|block|endblock|include)\b")
+# Layout statements resolved while flattening: blocks, and extends/include of a literal name
+# only (any other argument stays protected and is evaluated per message, in the sandbox).
+_LAYOUT_STATEMENT = re.compile(
+    r"\{%-?\s*(?:(?:extends|include)\s+(?:\"[\w./-]+\"|'[\w./-]+')\s*"
+    r"|block\s+\w+\s*|endblock(?:\s+\w+)?\s*)-?%\}"
+)
 _SUPER = re.compile(r"\{\{-?\s*super\(\)\s*-?\}\}")
 _COMMENT_MARK = re.compile(r"<!--mp:(\d+)-->|&lt;!--mp:(\d+)--&gt;")
 _TEXT_MARK = re.compile("\ue000(\\d+)\ue001")

@@ -181,7 +181,9 @@ class TemplateCatalog:
             return protection.protect(source, comments=comments)
 
         loader = _BlobLoader(self._blobs, 0, protect)
-        return jinja2.Environment(loader=loader, autoescape=False).get_template(template).render()
+        # Sandboxed too: only layout statements run here, but their arguments are expressions.
+        layouts = ImmutableSandboxedEnvironment(loader=loader, autoescape=False)
+        return layouts.get_template(template).render()
 
     def _text_source(self, name: str, html_name: str, text_name: str) -> str:
         try:

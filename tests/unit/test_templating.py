@@ -79,3 +79,17 @@ def test_unknown_and_broken_templates_are_named(catalog, tmp_path):
     (tmp_path / "email" / "untitled.html").write_text("<p>no title</p>")
     with pytest.raises(PermanentFailure, match="title"):
         catalog.email("untitled")
+
+
+def test_layout_statements_cannot_run_code_while_flattening(tmp_path):
+    marker = tmp_path / "ran"
+    blobs = FilesystemBlobs(tmp_path)
+    evil = (
+        '<title>x</title>{% include cycler.__init__.__globals__.os.popen("touch '
+        + str(marker)
+        + '").read() %}'
+    )
+    blobs.write("email/evil.html", evil.encode())
+    with pytest.raises(jinja2.exceptions.SecurityError):
+        TemplateCatalog(blobs).email("evil").html.render(cycler=None)
+    assert not marker.exists()
