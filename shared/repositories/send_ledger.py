@@ -27,6 +27,10 @@ HOLDOUT = "holdout"
 FINAL_OUTCOMES = frozenset({"sent", "permanent", "suppressed", "skipped", "failed", HOLDOUT})
 
 
+class LeaseLost(TransientError):
+    """Another delivery took the batch over after this one's lease lapsed: stop sending."""
+
+
 @dataclass
 class LedgerEntry:
     batch_id: str
@@ -34,6 +38,12 @@ class LedgerEntry:
     state: str = OPEN
     attempts: int = 0
     outcomes: dict[str, str] = field(default_factory=dict)
+    owner: str = ""  # the delivery holding the lease; empty for read-only copies
+
+    def check_owner(self, doc: dict[str, Any] | None) -> None:
+        """LeaseLost when the stored lease now belongs to another delivery."""
+        if self.owner and doc is not None and doc.get("lease_owner") != self.owner:
+            raise LeaseLost(f"batch {self.batch_id} was taken over by another delivery")
 
     def is_final(self, subscriber_id: str) -> bool:
         return self.outcomes.get(subscriber_id, "") in FINAL_OUTCOMES
@@ -68,16 +78,20 @@ class SendLedger:
             }
 
         doc = self._store.update(COLLECTION, batch_id, apply) or {}
-        return LedgerEntry(batch_id, campaign_id, doc["state"], doc["attempts"], doc["outcomes"])
+        return LedgerEntry(
+            batch_id, campaign_id, doc["state"], doc["attempts"], doc["outcomes"], owner
+        )
 
     def checkpoint(
         self, entry: LedgerEntry, outcomes: Mapping[str, str], now: float, state: str = OPEN
     ) -> None:
-        """Record outcomes (and renew the lease, or release it when the state is final)."""
+        """Record outcomes (and renew the lease, or release it when the state is final).
+        LeaseLost when another delivery took the batch over: the caller must stop sending."""
         entry.outcomes.update(outcomes)
         entry.state = state
 
         def apply(doc: dict[str, Any] | None) -> dict[str, Any]:
+            entry.check_owner(doc)
             doc = dict(doc or {"campaign_id": entry.campaign_id, "attempts": entry.attempts})
             doc["outcomes"] = {**doc.get("outcomes", {}), **outcomes}
             doc["state"] = state
@@ -101,6 +115,7 @@ class SendLedger:
                   "parked_at": now}  # fmt: skip
 
         def apply(doc: dict[str, Any] | None) -> dict[str, Any]:
+            entry.check_owner(doc)
             doc = dict(doc or {"campaign_id": entry.campaign_id, "attempts": entry.attempts})
             doc.setdefault("outcomes", {})
             return {**doc, "state": PARKED, "parked": parked, "updated_at": now, "lease_until": 0}
@@ -138,7 +153,9 @@ class SendLedger:
         Outcomes already checkpointed stay."""
 
         def apply(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-            return {**doc, "lease_until": 0, "updated_at": now} if doc else None
+            if doc is None or (entry.owner and doc.get("lease_owner") != entry.owner):
+                return None  # not ours (any more): leave the new owner's lease alone
+            return {**doc, "lease_until": 0, "updated_at": now}
 
         self._store.update(COLLECTION, entry.batch_id, apply)
 

@@ -506,3 +506,20 @@ def remainder_ids(campaign, audience: int, container: Container) -> set[str]:
 
 def test_topology_has_the_admin_function():
     assert topology.function("admin").route == "/admin" and not topology.function("admin").public
+
+
+def test_a_delivery_whose_lease_was_taken_over_stops_and_leaves_the_new_owner_alone(tmp_path):
+    from shared.adapters.local.sqlite_documents import SqliteDocuments
+    from shared.repositories.send_ledger import DONE, LeaseLost, SendLedger
+
+    ledger = SendLedger(SqliteDocuments(tmp_path / "docs.sqlite3"), lease_s=10)
+    slow = ledger.claim("b1", "c1", "slow", now=0)
+    ledger.checkpoint(slow, {"s1": "sent"}, now=5)  # still its lease: fine
+    fresh = ledger.claim("b1", "c1", "fresh", now=100)  # the slow lease lapsed at 15
+    with pytest.raises(LeaseLost):
+        ledger.checkpoint(slow, {"s2": "sent"}, now=101)
+    ledger.release(slow, now=102)  # must not free the fresh delivery's lease
+    with pytest.raises(TransientError):
+        ledger.claim("b1", "c1", "third", now=103)
+    ledger.checkpoint(fresh, {"s2": "sent"}, now=104, state=DONE)
+    assert ledger.get("b1").outcomes == {"s1": "sent", "s2": "sent"}
