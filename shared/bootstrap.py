@@ -89,7 +89,7 @@ class Container:
             override = topology.RetryPolicy(
                 default.minimum_backoff_s if minimum is None else minimum,
                 default.maximum_backoff_s if maximum is None else maximum,
-                s.bus_max_attempts or default.max_attempts,
+                s.bus_max_attempts or 0,  # 0: each subscription keeps its own
             )
         return SqliteBus(s.data_dir / "bus.sqlite3", retry_override=override, meter=self.meter)
 

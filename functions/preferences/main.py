@@ -6,13 +6,7 @@ from shared.bootstrap import container
 from shared.domain import template_names
 from shared.entrypoints.http import client_ip, endpoint, json_response, read_fields, wants_html
 from shared.entrypoints.pages import render_message, render_page
-from shared.services.preferences import LISTS, TOPICS, PreferenceChange
-
-
-def _as_list(value) -> list[str]:
-    if value in (None, ""):
-        return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
+from shared.services.preferences import LISTS, TOPICS, PreferenceChange, choices
 
 
 def _tracking(request, fields) -> bool:
@@ -46,8 +40,8 @@ def preferences(request):
         message = "You left every list and will get no more mail from us."
     else:
         change = PreferenceChange(
-            lists=_as_list(fields.get("lists")),
-            topics=_as_list(fields.get("topics")),
+            lists=choices(fields.get("lists"), LISTS, "lists"),
+            topics=choices(fields.get("topics"), TOPICS, "topics"),
             frequency=str(fields.get("frequency") or "all"),
             tracking=_tracking(request, fields),
         )

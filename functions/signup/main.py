@@ -6,6 +6,7 @@ from shared.bootstrap import container
 from shared.domain import template_names
 from shared.entrypoints.http import client_ip, endpoint, json_response, read_fields, wants_html
 from shared.entrypoints.pages import render_message, render_page
+from shared.services.preferences import LISTS, choices
 from shared.services.signup import CONSENT_TEXTS, FORM_VERSION, SignupForm
 
 ACCEPTED = "Thanks! Check your inbox for a link to confirm your subscription."
@@ -20,12 +21,11 @@ def signup(request):
     if request.method != "POST":
         return json_response({"error": "use GET for the form or POST to sign up"}, 405)
     fields = read_fields(request)
-    lists = fields.get("lists") or []
     container().signup.signup(
         SignupForm(
             email=fields.get("email"),
             first_name=fields.get("first_name", ""),
-            lists=[lists] if isinstance(lists, str) else list(lists),
+            lists=choices(fields.get("lists"), LISTS, "lists"),
             source=str(fields.get("source") or "form")[:50],
             ip=client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import flask
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from shared.domain.errors import (
     ConfigurationError,
@@ -66,18 +66,24 @@ def json_response(body: Any, status: int = 200) -> flask.Response:
 
 
 def client_ip(request: flask.Request) -> str:
-    """The caller's address: the first X-Forwarded-For hop behind Google's front end."""
+    """The caller's address: the LAST X-Forwarded-For hop, the one Google's front end appends
+    (earlier hops are whatever the client chose to send, so they cannot be trusted)."""
     forwarded = request.headers.get("X-Forwarded-For", "")
-    return forwarded.split(",")[0].strip() or (request.remote_addr or "")
+    return forwarded.split(",")[-1].strip() or (request.remote_addr or "")
 
 
 def check_body_size(request: flask.Request, limit: int = MAX_BODY_BYTES) -> None:
     length = request.content_length
     if length is not None and length > limit:
         raise HttpError(413, f"request body is larger than {limit // 1024} KB")
-    # Chunked bodies have no length: read the body to decide.
-    chunked = length is None and request.method in ("POST", "PUT")
-    if chunked and len(request.get_data(cache=True)) > limit:
+    # A chunked body has no length: cap the stream itself, so reading it stops at the limit
+    # (werkzeug then raises 413) instead of holding a body of any size in memory.
+    request.max_content_length = limit
+    try:
+        body = request.get_data(cache=True)
+    except RequestEntityTooLarge as exc:
+        raise HttpError(413, f"request body is larger than {limit // 1024} KB") from exc
+    if len(body) >= limit:  # the capped stream stopped at the limit: there was more
         raise HttpError(413, f"request body is larger than {limit // 1024} KB")
 
 

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from shared import topology
+from shared.domain.errors import InvalidToken
 from shared.domain.events import stable_id
 from shared.domain.messages import CONFIRMED, SubscriberEvent
 from shared.domain.subscriber import CONFIRMED as STATUS_CONFIRMED
-from shared.domain.subscriber import ConsentRecord, Subscriber
+from shared.domain.subscriber import UNSUBSCRIBED, ConsentRecord, Subscriber
 from shared.repositories.subscribers import Subscribers
 from shared.repositories.suppressions import Suppressions
 from shared.repositories.tokens import SingleUseTokens
@@ -47,6 +48,10 @@ class ConfirmationService:
         def confirm(subscriber: Subscriber) -> bool:
             if subscriber.status == STATUS_CONFIRMED:
                 return False
+            if subscriber.status == UNSUBSCRIBED:
+                # An old link (or a mail scanner following it) must not undo an unsubscribe:
+                # coming back takes a new signup, which mails a new link.
+                raise InvalidToken("this link is no longer valid; please sign up again")
             subscriber.confirm(now, consent)
             return True
 

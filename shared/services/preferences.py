@@ -27,6 +27,22 @@ class PreferenceChange:
     tracking: bool = True
 
 
+def choices(raw: object, allowed: Sequence[str], field: str) -> list[str]:
+    """A form or JSON value (one string, or a list of strings) as known names; InvalidInput
+    otherwise, naming the field and what is allowed."""
+    if raw in (None, ""):
+        return []
+    values = [raw] if isinstance(raw, str) else raw
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise InvalidInput(f"{field} must be a list of names", field=field)
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise InvalidInput(
+            f"unknown {field}: {', '.join(unknown)}; allowed: {', '.join(allowed)}", field=field
+        )
+    return list(dict.fromkeys(values))
+
+
 def validate_change(change: PreferenceChange) -> PreferenceChange:
     unknown = [x for x in change.lists if x not in LISTS]
     if unknown:

@@ -202,3 +202,54 @@ def test_an_error_page_without_templates_still_answers_in_json(function_client, 
     response = function_client("tracking").get("/c/forged.token", headers={"Accept": "text/html"})
     assert response.status_code == 404
     assert response.json["error"] == "this link is not valid"
+
+
+@pytest.mark.parametrize("lists", [5, [{"x": 1}], ["no-such-list"]])
+def test_bad_lists_are_a_clear_400_and_store_nothing(signup, container, lists):
+    response = signup({"email": "ivy@example.com", "lists": lists})
+    assert response.status_code == 400 and "lists" in response.json["error"]
+    assert container.documents.query("subscribers") == []
+
+
+def test_a_chunked_body_is_capped_while_reading(function_client, container):
+    import io
+
+    body = io.BytesIO(b"x" * (3 * 1024 * 1024))
+    response = function_client("signup").post(
+        "/",
+        input_stream=body,
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert body.tell() < 1024 * 1024  # stopped near the limit, not read whole
+
+
+def test_the_client_ip_is_the_hop_googles_front_end_appended(function_client, container):
+    for n in range(25):  # a forged first hop per request must not dodge the per-IP limit
+        function_client("signup").post(
+            "/",
+            json={"email": f"p{n}@example.com"},
+            headers={"X-Forwarded-For": f"10.0.0.{n}, 203.0.113.7"},
+        )
+    response = function_client("signup").post(
+        "/", json={"email": "last@example.com"}, headers={"X-Forwarded-For": "1.2.3.4, 203.0.113.7"}
+    )
+    assert response.status_code == 429
+
+
+def test_an_unused_confirmation_link_cannot_undo_an_unsubscribe(
+    function_client, container, deliver
+):
+    function_client("signup").post("/", json={"email": "joy@example.com"})
+    [event] = container.bus.pull("preference-sync-on-subscriber-events", 10)
+    deliver("preference-sync", event.data)
+    [render] = published(container, topology.RENDER_REQUESTS)
+    link = render["recipients"][0]["variables"]["confirm_url"]
+    token = parse_qs(urlparse(link).query)["token"][0]
+    subscriber_id = container.subscribers.id_for("joy@example.com")
+    container.unsubscribe.unsubscribe_subscriber(subscriber_id, "test")
+    response = function_client("confirm").get(f"/?token={token}")
+    assert response.status_code == 404 and "sign up again" in response.json["error"]
+    assert container.subscribers.get(subscriber_id).status == UNSUBSCRIBED

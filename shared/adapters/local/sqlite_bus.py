@@ -235,7 +235,13 @@ class SqliteBus:
             raise NotFound(f"no subscription {name!r}; known: {known}") from None
 
     def _retry(self, subscription: Subscription) -> RetryPolicy:
-        return self._retry_override or subscription.retry
+        """The subscription's policy, with the override's backoff; the override's
+        max_attempts applies only when set (> 0), so each stage keeps its own otherwise."""
+        override = self._retry_override
+        if override is None:
+            return subscription.retry
+        attempts = override.max_attempts or subscription.retry.max_attempts
+        return RetryPolicy(override.minimum_backoff_s, override.maximum_backoff_s, attempts)
 
     def _targets(self, topic: str) -> list[tuple[str, str]]:
         """(subscription, initial state) for each copy a message on `topic` becomes."""
