@@ -92,7 +92,7 @@ CAMPAIGNS = (
                  {"A": 0.31, "B": 0.38}, {"A": 0.14, "B": 0.2}),
 )  # fmt: skip
 DRAFT = {"id": "demo-autumn-newsletter", "name": "Autumn newsletter", "status": "draft",
-         "variants": [{"name": "A", "subject": "Autumn picks"}], "demo": True}  # fmt: skip
+         "template": "newsletter", "subject": "Autumn picks", "demo": True}  # fmt: skip
 
 
 @dataclass

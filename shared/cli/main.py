@@ -62,6 +62,9 @@ def main() -> None:
     except MailpipeError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
+    except Exception as exc:  # a bug: say what, exit non-zero, no stack trace for the user
+        click.echo(f"Error: unexpected {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

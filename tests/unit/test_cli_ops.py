@@ -177,3 +177,16 @@ def test_report_prints_the_dashboard_figures(
         str(tmp_path / "no" / "x.html"),
     )
     assert code == 1 and "no such directory" in out and not (tmp_path / "no").exists()
+
+
+def test_demo_campaigns_are_campaigns_the_engine_reads(make_container):
+    """Every campaign document the demo writes loads as a Campaign (list/show/report work)."""
+    import time
+
+    from shared.cli.cmd_demo import write_demo
+    from shared.domain.campaign import Campaign
+
+    c = make_container()
+    data = write_demo(c, time.time())
+    loaded = [Campaign.from_doc(doc) for _, doc in c.documents.query("campaigns", limit=100)]
+    assert len(loaded) == len(data.campaigns) and all(x.template for x in loaded)
