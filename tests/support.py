@@ -54,3 +54,13 @@ class RecordingMailer:
         with self._lock:
             self.sent.extend(emails)
         return [SendResult(e.message_id, "sent", e.message_id) for e in emails]
+
+
+class FakeClock:
+    """Time that moves only when a test sets `now` (a real clock for the Clock port)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -11,17 +11,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 
-import pytest
 from campaign_support import Pipeline, add_audience
-from support import RecordingMailer
 
-from shared import bootstrap, topology
+from shared import topology
 from shared.bootstrap import Container
 from shared.domain.ab_test import AbTest
 from shared.domain.errors import TransientError
-from shared.metering import OperationMeter
 from shared.ports import OutboundMessage, Publisher
 from shared.repositories import remainder_stash
 from shared.services.publishing import Outbox
@@ -31,14 +27,6 @@ STASH = remainder_stash.COLLECTION
 AB = {"variants": [{"name": "A"}, {"name": "B", "subject": "Subject B"}], "test_fraction": 0.4,
       "holdout_fraction": 0.1, "window_hours": 2, "min_sample": 50}  # fmt: skip
 PARIS_ONLY = {"attribute": "city", "value": "Paris"}
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class LostConfirmation:
@@ -62,27 +50,6 @@ class LostConfirmation:
             self.tripped = True
             raise TransientError("publish sent, confirmation lost")
         return ids
-
-
-@pytest.fixture
-def mailer() -> RecordingMailer:
-    return RecordingMailer()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def local(local_settings, mailer, clock):
-    settings = replace(local_settings, campaign_page_size=100, campaign_pages_per_run=2,
-                       campaign_gate_ttl_s=0.0)  # fmt: skip
-    container = Container(settings, meter=OperationMeter(), clock=clock,
-                          overrides={"mailer": mailer})  # fmt: skip
-    bootstrap.install(container)
-    yield container
-    bootstrap.install(None)
 
 
 def city(i: int) -> dict:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from campaign_support import Pipeline, add_audience
-from support import REPO, RecordingMailer, free_port
+from support import REPO, FakeClock, RecordingMailer, free_port
 
 from shared import bootstrap, topology
 from shared.bootstrap import Container
@@ -32,7 +32,6 @@ from shared.domain.ab_test import AbTest
 from shared.domain.errors import AlreadyProcessed, TransientError
 from shared.domain.events import utc_iso
 from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
-from shared.metering import OperationMeter
 from shared.ports import OutgoingEmail, SendResult
 from shared.runner.smtp_sink import SmtpSink
 from shared.services.sending import SendService
@@ -44,41 +43,12 @@ RENDER = "render-on-render-requests"
 SEND = "send-on-send-requests"
 
 
-class FakeClock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class SlowMailer(RecordingMailer):
     """Records, and takes its time, so two deliveries of one batch overlap."""
 
     def send(self, emails: Sequence[OutgoingEmail]) -> list[SendResult]:
         time.sleep(0.05)
         return super().send(emails)
-
-
-@pytest.fixture
-def mailer() -> RecordingMailer:
-    return RecordingMailer()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def local(local_settings, mailer, clock):
-    settings = replace(local_settings, campaign_page_size=100, campaign_pages_per_run=2,
-                       campaign_gate_ttl_s=0.0)  # fmt: skip
-    container = Container(settings, meter=OperationMeter(), clock=clock,
-                          overrides={"mailer": mailer})  # fmt: skip
-    bootstrap.install(container)
-    yield container
-    bootstrap.install(None)
 
 
 def rendered_batch(container: Container, count: int) -> SendBatch:

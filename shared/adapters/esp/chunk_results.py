@@ -11,11 +11,13 @@ which the rate limiter reads as a signal too).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from shared.domain.errors import Throttled, TransientError
 from shared.ports import OutgoingEmail, SendResult, SendStatus
 
+G = TypeVar("G")
 THROTTLED_PREFIX = "throttled: "
 MAX_DETAIL = 300
 
@@ -50,6 +52,18 @@ class ChunkResults:
     def transient(self, indexes: Iterable[int], detail: str) -> None:
         for i in indexes:
             self._set(i, "transient", detail=detail)
+
+    def send_groups(
+        self, groups: Iterable[G], send_group: Callable[[ChunkResults, G], None]
+    ) -> list[SendResult]:
+        """Send group after group (one request each); a TransientError stops the chunk under
+        the `interrupted` rule. The HTTP providers' `send`."""
+        for group in groups:
+            try:
+                send_group(self, group)
+            except TransientError as exc:
+                return self.interrupted(exc)
+        return self.results()
 
     def interrupted(self, error: TransientError) -> list[SendResult]:
         """Raises `error` when nothing was accepted yet; else the results with the rest

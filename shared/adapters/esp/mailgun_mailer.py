@@ -74,14 +74,9 @@ class MailgunMailer:
         return f"MailgunMailer({self._api.base_url}, {self._domain})"
 
     def send(self, emails: Sequence[OutgoingEmail]) -> list[SendResult]:
-        chunk = ChunkResults(emails)
         parts = [(e.subject, *html_and_text(e)) for e in emails]
-        for group in merge_groups(parts, _keys(emails), RULES):
-            try:
-                self._send_group(chunk, group)
-            except TransientError as exc:
-                return chunk.interrupted(exc)
-        return chunk.results()
+        groups = merge_groups(parts, _keys(emails), RULES)
+        return ChunkResults(emails).send_groups(groups, self._send_group)
 
     def close(self) -> None:
         self._api.close()

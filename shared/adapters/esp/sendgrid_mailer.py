@@ -71,13 +71,8 @@ class SendGridMailer:
         return f"SendGridMailer({self._api.base_url})"
 
     def send(self, emails: Sequence[OutgoingEmail]) -> list[SendResult]:
-        chunk = ChunkResults(emails)
-        for group in merge_groups([html_and_text(e) for e in emails], _keys(emails), RULES):
-            try:
-                self._send_group(chunk, group)
-            except TransientError as exc:
-                return chunk.interrupted(exc)
-        return chunk.results()
+        groups = merge_groups([html_and_text(e) for e in emails], _keys(emails), RULES)
+        return ChunkResults(emails).send_groups(groups, self._send_group)
 
     def close(self) -> None:
         self._api.close()
