@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 from shared.domain import tokens
@@ -18,13 +19,18 @@ UNSUBSCRIBE = "unsubscribe"
 PREFERENCES = "preferences"
 CLICK = "click"
 OPEN = "open"
+# A tracked link's token is split (tokens.verify_split): the message's part and the URL's part
+# carry a MAC each, so a message with twenty links costs one MAC, not twenty.
+CLICK_MESSAGE = "click-message"
+CLICK_URL = "click-url"
+_URL_KEY = b',"u":'
 
 
 @dataclass(frozen=True)
 class Links:
     signing_key: str
     base_urls: Mapping[str, str]
-    _url_parts: dict[str, tuple[str, bytes]] = field(default_factory=dict, compare=False)
+    _url_parts: dict[str, tuple[str, str, bool]] = field(default_factory=dict, compare=False)
 
     def _url(self, route: str, path: str) -> str:
         return f"{self.base_urls[route].rstrip('/')}{path}"
@@ -50,48 +56,79 @@ class Links:
     def click_tracker(
         self, message_id: str, subscriber_id: str, campaign_id: str | None, sent_at: float
     ) -> Callable[[str], str]:
-        """url -> its tracked URL for one message (a token `tokens.verify` accepts for CLICK).
+        """url -> its tracked URL for one message (a token `tokens.verify` accepts for CLICK)."""
+        tracker = self.message_tracker(message_id, subscriber_id, campaign_id, sent_at)
+        return tracker.sign_click
 
-        A newsletter has a dozen links or more, so the work per link is one HMAC: the payload's
-        fixed part is serialized and base64-encoded once per message (padded with JSON
-        whitespace to a multiple of 3 bytes, so its base64 can be concatenated with the
-        URL's), and each URL's encoded part is cached across messages."""
+    def message_tracker(
+        self, message_id: str, subscriber_id: str, campaign_id: str | None, sent_at: float
+    ) -> MessageTracker:
+        """The click and open links of one message."""
         fixed = {"m": message_id, "s": subscriber_id, "c": campaign_id, "t": int(sent_at)}
-        prefix = json.dumps(fixed, separators=(",", ":"))[:-1] + ',"u":'
-        prefix_bytes = (prefix + " " * (-len(prefix.encode()) % 3)).encode()
-        head = self._url("tracking", "/c/") + tokens.b64(prefix_bytes)
-        mac_input = tokens.mac_input(CLICK, prefix_bytes)
-        key = tokens.mac_key(self.signing_key)
-        url_parts = self._url_parts
-
-        def track(url: str) -> str:
-            part = url_parts.get(url)
-            if part is None:
-                part = _encode_url_part(url_parts, url)
-            return f"{head}{part[0]}.{tokens.b64(tokens.mac_bytes(key, mac_input + part[1]))}"
-
-        return track
+        return MessageTracker(self, json.dumps(fixed, separators=(",", ":")))
 
     def open_pixel(
         self, message_id: str, subscriber_id: str, campaign_id: str | None, sent_at: float = 0
     ) -> str:
-        payload = {"m": message_id, "s": subscriber_id, "c": campaign_id, "t": int(sent_at)}
-        return self._url("tracking", f"/o/{tokens.sign(self.signing_key, OPEN, payload)}")
+        return self.message_tracker(message_id, subscriber_id, campaign_id, sent_at).open_pixel()
+
+    def mac_key(self) -> bytes:
+        return tokens.derived_key(self.signing_key)
 
     def is_ours(self, url: str) -> bool:
         return url.startswith(tuple(self.base_urls.values()))
+
+    def url_part(self, url: str) -> tuple[str, str, bool]:
+        """(base64 of a click payload's tail for `url`, the tail's MAC, whether the URL is one
+        of ours), remembered per URL: a campaign tracks the same links in every message."""
+        part = self._url_parts.get(url)
+        if part is None:
+            if len(self._url_parts) >= _URL_PART_CACHE_LIMIT:
+                self._url_parts.clear()  # personalized URLs must not grow it forever
+            tail = (json.dumps(url) + "}").encode()
+            mac = tokens.split_mac_b64(self.mac_key(), CLICK_URL, tail)
+            part = self._url_parts[url] = (tokens.b64(tail), mac, self.is_ours(url))
+        return part
 
 
 _URL_PART_CACHE_LIMIT = 10_000
 
 
-def _encode_url_part(cache: dict[str, tuple[str, bytes]], url: str) -> tuple[str, bytes]:
-    """(base64 of the payload's tail for `url`, the tail's bytes), remembered per URL."""
-    if len(cache) >= _URL_PART_CACHE_LIMIT:
-        cache.clear()  # personalized URLs must not grow it forever
-    tail = (json.dumps(url) + "}").encode()
-    part = cache[url] = (tokens.b64(tail), tail)
-    return part
+def verify_click(signing_key: str, token: str) -> Any:
+    """The payload of a genuine click token, split (MessageTracker) or whole (`Links.click`);
+    InvalidToken for anything else."""
+    if len(token.rpartition(".")[2]) > tokens.MAC_B64_CHARS:
+        return tokens.verify_split(signing_key, (CLICK_MESSAGE, CLICK_URL), _URL_KEY, token)
+    return tokens.verify(signing_key, CLICK, token)
+
+
+class MessageTracker:
+    """Click and open links for one message. A newsletter has a dozen links or more, so a link
+    costs no MAC of its own: the payload's fixed part is serialized, base64-encoded and signed
+    once per message (padded with JSON whitespace to a multiple of 3 bytes, so its base64 can
+    be concatenated with the URL's), and each URL's encoded part and MAC are remembered across
+    messages (a split token, see `tokens.verify_split`)."""
+
+    def __init__(self, links: Links, fixed_json: str) -> None:
+        self._links = links
+        self._fixed_json = fixed_json
+        prefix = fixed_json[:-1] + _URL_KEY.decode()
+        prefix_bytes = (prefix + " " * (-len(prefix.encode()) % 3)).encode()
+        self._head = links._url("tracking", "/c/") + tokens.b64(prefix_bytes)
+        self._mac = tokens.split_mac_b64(links.mac_key(), CLICK_MESSAGE, prefix_bytes)
+
+    def click(self, url: str) -> str | None:
+        """The tracked URL, or None for a link to Mailpipe itself (unsubscribe, preferences)."""
+        encoded, url_mac, ours = self._links.url_part(url)
+        return None if ours else f"{self._head}{encoded}.{self._mac}{url_mac}"
+
+    def sign_click(self, url: str) -> str:
+        encoded, url_mac, _ = self._links.url_part(url)
+        return f"{self._head}{encoded}.{self._mac}{url_mac}"
+
+    def open_pixel(self) -> str:
+        token = tokens.sign_json(self._links.signing_key, OPEN, self._fixed_json.encode())
+        return self._links._url("tracking", f"/o/{token}")
 
 
 def local_base_urls(base_url: str) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 Per message the work is: render the precompiled templates (whose links already pass through
 the tracking filter and whose pixel slot is filled per recipient), add the per-recipient
-List-Unsubscribe headers, and assemble the MIME from cached quoted-printable fragments.
+List-Unsubscribe headers, and assemble the MIME (mime.build_message: 7bit where it can, else
+quoted-printable from the template's cached fragment encodings).
 A recipient whose data breaks the template is reported and skipped; the batch goes on.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -23,7 +24,7 @@ from shared.domain.events import AnalyticsEvent, mailbox_provider, stable_id, ut
 from shared.domain.links import Links
 from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
 from shared.ports import OutgoingEmail
-from shared.services.mime import FragmentEncoder, build_message
+from shared.services.mime import RenderedBody, build_message
 from shared.services.publishing import Outbox
 from shared.services.templating import (
     LINKS_VARIABLE,
@@ -45,7 +46,6 @@ class Renderer:
         self._links = links
         self._sender = sender
         self._domain = sender_domain
-        self._encoder = FragmentEncoder()
 
     def message_id(self, scope: str, subscriber_id: str) -> str:
         """Deterministic per (campaign or batch, subscriber): a resend carries the same id."""
@@ -81,12 +81,10 @@ class Renderer:
             recipient=recipient.email,
             subject=subject,
             message_id=message_id,
-            html=html,
-            text=text,
+            html=RenderedBody(html, html_parts, compiled.html_encoder),
+            text=RenderedBody(text, text_parts, compiled.text_encoder),
             headers=headers,
             date=sent_at,
-            html_qp=self._encoder.encode(html_parts, compiled.html_static),
-            text_qp=self._encoder.encode(text_parts, compiled.text_static),
         )
         return OutgoingEmail(
             message_id=message_id,
@@ -125,26 +123,22 @@ class Renderer:
     ) -> dict[str, Any]:
         """What the instrumented template calls for links and the pixel; tracking is off when
         the campaign or the subscriber said no."""
-        allowed = recipient.tracking
-        tracker = None
-        if allowed and request.track_clicks:
-            sign = self._links.click_tracker(
-                message_id, recipient.subscriber_id, request.campaign_id, sent_at
-            )
-            is_ours = self._links.is_ours
-
-            def tracker(url: str) -> str | None:
-                return None if is_ours(url) else sign(url)
-
-        links = [Markup.escape(_tracked(tracker, url)) for url in compiled.links]
-
+        if not recipient.tracking or not (request.track_clicks or request.track_opens):
+            return {TRACKER_VARIABLE: None, LINKS_VARIABLE: compiled.escaped_links,
+                    PIXEL_VARIABLE: ""}  # fmt: skip
+        message = self._links.message_tracker(
+            message_id, recipient.subscriber_id, request.campaign_id, sent_at
+        )
+        tracker = message.click if request.track_clicks else None
+        links: Sequence[Markup] = compiled.escaped_links
+        if tracker:
+            links = [Markup.escape(url if t is None else t) for url, t in
+                     zip(compiled.links, map(tracker, compiled.links), strict=True)]  # fmt: skip
         pixel = ""
-        if allowed and request.track_opens:
-            src = self._links.open_pixel(
-                message_id, recipient.subscriber_id, request.campaign_id, sent_at
-            )
+        if request.track_opens:
             pixel = Markup(
-                f'<img src="{src}" width="1" height="1" alt="" style="display:block;border:0">'
+                f'<img src="{message.open_pixel()}" width="1" height="1" alt="" '
+                'style="display:block;border:0">'
             )
         return {TRACKER_VARIABLE: tracker, LINKS_VARIABLE: links, PIXEL_VARIABLE: pixel}
 
@@ -212,11 +206,6 @@ class RenderService:
             reason="render_error",
             properties={"error": str(exc)[:300]},
         )
-
-
-def _tracked(tracker: Callable[[str], str | None] | None, url: str) -> str:
-    tracked = tracker(url) if tracker else None
-    return url if tracked is None else tracked
 
 
 def _split(batch: SendBatch) -> list[bytes]:

@@ -14,7 +14,7 @@ import threading
 import time
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import css_inline
 import jinja2
@@ -25,6 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shared.domain.errors import NotFound, PermanentFailure
 from shared.ports import BlobStore
+from shared.services.mime import FragmentEncoder
 from shared.services.template_flattening import Protection, flatten
 
 _TITLE = re.compile(r"<title>(.*?)</title>", re.DOTALL | re.IGNORECASE)
@@ -50,8 +51,21 @@ class CompiledEmail:
     text: jinja2.Template
     html_source: str  # flattened, CSS inlined, before link and pixel instrumentation
     links: tuple[str, ...] = ()  # the literal http(s) links, in `mailpipe_links[i]` order
-    html_static: frozenset[int] = frozenset()  # ids of the literal fragments html yields
-    text_static: frozenset[int] = frozenset()
+    escaped_links: tuple[markupsafe.Markup, ...] = ()  # the same, untracked, HTML-escaped
+    # Quoted-printable encoders that know each template's literal text (mime.FragmentEncoder).
+    html_encoder: FragmentEncoder = field(default_factory=FragmentEncoder, compare=False)
+    text_encoder: FragmentEncoder = field(default_factory=FragmentEncoder, compare=False)
+
+
+class MailSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with `item.url` on a plain dict (subscriber data, items of an event) read as
+    the key first: a dict's values are data, already reachable as `item["url"]`, and the
+    sandbox's attribute-first lookup raises and catches an AttributeError for each of them."""
+
+    def getattr(self, obj: object, attribute: str) -> object:
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
 
 
 class _BlobLoader(jinja2.BaseLoader):
@@ -105,7 +119,7 @@ class TemplateCatalog:
 
     @staticmethod
     def _environment(loader: jinja2.BaseLoader, autoescape: bool) -> jinja2.Environment:
-        return ImmutableSandboxedEnvironment(
+        return MailSandbox(
             loader=loader,
             autoescape=autoescape,
             undefined=jinja2.StrictUndefined,
@@ -153,20 +167,23 @@ class TemplateCatalog:
             text_source = self._text_source(name, html_name, text_name)
             sources = tuple(dict.fromkeys([*loaded, text_name]))
             instrumented, links = _instrument(flat_html)
-            untracked = {LINKS_VARIABLE: [markupsafe.escape(u) for u in links]}
-            html_template = self._html_env.from_string(instrumented, globals=untracked)
+            escaped_links = tuple(markupsafe.escape(u) for u in links)
+            html_template = self._html_env.from_string(
+                instrumented, globals={LINKS_VARIABLE: escaped_links}
+            )
             text_template = self._plain_env.from_string(text_source)
             return CompiledEmail(
                 name=name,
                 version=self._versions(sources),
                 sources=sources,
-                subject=self._plain_env.from_string(subject_source),
-                html=html_template,
-                text=text_template,
+                subject=_flat_globals(self._plain_env.from_string(subject_source)),
+                html=_flat_globals(html_template),
+                text=_flat_globals(text_template),
                 html_source=flat_html,
                 links=links,
-                html_static=literal_fragments(html_template),
-                text_static=literal_fragments(text_template),
+                escaped_links=escaped_links,
+                html_encoder=FragmentEncoder(literal_fragments(html_template)),
+                text_encoder=FragmentEncoder(literal_fragments(text_template)),
             )
         except jinja2.TemplateNotFound as exc:
             raise NotFound(f"email template {name!r} needs {exc.name!r}, which is missing") from exc
@@ -192,6 +209,13 @@ class TemplateCatalog:
             return flatten(
                 lambda p: self._render_layout(html_name, p, [], comments=False), _to_text
             )
+
+
+def _flat_globals(template: jinja2.Template) -> jinja2.Template:
+    """The template's globals as one dict instead of a ChainMap over the environment's: every
+    render copies them into its context, and copying a dict is one C call."""
+    template.globals = dict(template.globals)
+    return template
 
 
 def literal_fragments(template: jinja2.Template) -> frozenset[int]:

@@ -52,7 +52,7 @@ class TrackingService:
 
     def click(self, hit: Hit) -> str:
         """Record a click and return the one URL this link may go to."""
-        payload = _payload(self._signing_key, links.CLICK, hit.token)
+        payload = _as_dict(links.verify_click(self._signing_key, hit.token))
         url = payload.get("u")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise InvalidToken("this link is not valid")
@@ -102,7 +102,10 @@ class TrackingService:
 
 
 def _payload(key: str, purpose: str, token: str) -> dict[str, Any]:
-    payload = tokens.verify(key, purpose, token)
+    return _as_dict(tokens.verify(key, purpose, token))
+
+
+def _as_dict(payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise InvalidToken("this link is not valid")
     return payload

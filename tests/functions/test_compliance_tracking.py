@@ -15,6 +15,7 @@ from compliance_flow import drain
 
 from shared.bootstrap import Container
 from shared.domain import tokens
+from shared.domain.links import Links
 from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
 from shared.domain.subscriber import CONFIRMED, Subscriber
 from shared.services.mime import html_and_text
@@ -95,12 +96,35 @@ def altered(token: str) -> str:
     return f"{base64.urlsafe_b64encode(changed).rstrip(b'=').decode()}.{mac}"
 
 
-@pytest.mark.parametrize("forge", ["altered", "other-key", "open-token", "garbage", "empty"])
+def test_a_whole_token_click_link_still_redirects(
+    container: Container, tracking: Any, deliver: Any
+) -> None:
+    """Links signed whole (one MAC over message and URL), as earlier mail carried them."""
+    link = container.links.click("m1@mailpipe.test", "s1", "c1", TARGET)
+    response = tracking.get(path(link), headers={"User-Agent": IPHONE})
+    assert (response.status_code, response.headers["Location"]) == (302, TARGET)
+    assert [r["link_url"] for r in rows(container, deliver, "click")] == [TARGET]
+
+
+def _url_swapped(genuine: str, other_key_links: Links) -> str:
+    """The message's half with a URL half signed by another key."""
+    body, macs = genuine.split(".")
+    forged = path(other_key_links.click_tracker("m1", "s1", "c1", 0)(TARGET)).removeprefix("/c/")
+    return f"{body}.{macs[:22]}{forged.split('.')[1][22:]}"
+
+
+@pytest.mark.parametrize(
+    "forge",
+    ["altered", "other-key", "open-token", "garbage", "empty", "one-mac-dropped", "url-mac-forged"],
+)
 def test_forged_or_altered_click_links_are_404_without_a_redirect(
     container: Container, tracking: Any, deliver: Any, forge: str
 ) -> None:
     genuine = path(container.links.click_tracker("m1", "s1", "c1", 0)(TARGET)).removeprefix("/c/")
+    other = Links("another-key", container.links.base_urls)
     token = {
+        "one-mac-dropped": genuine[:-22],
+        "url-mac-forged": _url_swapped(genuine, other),
         "altered": altered(genuine),
         "other-key": tokens.sign("another-key", "click", {"m": "m1", "u": "https://evil.example"}),
         "open-token": path(container.links.open_pixel("m1", "s1", "c1")).removeprefix("/o/"),
