@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,13 @@ class RenderBench:
             message.as_bytes()
         return len(self.recipients)
 
-    def sample_sizes(self) -> dict[str, int]:
+    def sample_sizes(self) -> dict[str, Any]:
         email = self.renderer.render(self.compiled, self.request, self.recipients[0])
+        parts = message_from_bytes(email.raw, policy=policy.default).iter_parts()
+        encodings = {p.get_content_type(): p["Content-Transfer-Encoding"] for p in parts}
         return {"html_bytes": len(email.html.encode()), "mime_bytes": len(email.raw),
-                "tracked_links": email.html.count("/t/c/")}  # fmt: skip
+                "tracked_links": email.html.count("/t/c/"),
+                "transfer_encodings": encodings}  # fmt: skip
 
 
 def _tracked(html: str, track: Callable[[str], str]) -> str:
