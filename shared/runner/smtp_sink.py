@@ -3,24 +3,66 @@
 Local mode sends mail here, so a person can read what the pipeline sent at /inbox. A recipient
 address starting with `bounce-` is refused with 550 and one starting with `throttle-` with 421,
 so the local pipeline can exercise its failure paths against a real SMTP conversation.
+
+A message is answered 250 only once it is in the Maildir. It is written without fsync (which
+mailbox.Maildir.add does, ~0.6 ms to several ms per message here, blocking the event loop):
+this is a development inbox, and a written file is in the page cache, so it survives the sink
+process being killed; only a crash of the machine itself could lose the latest messages.
 """
 
 from __future__ import annotations
 
+import itertools
 import mailbox
-import threading
+import os
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from shared.runner.sink_smtp import SinkSMTP
+
+DATA_SIZE_LIMIT = 10 * 1024 * 1024
+
+
+class MaildirWriter:
+    """Delivers messages into a Maildir as its protocol says: written under tmp/, then renamed
+    into new/, so a reader never sees half a message. Unique names as mailbox.Maildir makes
+    them (time, pid, a counter, host), read back by mailbox.Maildir like its own."""
+
+    _counter = itertools.count()  # per process, like mailbox.Maildir's
+
+    def __init__(self, path: Path) -> None:
+        mailbox.Maildir(str(path), create=True)  # tmp/, new/ and cur/
+        self._tmp, self._new = path / "tmp", path / "new"
+        self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
+
+    def add(self, message: bytes) -> str:
+        """Store `message` byte for byte; returns its Maildir key."""
+        now = time.time()
+        key = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(self._counter)}.{self._host}"
+        tmp = self._tmp / key
+        with open(tmp, "xb") as file:  # "x": never overwrite
+            file.write(message)
+        os.rename(tmp, self._new / key)
+        return key
+
 
 class MaildirHandler:
     def __init__(self, maildir: Path) -> None:
-        self._maildir = mailbox.Maildir(str(maildir), create=True)
-        self._lock = threading.Lock()
+        self._writer = MaildirWriter(Path(maildir))
         self.received = 0
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list[str]:
+        """aiosmtpd's reply plus PIPELINING (RFC 2920): aiosmtpd reads commands one line at a
+        time and SinkSMTP reads no further than the end of DATA, so a group is served in order."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
@@ -37,18 +79,29 @@ class MaildirHandler:
         content: Any = envelope.original_content or envelope.content
         recipients = ", ".join(envelope.rcpt_tos)
         header = f"Return-Path: <{envelope.mail_from}>\r\nDelivered-To: {recipients}\r\n"
-        with self._lock:
-            self._maildir.add(header.encode() + bytes(content))
-            self.received += 1
+        # On the event loop: ~0.05 ms, less than handing it to a thread and back.
+        self._writer.add(header.encode() + bytes(content))
+        self.received += 1
         return "250 Message accepted for delivery"
 
 
+class _SinkController(Controller):
+    def factory(self) -> SMTP:
+        return SinkSMTP(self.handler, **self.SMTP_kwargs)
+
+
 class SmtpSink:
-    def __init__(self, maildir: Path, host: str = "127.0.0.1", port: int = 1025) -> None:
+    def __init__(
+        self,
+        maildir: Path,
+        host: str = "127.0.0.1",
+        port: int = 1025,
+        data_size_limit: int = DATA_SIZE_LIMIT,
+    ) -> None:
         self.maildir = Path(maildir)
         self.handler = MaildirHandler(self.maildir)
-        self._controller = Controller(
-            self.handler, hostname=host, port=port, data_size_limit=10 * 1024 * 1024
+        self._controller = _SinkController(
+            self.handler, hostname=host, port=port, data_size_limit=data_size_limit
         )
 
     @property

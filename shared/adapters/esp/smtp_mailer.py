@@ -8,7 +8,10 @@ the server have dropped it after accepting DATA, that is a duplicate with the sa
 Message-ID: at-least-once, like every retry). `close()` ends every pooled connection,
 whichever thread opened it.
 
-One SMTP transaction per message (each carries its own personalized MIME). Replies:
+One SMTP transaction per message (each carries its own personalized MIME), through
+SmtpConnection: pipelined when the server offers PIPELINING, the chunk's next message begun
+with this one's data, so a message costs one round trip; a chunk that stops early closes a
+connection holding such a begun transaction (ending it would send an empty message). Replies:
 2xx sent; 421 and 454 mean "slow down": Throttled when nothing in the chunk was accepted yet,
 otherwise the rest of the chunk is returned transient ("throttled: ..."); 450/451/452 and any
 other 4xx transient for that message; 5xx permanent for that message. A server that cannot be
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 
 from shared.adapters.esp.chunk_results import ChunkResults
+from shared.adapters.esp.smtp_connection import SmtpConnection
 from shared.domain.errors import ConfigurationError, Throttled, TransientError
 from shared.ports import OutgoingEmail, SendResult
 
@@ -36,7 +40,7 @@ TRANSIENT_CODES = frozenset({421, 450, 451, 452, 454})
 
 @dataclass
 class _Pooled:
-    conn: smtplib.SMTP
+    conn: SmtpConnection
     last_used: float
 
 
@@ -63,7 +67,7 @@ class SmtpMailer:
         self._idle_check_s = idle_check_s
         self._clock = clock
         self._local = threading.local()
-        self._pool: set[smtplib.SMTP] = set()
+        self._pool: set[SmtpConnection] = set()
         self._pool_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -76,18 +80,25 @@ class SmtpMailer:
 
     def send(self, emails: Sequence[OutgoingEmail]) -> list[SendResult]:
         chunk = ChunkResults(emails)
-        for index, email in enumerate(emails):
-            try:
-                self._deliver(chunk, index, email)
-            except TransientError as exc:
-                return chunk.interrupted(exc)
-        return chunk.results()
+        try:
+            for index, email in enumerate(emails):
+                following = emails[index + 1] if index + 1 < len(emails) else None
+                try:
+                    self._deliver(chunk, index, email, following)
+                except TransientError as exc:
+                    return chunk.interrupted(exc)
+            return chunk.results()
+        finally:
+            self._drop_half_begun()
 
     def close(self) -> None:
         """QUIT every pooled connection."""
         with self._pool_lock:
             conns, self._pool = self._pool, set()
         for conn in conns:
+            if conn.next_begun:  # mid-transaction: a QUIT would be taken for message data
+                conn.close()
+                continue
             try:
                 conn.quit()
             except (OSError, smtplib.SMTPException):
@@ -95,33 +106,40 @@ class SmtpMailer:
         self._local.pooled = None
 
     # --- one message ---------------------------------------------------------------------
-    def _deliver(self, chunk: ChunkResults, index: int, email: OutgoingEmail) -> None:
-        """Record the message's fate in `chunk`; raise Throttled / TransientError to stop."""
+    def _deliver(
+        self,
+        chunk: ChunkResults,
+        index: int,
+        email: OutgoingEmail,
+        following: OutgoingEmail | None,
+    ) -> None:
+        """Record the message's fate in `chunk`; raise Throttled / TransientError to stop.
+        `following`, the next message of the chunk, is begun with this one's data."""
         reply: bytes | str
         try:
-            refused = self._sendmail(email)
+            self._sendmail(email, following)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
         except smtplib.SMTPResponseException as exc:  # sender refused, data refused, ...
             code, reply = exc.smtp_code, exc.smtp_error
         else:
-            if not refused:
-                chunk.sent([index])
-                return
-            code, reply = next(iter(refused.values()))
+            chunk.sent([index])
+            return
         self._record(chunk, index, code, reply)
 
     def _sendmail(
-        self, email: OutgoingEmail, retry_stale: bool = True
-    ) -> dict[str, tuple[int, bytes]]:
+        self, email: OutgoingEmail, following: OutgoingEmail | None, retry_stale: bool = True
+    ) -> None:
         """One transaction; a connection found closed is replaced and the message retried once."""
         conn = self._connection()
+        then = None if following is None else _envelope(following)
         try:
-            return conn.sendmail(parseaddr(email.sender)[1], [email.recipient], email.raw)
+            conn.send_one(*_envelope(email), then=then)
         except smtplib.SMTPServerDisconnected as exc:
             self._discard(conn)
             if retry_stale:
-                return self._sendmail(email, retry_stale=False)
+                self._sendmail(email, following, retry_stale=False)
+                return
             raise TransientError(f"SMTP server {self._host} disconnected: {exc}") from exc
         except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused):
             self._discard_if_closed(conn)
@@ -142,8 +160,15 @@ class SmtpMailer:
         else:
             chunk.permanent([index], detail)
 
+    def _drop_half_begun(self) -> None:
+        """A chunk stopped after the next message's transaction was begun: that transaction
+        cannot be ended without sending a message, so the connection goes (it aborts it)."""
+        pooled: _Pooled | None = getattr(self._local, "pooled", None)
+        if pooled is not None and pooled.conn.next_begun:
+            self._discard(pooled.conn)
+
     # --- the pool ------------------------------------------------------------------------
-    def _connection(self) -> smtplib.SMTP:
+    def _connection(self) -> SmtpConnection:
         pooled: _Pooled | None = getattr(self._local, "pooled", None)
         if pooled is not None and self._alive(pooled):
             return pooled.conn
@@ -165,10 +190,10 @@ class SmtpMailer:
         except (OSError, smtplib.SMTPException):
             return False
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> SmtpConnection:
         where = f"{self._host}:{self._port}"
         try:
-            conn = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
+            conn = SmtpConnection(self._host, self._port, timeout=self._timeout)
             if self._starttls:
                 conn.starttls(context=ssl.create_default_context())
             if self._username:
@@ -190,19 +215,23 @@ class SmtpMailer:
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientError(f"SMTP server {where} unreachable: {exc}") from exc
 
-    def _touch(self, conn: smtplib.SMTP) -> None:
+    def _touch(self, conn: SmtpConnection) -> None:
         pooled: _Pooled | None = getattr(self._local, "pooled", None)
         if pooled is not None and pooled.conn is conn:
             pooled.last_used = self._clock()
 
-    def _discard_if_closed(self, conn: smtplib.SMTP) -> None:
+    def _discard_if_closed(self, conn: SmtpConnection) -> None:
         if conn.sock is None:  # smtplib closes the connection itself after a 421
             self._discard(conn)
 
-    def _discard(self, conn: smtplib.SMTP) -> None:
+    def _discard(self, conn: SmtpConnection) -> None:
         pooled: _Pooled | None = getattr(self._local, "pooled", None)
         if pooled is not None and pooled.conn is conn:
             self._local.pooled = None
         with self._pool_lock:
             self._pool.discard(conn)
         conn.close()
+
+
+def _envelope(email: OutgoingEmail) -> tuple[str, str, bytes]:
+    return parseaddr(email.sender)[1], email.recipient, email.raw

@@ -2,13 +2,15 @@
 
 Only local mode stores sent mail; on GCP the providers keep their own logs (see the README on
 retention). A message is "to" an address when its To, Cc or Delivered-To header names it; the
-comparison uses the address's canonical key, so case and IDN spelling do not matter.
+comparison uses the address's canonical key, so case and IDN spelling do not matter. Headers
+are read as UTF-8 (RFC 6532), as the sink stores mail sent with SMTPUTF8.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 import mailbox
-from email.header import decode_header, make_header
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
@@ -28,25 +30,29 @@ class MaildirMail:
         if not self._path.exists():
             return []
         box = mailbox.Maildir(str(self._path), create=False)
-        return [_describe(key, message) for key, message in self._matching(box, address)]
+        return [_describe(*found) for found in self._matching(box, address)]
 
     def delete_to(self, address: str) -> int:
         """Delete every stored message to `address`; returns how many."""
         if not self._path.exists():
             return 0
         box = mailbox.Maildir(str(self._path), create=False)
-        keys = [key for key, _ in self._matching(box, address)]
+        keys = [key for key, _, _ in self._matching(box, address)]
         for key in keys:
             box.discard(key)
         return len(keys)
 
-    def _matching(self, box: mailbox.Maildir, address: str) -> list[tuple[str, Any]]:
+    def _matching(self, box: mailbox.Maildir, address: str) -> list[tuple[str, bytes, Any]]:
         wanted = _key(address)
         found = []
         for key in box.iterkeys():
-            message = box.get(key)
-            if message is not None and wanted in _recipients(message):
-                found.append((key, message))
+            try:
+                raw = box.get_bytes(key)
+            except KeyError:  # deleted meanwhile
+                continue
+            message = email.message_from_bytes(raw, policy=email.policy.SMTPUTF8)
+            if wanted in _recipients(message):
+                found.append((key, raw, message))
         return found
 
 
@@ -63,12 +69,12 @@ def _recipients(message: Any) -> set[str]:
     return {k for k in keys if k}
 
 
-def _describe(key: str, message: Any) -> dict[str, Any]:
+def _describe(key: str, raw: bytes, message: Any) -> dict[str, Any]:
     return {
         "key": key,
         "message_id": str(message.get("Message-ID", "")),
         "date": str(message.get("Date", "")),
-        "subject": str(make_header(decode_header(str(message.get("Subject", ""))))),
+        "subject": str(message.get("Subject", "")),  # RFC 2047 words decoded by the policy
         "to": str(message.get("To", "")),
-        "raw": message.as_bytes().decode("utf-8", "replace"),
+        "raw": raw.decode("utf-8", "replace"),  # as stored
     }

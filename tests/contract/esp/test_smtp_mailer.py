@@ -1,10 +1,13 @@
-"""SmtpMailer against a real aiosmtpd server (the local sink's handler plus scripted replies)."""
+"""SmtpMailer against a real aiosmtpd server (the local sink's handler plus scripted replies),
+offering PIPELINING (one round trip per message, the next message begun with this one's data)
+or not (smtplib's sendmail): every test runs against both."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,9 +20,9 @@ from shared.adapters.esp.smtp_mailer import SmtpMailer
 from shared.domain.errors import Throttled, TransientError
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[ScriptedHandler, int]]:
-    with smtp_server(tmp_path / "maildir") as running:
+@pytest.fixture(params=[True, False], ids=["pipelining", "no-pipelining"])
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[ScriptedHandler, int]]:
+    with smtp_server(tmp_path / "maildir", pipelining=request.param) as running:
         yield running
 
 
@@ -149,3 +152,60 @@ def test_one_connection_per_thread_and_close_ends_them_all(
     mailer.close()
     assert mailer.open_connections == 0
     assert len(handler.messages()) == 9
+
+
+def test_a_refused_message_does_not_disturb_the_next_one_begun_with_it(
+    handler: ScriptedHandler, mailer: SmtpMailer
+) -> None:
+    emails = campaign_emails(["Ann", "Bob", "Cy", "Di"])
+    handler.data_replies = ["554 5.6.0 content rejected"]  # Ann's end of DATA
+    emails[2] = with_content(emails[2], recipient="bounce-cy@example.com")
+    results = mailer.send(emails)
+    assert [r.status for r in results] == ["permanent", "sent", "permanent", "sent"]
+    assert results[0].detail.startswith("554") and results[2].detail.startswith("550")
+    assert handler.message_ids() == {emails[1].message_id: 1, emails[3].message_id: 1}
+    assert handler.connections == 1
+
+
+def test_slow_down_at_the_end_of_data_abandons_the_begun_transaction(
+    handler: ScriptedHandler, mailer: SmtpMailer
+) -> None:
+    """454 (not closing) to Ann's data while Bob's transaction is begun (when pipelining): the
+    chunk stops, and Bob's transaction goes with its connection, not ended with an empty
+    message (nor left for a NOOP or QUIT to be taken for message data)."""
+    handler.data_replies = ["454 4.7.0 slow down"]
+    emails = campaign_emails(["Ann", "Bob", "Cy"])
+    with pytest.raises(Throttled, match="454"):
+        mailer.send(emails)
+    assert mailer.open_connections == (0 if handler.pipelining else 1)
+    assert mailer.send(emails[2:])[0].status == "sent", "the pool recovers"
+    time.sleep(0.2)  # for an aborted transaction to be stored, were it wrongly ended
+    assert handler.message_ids() == {emails[2].message_id: 1}
+
+
+def test_8bit_and_utf8_messages_are_sent_with_their_mail_parameters(
+    handler: ScriptedHandler, mailer: SmtpMailer
+) -> None:
+    ann, bob = campaign_emails(["Ann", "Bob"])
+    ann = replace(ann, raw=ann.raw.replace(b"\r\n\r\n", "\r\n\r\nGrüße.\r\n".encode(), 1))
+    bob = replace(bob, recipient="jürgen@example.com")
+    assert [r.status for r in mailer.send([ann, bob])] == ["sent", "sent"]
+    delivered_to_bob = "Delivered-To: jürgen@example.com\r\n".encode()
+    stored = {delivered_to_bob in raw: raw for raw in handler.raw_messages()}
+    assert stored[False].endswith(b"\r\n" + ann.raw)
+    assert stored[True].endswith(delivered_to_bob + bob.raw)
+    assert sorted(sorted(options) for options in handler.mail_options) == [
+        ["BODY=8BITMIME", f"SIZE={len(ann.raw)}"],
+        [f"SIZE={len(bob.raw)}", "SMTPUTF8"],
+    ]
+
+
+def test_a_utf8_address_without_smtputf8_is_permanent_for_that_message(tmp_path: Path) -> None:
+    with smtp_server(tmp_path / "maildir", enable_SMTPUTF8=False) as (handler, port):
+        mailer = SmtpMailer("127.0.0.1", port)
+        ann, bob = campaign_emails(["Ann", "Bob"])
+        results = mailer.send([replace(ann, recipient="jürgen@example.com"), bob])
+        mailer.close()
+    assert [r.status for r in results] == ["permanent", "sent"]
+    assert results[0].detail.startswith("553 5.6.7")
+    assert handler.message_ids() == {bob.message_id: 1}

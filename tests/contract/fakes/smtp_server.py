@@ -1,6 +1,7 @@
 """A real aiosmtpd server for the SMTP mailer tests: the local sink's Maildir handler (which
 refuses `bounce-*` with 550 and `throttle-*` with 421) plus scripted trouble, on a port the
-OS picks, optionally closing connections idle for longer than `idle_timeout_s`."""
+OS picks, optionally closing connections idle for longer than `idle_timeout_s`. It is
+aiosmtpd's own SMTP class (not the sink's), offering PIPELINING as the sink does, or not."""
 
 from __future__ import annotations
 
@@ -19,13 +20,17 @@ from shared.runner.smtp_sink import MaildirHandler
 
 
 class ScriptedHandler(MaildirHandler):
-    """Adds: `rcpt_replies` (answer the next RCPTs with these), `storm(fraction, rcpts)`
-    (421 to a seeded-random fraction of the next RCPTs) and the connections seen."""
+    """Adds: `rcpt_replies` / `data_replies` (answer the next RCPTs / ends of DATA with these,
+    storing nothing), `storm(fraction, rcpts)` (421 to a seeded-random fraction of the next
+    RCPTs), the connections seen, and PIPELINING offered or not."""
 
-    def __init__(self, maildir: Path) -> None:
+    def __init__(self, maildir: Path, pipelining: bool = True) -> None:
         super().__init__(maildir)
         self.maildir_path = Path(maildir)
+        self.pipelining = pipelining
         self.rcpt_replies: list[str] = []
+        self.data_replies: list[str] = []
+        self.mail_options: list[list[str]] = []  # each DATA's MAIL FROM parameters
         self.connections = 0
         self.stormed = 0  # RCPTs answered 421 by the storm
         self.noops = 0
@@ -39,6 +44,8 @@ class ScriptedHandler(MaildirHandler):
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
     ) -> list:
         self.connections += 1
+        if self.pipelining:
+            return await super().handle_EHLO(server, session, envelope, hostname, responses)
         session.host_name = hostname
         return responses
 
@@ -61,8 +68,18 @@ class ScriptedHandler(MaildirHandler):
                 return "421 4.7.0 slow down"
         return await super().handle_RCPT(server, session, envelope, address, options)
 
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.mail_options.append(list(envelope.mail_options))
+        if self.data_replies:
+            return self.data_replies.pop(0)
+        return await super().handle_DATA(server, session, envelope)
+
     def messages(self) -> list[Any]:
         return list(mailbox.Maildir(str(self.maildir_path), create=False))
+
+    def raw_messages(self) -> list[bytes]:
+        box = mailbox.Maildir(str(self.maildir_path), create=False)
+        return [box.get_bytes(key) for key in box.iterkeys()]
 
     def message_ids(self) -> Counter[str]:
         return Counter(str(m["Message-ID"]).strip("<>") for m in self.messages())
@@ -79,11 +96,12 @@ class _EphemeralPortController(Controller):
 
 @contextmanager
 def smtp_server(
-    maildir: Path, idle_timeout_s: float = 300.0
+    maildir: Path, idle_timeout_s: float = 300.0, pipelining: bool = True, **smtp_options: Any
 ) -> Iterator[tuple[ScriptedHandler, int]]:
-    handler = ScriptedHandler(maildir)
+    """`smtp_options`: aiosmtpd's SMTP keyword arguments (enable_SMTPUTF8, ...)."""
+    handler = ScriptedHandler(maildir, pipelining)
     controller = _EphemeralPortController(
-        handler, hostname="127.0.0.1", port=0, timeout=idle_timeout_s
+        handler, hostname="127.0.0.1", port=0, timeout=idle_timeout_s, **smtp_options
     )
     controller.start()
     try:
