@@ -93,11 +93,12 @@ class AnalyticsEvent:
     properties: Mapping[str, Any] = field(default_factory=dict)
     received_at: str | None = None
 
-    def to_row(self) -> dict[str, Any]:
+    def to_row(self, received_at: str | None = None) -> dict[str, Any]:
+        """The warehouse row; `received_at` (default: now) unless the event has one."""
         # Field by field rather than dataclasses.asdict, whose deep copy is slow on hot paths.
         row = {name: getattr(self, name) for name in COLUMNS}
         row["properties"] = dict(self.properties)
-        row["received_at"] = self.received_at or utc_iso()
+        row["received_at"] = self.received_at or received_at or utc_iso()
         return row
 
     @classmethod
@@ -109,7 +110,9 @@ class AnalyticsEvent:
 
 
 def encode_events(events: list[AnalyticsEvent]) -> bytes:
-    return json.dumps([e.to_row() for e in events], separators=(",", ":")).encode()
+    """One message's events; those without `received_at` get one stamp, the time of now."""
+    now = utc_iso()
+    return json.dumps([e.to_row(now) for e in events], separators=(",", ":")).encode()
 
 
 def decode_events(data: bytes) -> list[AnalyticsEvent]:

@@ -19,13 +19,12 @@ are never read; `purge` removes them with the rest.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from shared.domain.messages import Recipient
+from shared.domain.messages import Recipient, to_json
 from shared.ports import DocumentStore, Filter, paged
 
 log = logging.getLogger(__name__)
@@ -56,10 +55,13 @@ def part_id(campaign_id: str, page: int, part: int) -> str:
 def split(members: Sequence[Recipient]) -> list[list[Recipient]]:
     """Members in parts of at most MAX_PART_MEMBERS and (but for a single huge member)
     MAX_PART_BYTES; always at least one part, so an empty page still has its head."""
+    fits = len(members) <= MAX_PART_MEMBERS  # the usual page: measured once, as a whole
+    if fits and len(to_json([m.to_doc() for m in members])) <= MAX_PART_BYTES:
+        return [list(members)]
     parts: list[list[Recipient]] = [[]]
     size = 0
     for member in members:
-        member_size = len(json.dumps(asdict(member)))
+        member_size = len(to_json(member.to_doc()))
         current = parts[-1]
         if current and (len(current) >= MAX_PART_MEMBERS or size + member_size > MAX_PART_BYTES):
             parts.append([])
@@ -89,7 +91,7 @@ class RemainderStash:
                 "part": number,
                 "written_at": now,
                 "subscriber_ids": [m.subscriber_id for m in parts[number - 1]],
-                "members": [asdict(m) for m in parts[number - 1]],
+                "members": [m.to_doc() for m in parts[number - 1]],
             }
             if number == 1:
                 doc["parts"] = len(parts)

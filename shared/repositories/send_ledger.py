@@ -39,6 +39,9 @@ class LedgerEntry:
     attempts: int = 0
     outcomes: dict[str, str] = field(default_factory=dict)
     owner: str = ""  # the delivery holding the lease; empty for read-only copies
+    # Claimed from an earlier delivery that never made its last write (done, release or
+    # park): it crashed or its lease lapsed, so what it recorded may be unreported.
+    taken_over: bool = False
 
     def check_owner(self, doc: dict[str, Any] | None) -> None:
         """LeaseLost when the stored lease now belongs to another delivery."""
@@ -61,13 +64,16 @@ class SendLedger:
     def claim(self, batch_id: str, campaign_id: str | None, owner: str, now: float) -> LedgerEntry:
         """Take the batch's lease. AlreadyProcessed when it is done; TransientError while
         another delivery holds a live lease (it will finish, or its lease will lapse)."""
+        taken_over = False
 
         def apply(doc: dict[str, Any] | None) -> dict[str, Any]:
+            nonlocal taken_over
             doc = doc or {"campaign_id": campaign_id, "state": OPEN, "attempts": 0, "outcomes": {}}
             if doc["state"] == DONE:
                 raise AlreadyProcessed(f"batch {batch_id} already sent")
             if doc.get("lease_until", 0) > now and doc.get("lease_owner") != owner:
                 raise TransientError(f"batch {batch_id} is being sent by another delivery")
+            taken_over = doc.get("lease_until", 0) != 0 and bool(doc["outcomes"])
             return {
                 **doc,
                 "state": OPEN,
@@ -79,8 +85,9 @@ class SendLedger:
 
         doc = self._store.update(COLLECTION, batch_id, apply) or {}
         return LedgerEntry(
-            batch_id, campaign_id, doc["state"], doc["attempts"], doc["outcomes"], owner
-        )
+            batch_id, campaign_id, doc["state"], doc["attempts"], doc["outcomes"], owner,
+            taken_over,
+        )  # fmt: skip
 
     def checkpoint(
         self, entry: LedgerEntry, outcomes: Mapping[str, str], now: float, state: str = OPEN

@@ -24,7 +24,12 @@ from shared import settings as settings_module
 from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
 from shared.dashboard.app import create_dashboard_app
-from shared.runner.functions_host import FunctionsHost, workers_for
+from shared.runner.functions_host import (
+    FunctionsHost,
+    batch_for,
+    share_the_gil_sooner,
+    workers_for,
+)
 from shared.runner.inbox import create_inbox_app
 from shared.runner.scheduler import Scheduler
 from shared.runner.smtp_sink import SmtpSink
@@ -66,6 +71,7 @@ class LocalRunner:
         self.scheduler: Scheduler | None = None
         self.trigger_scheduler: Scheduler | None = None  # the trigger sweep (behaviour-events)
         self._threads: list[threading.Thread] = []
+        self._switch_interval = sys.getswitchinterval()
 
     @property
     def maildir(self):
@@ -73,6 +79,7 @@ class LocalRunner:
 
     def start(self) -> LocalRunner:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._switch_interval = share_the_gil_sooner()
         # Leases held when the last runner died are void: their messages are due again now.
         self.container.bus.expire_leases()
         self._start_worker_processes()
@@ -128,7 +135,7 @@ class LocalRunner:
             self.container.bus,
             subscription.name,
             self.host.deliverer(subscription),
-            batch=self.worker_batch,
+            batch=batch_for(subscription, self.worker_batch),
             poll_interval_s=self.settings.bus_poll_interval_s,
             stop_event=self.stop_event,
         )
@@ -155,6 +162,7 @@ class LocalRunner:
             self.server.shutdown()
         if self.sink:
             self.sink.stop()
+        sys.setswitchinterval(self._switch_interval)
         bootstrap.install(None)
 
     def banner(self) -> str:

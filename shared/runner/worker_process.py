@@ -17,7 +17,12 @@ from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
 from shared.logs import configure_logging
 from shared.metering import OperationMeter
-from shared.runner.functions_host import FunctionsHost, workers_for
+from shared.runner.functions_host import (
+    FunctionsHost,
+    batch_for,
+    share_the_gil_sooner,
+    workers_for,
+)
 
 PARENT_CHECK_S = 1.0
 
@@ -32,6 +37,7 @@ def write_meter(container: Container) -> None:
 def main() -> None:
     settings = settings_module.load()
     configure_logging(settings.log_level, human=True)
+    share_the_gil_sooner()
     container = Container(settings, meter=OperationMeter())
     bootstrap.install(container)
     host = FunctionsHost(container.meter)
@@ -43,7 +49,7 @@ def main() -> None:
             container.bus,
             s.name,
             host.deliverer(s),
-            batch=10,
+            batch=batch_for(s, 10),
             poll_interval_s=settings.bus_poll_interval_s,
             stop_event=stop,
         )

@@ -11,9 +11,8 @@ again (shared/repositories/remainder_stash.py).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 from shared.domain import ab_test
 from shared.domain.ab_test import AbTest
@@ -194,7 +193,7 @@ def _part_of(subscriber_id: str, parts: int) -> int:
 
 
 def _fit(request: RenderRequest) -> list[RenderRequest]:
-    if len(request.recipients) <= 1 or len(json.dumps(asdict(request))) <= MAX_REQUEST_BYTES:
+    if len(request.recipients) <= 1 or len(request.encode()) <= MAX_REQUEST_BYTES:
         return [request]
     half = len(request.recipients) // 2
     first = replace(request, batch_id=f"{request.batch_id}.1", recipients=request.recipients[:half])

@@ -161,7 +161,7 @@ class PhaseDispatcher:
     ) -> int:
         """Publish one batch for exactly these subscribers (resume and resend use it)."""
         requests = render_requests(campaign, batch, variant, members)
-        self._outbox.publish_json(topology.RENDER_REQUESTS, [asdict(r) for r in requests])
+        self._outbox.publish_json(topology.RENDER_REQUESTS, [r.to_doc() for r in requests])
         return len(requests)
 
     def forget_stash(self, campaign: Campaign) -> int:
@@ -292,7 +292,7 @@ class PhaseDispatcher:
         page_size = self._pages.page_size
         requests = page_requests(campaign, phase, page, filled, self._batch_size, page_size)
         if requests:
-            self._outbox.publish_json(topology.RENDER_REQUESTS, [asdict(r) for r in requests])
+            self._outbox.publish_json(topology.RENDER_REQUESTS, [r.to_doc() for r in requests])
         return len(requests)
 
     def _hand_over(self, campaign: Campaign, phase: str, owner: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from shared import topology
 from shared.domain.events import AnalyticsEvent, encode_events
-from shared.domain.messages import ENCODING_ATTRIBUTE, ZLIB_JSON, to_json
+from shared.domain.messages import ENCODING_ATTRIBUTE, ZSTD_JSON, to_json
 from shared.ports import OutboundMessage, Publisher
 
 ANALYTICS_BATCH = 500
@@ -24,8 +24,8 @@ class Outbox:
         return self._publisher.publish(topic, messages)
 
     def publish_bytes(self, topic: str, blobs: Sequence[bytes]) -> list[str]:
-        """Pre-encoded zlib+json payloads (send batches)."""
-        messages = [OutboundMessage(b, {ENCODING_ATTRIBUTE: ZLIB_JSON}) for b in blobs]
+        """Pre-encoded zstd+json payloads (send batches)."""
+        messages = [OutboundMessage(b, {ENCODING_ATTRIBUTE: ZSTD_JSON}) for b in blobs]
         return self._publisher.publish(topic, messages)
 
     def analytics(self, events: Sequence[AnalyticsEvent]) -> None:

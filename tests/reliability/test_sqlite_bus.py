@@ -140,6 +140,30 @@ def test_unknown_subscriptions_are_not_found(bus: SqliteBus) -> None:
 # -- ack, nack, backoff, leases -----------------------------------------------------------
 
 
+def test_pull_acknowledges_the_last_batch_in_the_same_write(
+    bus: SqliteBus, clock: FakeClock
+) -> None:
+    bus.publish("orders", messages("a", "b", "c"))
+    first = bus.pull(AUDIT.name, 2)
+
+    second = bus.pull(AUDIT.name, 2, ack=[d.message_id for d in first])
+
+    assert [d.data for d in second] == [b"c"]
+    clock.advance(AUDIT.ack_deadline_s + 1)  # only c's lease can run out: a and b are gone
+    assert [(d.data, d.attempt) for d in bus.pull(AUDIT.name, 10)] == [(b"c", 2)]
+    assert [d.data for d in bus.pull(MAIL.name, 10)] == [b"a", b"b", b"c"]  # other copies
+
+
+def test_acks_given_to_pull_count_when_nothing_is_due(bus: SqliteBus) -> None:
+    bus.publish("orders", messages("a", "b"))
+    leased = bus.pull(AUDIT.name, 10)
+
+    assert bus.pull(AUDIT.name, 10, ack=[leased[0].message_id]) == []
+    assert bus.ack_many(AUDIT.name, [d.message_id for d in leased]) == 1  # a was acked above
+    assert bus.depths()[AUDIT.name]["leased"] == 0
+    assert bus.ack_many(AUDIT.name, []) == 0
+
+
 def test_ack_removes_the_message_for_good(bus: SqliteBus, clock: FakeClock) -> None:
     bus.publish("orders", messages("a"))
     delivery = pull_one(bus)

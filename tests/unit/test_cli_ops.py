@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from shared import topology
 from shared.bootstrap import Container
 from shared.cli.main import main
-from shared.ports import OutboundMessage
+from shared.domain.messages import MARKETING, ZSTD_JSON, SendBatch
+from shared.ports import OutboundMessage, OutgoingEmail
+from shared.topology import SEND_REQUESTS
 
 WAREHOUSE_SUB = "warehouse-on-analytics-events"
 
@@ -58,6 +61,21 @@ def test_dlq_list_and_show_one_subscription(dead: Container, monkeypatch, capsys
     assert code == 0 and "3 dead letters" in out and f"boom {first.message_id}" in out
     code, out = run(monkeypatch, capsys, "dlq", "show", WAREHOUSE_SUB, "--id", first.message_id)
     assert code == 0 and '"n": 0' in out and f"last error:       boom {first.message_id}" in out
+
+
+def test_dlq_show_reads_a_compressed_send_batch(make_container, monkeypatch, capsys) -> None:
+    c = make_container(bus_max_attempts=1)
+    raw = b"Subject: Spring\r\n\r\nHello"
+    email = OutgoingEmail("m1@x", "a@example.com", "b@example.com", "Spring", "", "", {}, raw,
+                          subscriber_id="s1", campaign_id="c1")  # fmt: skip
+    batch = SendBatch("c1:all:000001", MARKETING, 1.8e9, [email], "c1")
+    c.publisher.publish(SEND_REQUESTS, [OutboundMessage(batch.encode(), {"encoding": ZSTD_JSON})])
+    send = topology.subscriptions_of(SEND_REQUESTS)[0].name
+    (delivery,) = c.bus.pull(send, 10)
+    c.bus.nack(send, delivery.message_id, "boom")
+
+    code, out = run(monkeypatch, capsys, "dlq", "show", send, "--id", delivery.message_id)
+    assert code == 0 and '"batch_id": "c1:all:000001"' in out and '"raw_length": 24' in out
 
 
 def test_replay_requeues_once_and_purge_empties(dead: Container, monkeypatch, capsys) -> None:

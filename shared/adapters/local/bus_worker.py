@@ -4,6 +4,11 @@ The callback plays the part of Pub/Sub push: True acknowledges, False or any exc
 failed delivery (nacked with the error text, so the bus backs off, then dead-letters).
 Nothing a callback or the bus raises stops the thread; only the stop event does, and then
 the delivery in progress finishes while the rest of the batch is handed back unprocessed.
+
+Acknowledgements are written with the next pull, in the same transaction (or on their own
+before the worker sleeps or stops): one bus write per batch instead of one per message. A
+worker killed meanwhile leaves its last batch leased, so those messages are delivered again
+when the leases run out: at least once, as always.
 """
 
 from __future__ import annotations
@@ -53,27 +58,47 @@ class BusWorker(threading.Thread):
             self.join(timeout)
 
     def run(self) -> None:
+        acks: list[str] = []
         while not self.stop_event.is_set():
-            deliveries = self._pull()
+            deliveries = self._pull(acks)
+            acks = []
             if deliveries:
-                self._handle(deliveries)
+                acks = self._handle(deliveries)
             else:
                 self.stop_event.wait(self._poll_interval_s)
+        self._flush(acks)
 
-    def _pull(self) -> list[Delivery]:
+    def _pull(self, acks: list[str]) -> list[Delivery]:
+        """The next batch, acknowledging `acks` in the same write; on failure nothing is
+        acknowledged (the leases run out and the messages come back)."""
         try:
-            return self.bus.pull(self.subscription_name, self._batch)
+            return self.bus.pull(self.subscription_name, self._batch, ack=acks)
         except Exception:
             log.exception("pull from %s failed; retrying", self.subscription_name)
             return []
 
-    def _handle(self, deliveries: Sequence[Delivery]) -> None:
+    def _handle(self, deliveries: Sequence[Delivery]) -> list[str]:
+        """Deliver in order; returns the ids to acknowledge. Failures are nacked at once."""
+        acks: list[str] = []
         for index, delivery in enumerate(deliveries):
             if self.stop_event.is_set():
+                self._flush(acks)
                 self._release(deliveries[index:])
-                return
+                return []
             error = self._attempt(delivery)
-            self._settle(delivery, error)
+            if error is None:
+                acks.append(delivery.message_id)
+            else:
+                self._nack(delivery, error)
+        return acks
+
+    def _flush(self, acks: list[str]) -> None:
+        if not acks:
+            return
+        try:
+            self.bus.ack_many(self.subscription_name, acks)
+        except Exception:
+            log.exception("could not acknowledge %d on %s", len(acks), self.subscription_name)
 
     def _attempt(self, delivery: Delivery) -> str | None:
         """Run the callback; None on success, otherwise the error text to nack with."""
@@ -90,15 +115,12 @@ class BusWorker(threading.Thread):
             )
             return f"{type(exc).__name__}: {exc}"
 
-    def _settle(self, delivery: Delivery, error: str | None) -> None:
-        # If settling fails the lease simply runs out and the message comes back.
+    def _nack(self, delivery: Delivery, error: str) -> None:
+        # If this fails the lease simply runs out and the message comes back.
         try:
-            if error is None:
-                self.bus.ack(delivery.subscription, delivery.message_id)
-            else:
-                self.bus.nack(delivery.subscription, delivery.message_id, error)
+            self.bus.nack(delivery.subscription, delivery.message_id, error)
         except Exception:
-            log.exception("could not settle %s on %s", delivery.message_id, delivery.subscription)
+            log.exception("could not nack %s on %s", delivery.message_id, delivery.subscription)
 
     def _release(self, deliveries: Sequence[Delivery]) -> None:
         try:

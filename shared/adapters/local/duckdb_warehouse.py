@@ -42,6 +42,7 @@ _PSEUDONYMIZE = (
     "CASE WHEN subscriber_id = $id THEN NULL ELSE link_url END AS link_url, "
     "CASE WHEN subscriber_id = $id THEN '{}'::JSON ELSE properties END AS properties"
 )
+_ROW_ENCODER = json.JSONEncoder(default=str)  # json.dumps(row, default=str), built once
 _JSON_COLUMNS = (
     "{" + ", ".join(f"'{c}': '{_COLUMN_TYPES.get(c, 'VARCHAR')}'" for c in COLUMNS) + "}"
 )
@@ -66,7 +67,7 @@ class DuckDbWarehouse:
             return
         ids = sorted(str(e["event_id"]) for e in events)
         name = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:40]
-        rows = [json.dumps(_normalized(e), default=str) for e in events]
+        rows = [_ROW_ENCODER.encode(_normalized(e)) for e in events]
         # BigQuery streaming bills each row's size with a 1 KB minimum.
         billable = sum(max(BIGQUERY_MIN_ROW_BYTES, len(r)) for r in rows)
         self._meter.count("bigquery.rows", len(events), nbytes=billable)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from shared import topology
+from shared.adapters.local.write_lock import WriteLock
 from shared.domain.errors import InvalidInput, NotFound, TransientError
 from shared.metering import NULL_METER, OperationMeter
 from shared.ports import DeadLetter, OutboundMessage
@@ -76,6 +77,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 _DUE = "SELECT seq FROM deliveries WHERE subscription = ? AND due <= ? ORDER BY due LIMIT ?"
+
+_ACK = "DELETE FROM deliveries WHERE subscription = ? AND message_id = ?"
 
 _LEASE = """
 UPDATE deliveries SET state = 'leased', attempt = attempt + 1, due = ?
@@ -149,8 +152,8 @@ class SqliteBus:
     """The Publisher and DeadLetters ports, plus pull/ack/nack for the local workers.
 
     Safe to share between threads (one connection per thread) and between processes
-    (every write is a BEGIN IMMEDIATE transaction). Every method may raise TransientError
-    when SQLite stays locked past the busy timeout.
+    (every write is a BEGIN IMMEDIATE transaction, taken in turn through a WriteLock).
+    Every method may raise TransientError when SQLite stays locked past the busy timeout.
     """
 
     push_body = staticmethod(push_body)
@@ -172,6 +175,7 @@ class SqliteBus:
         self._holds = {s.dead_letter_subscription: s for s in subscriptions}
         self._local = threading.local()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._write_lock = WriteLock(self._path)
         self._create_schema()
 
     # -- connections and transactions ---------------------------------------------------
@@ -195,14 +199,15 @@ class SqliteBus:
         read followed by a write can never be overtaken by another writer."""
         conn = self._conn()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            with self._write_lock.hold():
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
         except sqlite3.OperationalError as exc:  # "database is locked", I/O errors
             raise TransientError(f"local bus unavailable: {exc}") from exc
 
@@ -210,7 +215,8 @@ class SqliteBus:
         # executescript runs outside Python's transaction handling, so the script carries
         # its own; IMMEDIATE makes concurrent first starts wait rather than fail.
         try:
-            self._conn().executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            with self._write_lock.hold():
+                self._conn().executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
         except sqlite3.OperationalError as exc:
             raise TransientError(f"local bus unavailable: {exc}") from exc
 
@@ -224,6 +230,7 @@ class SqliteBus:
         """Close every connection this bus opened; the bus must not be used afterwards."""
         for conn in list(self._connections):
             conn.close()
+        self._write_lock.close()
 
     # -- topology lookups ----------------------------------------------------------------
 
@@ -278,10 +285,18 @@ class SqliteBus:
     # -- consuming -----------------------------------------------------------------------
 
     def pull(
-        self, subscription: str, max_messages: int = 10, lease_s: float | None = None
+        self,
+        subscription: str,
+        max_messages: int = 10,
+        lease_s: float | None = None,
+        ack: Sequence[str] = (),
     ) -> list[Delivery]:
         """Lease up to `max_messages` due messages, oldest due first, for `lease_s`
         (default: the subscription's ack deadline). Returns [] when nothing is due.
+
+        `ack`: message ids of this subscription to acknowledge first, in the same transaction
+        (a worker settles its last batch and takes the next in one write); they are
+        acknowledged even when nothing is due.
 
         A message whose lease ran out after its last allowed attempt is dead-lettered here
         instead of being delivered again, so a message that crashes its worker every time
@@ -290,7 +305,7 @@ class SqliteBus:
         sub = self._subscription(subscription)
         now = self._clock()
         # A read-only probe first: idle workers poll often and must not take the write lock.
-        if not self._read(
+        if not ack and not self._read(
             "SELECT 1 FROM deliveries WHERE subscription = ? AND due <= ? LIMIT 1",
             (subscription, now),
         ):
@@ -298,7 +313,11 @@ class SqliteBus:
         until = now + (sub.ack_deadline_s if lease_s is None else lease_s)
         max_attempts = self._retry(sub).max_attempts
         with self._transaction() as conn:
+            if ack:
+                conn.executemany(_ACK, [(subscription, message_id) for message_id in ack])
             due = [seq for (seq,) in conn.execute(_DUE, (subscription, now, max_messages))]
+            if not due:
+                return []
             leased = conn.execute(_LEASE.format(marks=",".join("?" * len(due))), (until, *due))
             position = {seq: i for i, seq in enumerate(due)}
             rows = sorted(leased.fetchall(), key=lambda row: position[row[0]])
@@ -320,11 +339,18 @@ class SqliteBus:
         acked, or dead-lettered meanwhile)."""
         self._subscription(subscription)
         with self._transaction() as conn:
-            cursor = conn.execute(
-                "DELETE FROM deliveries WHERE subscription = ? AND message_id = ?",
-                (subscription, message_id),
-            )
+            cursor = conn.execute(_ACK, (subscription, message_id))
         return cursor.rowcount > 0
+
+    def ack_many(self, subscription: str, message_ids: Sequence[str]) -> int:
+        """Acknowledge several messages in one write; returns how many were there."""
+        self._subscription(subscription)
+        if not message_ids:
+            return 0
+        with self._transaction() as conn:
+            before = conn.total_changes
+            conn.executemany(_ACK, [(subscription, message_id) for message_id in message_ids])
+            return conn.total_changes - before
 
     def nack(self, subscription: str, message_id: str, error: str) -> None:
         """Record a failed delivery: redeliver after the retry policy's backoff for this

@@ -2,7 +2,7 @@
 
 WAL mode lets many threads read while one writes; `update` runs in a BEGIN IMMEDIATE
 transaction so read-modify-write is atomic across threads and processes, like a Firestore
-transaction.
+transaction. Writers take turns through a WriteLock rather than SQLite's sleeping busy handler.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from shared.adapters.local.write_lock import WriteLock
 from shared.domain.errors import AlreadyExists, InvalidInput, TransientError
 from shared.metering import NULL_METER, OperationMeter
 from shared.ports import Document, Filter
@@ -67,7 +68,9 @@ class SqliteDocuments:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._meter = meter
-        self._conn().executescript(_SCHEMA)
+        self._write_lock = WriteLock(self._path)
+        with self._write_lock.hold():
+            self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -105,10 +108,14 @@ class SqliteDocuments:
             found.update((row[0], json.loads(row[1])) for row in rows)
         return found
 
+    def _write(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+        with self._write_lock.hold():
+            return self._execute(sql, params)
+
     def create(self, collection: str, doc_id: str, data: Document) -> None:
         self._meter.count("firestore.write")
         try:
-            self._execute(
+            self._write(
                 "INSERT INTO documents (collection, id, data) VALUES (?, ?, ?)",
                 (collection, doc_id, json.dumps(data)),
             )
@@ -117,12 +124,18 @@ class SqliteDocuments:
 
     def put(self, collection: str, doc_id: str, data: Document) -> None:
         self._meter.count("firestore.write")
-        self._execute(
+        self._write(
             "INSERT OR REPLACE INTO documents (collection, id, data) VALUES (?, ?, ?)",
             (collection, doc_id, json.dumps(data)),
         )
 
     def update(
+        self, collection: str, doc_id: str, mutate: Callable[[Document | None], Document | None]
+    ) -> Document | None:
+        with self._write_lock.hold():
+            return self._update(collection, doc_id, mutate)
+
+    def _update(
         self, collection: str, doc_id: str, mutate: Callable[[Document | None], Document | None]
     ) -> Document | None:
         conn = self._conn()
@@ -148,7 +161,7 @@ class SqliteDocuments:
 
     def delete(self, collection: str, doc_id: str) -> None:
         self._meter.count("firestore.delete")
-        self._execute("DELETE FROM documents WHERE collection=? AND id=?", (collection, doc_id))
+        self._write("DELETE FROM documents WHERE collection=? AND id=?", (collection, doc_id))
 
     def query(
         self,

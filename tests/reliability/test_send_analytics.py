@@ -1,0 +1,105 @@
+"""The send stage's analytics: one message per delivery, nothing lost when a delivery dies
+after recording outcomes, and nothing reported twice when a delivery ends normally."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import pytest
+from campaign_support import add_audience
+from support import FakeClock, RecordingMailer
+
+from shared import topology
+from shared.bootstrap import Container
+from shared.domain.errors import TransientError
+from shared.domain.events import SEND, decode_events
+from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
+from shared.ports import OutgoingEmail, SendResult
+from shared.settings import Settings
+
+WAREHOUSE = topology.subscriptions_of(topology.ANALYTICS_EVENTS)[0].name
+
+
+def rendered_batch(container: Container, count: int) -> SendBatch:
+    people = add_audience(container, count)
+    request = RenderRequest(
+        batch_id="analytics:all:000001",
+        template="newsletter",
+        kind=MARKETING,
+        audience_at=container.clock(),
+        recipients=[Recipient(p.id, p.email, p.first_name, {"attributes": {}}) for p in people],
+    )
+    compiled = container.templates.email("newsletter")
+    emails = [container.renderer.render(compiled, request, r) for r in request.recipients]
+    return SendBatch(request.batch_id, MARKETING, request.audience_at, emails)
+
+
+def analytics_messages(container: Container) -> list[list[tuple[str, str | None]]]:
+    """Each analytics message waiting for the warehouse, as (event type, message id) pairs."""
+    deliveries = container.bus.pull(WAREHOUSE, 100, lease_s=0.001)
+    return [[(e.event_type, e.message_id) for e in decode_events(d.data)] for d in deliveries]
+
+
+def test_a_delivery_reports_all_its_sends_in_one_message(local: Container) -> None:
+    batch = rendered_batch(local, 120)
+
+    assert local.send.handle(batch) == {"sent": 120}
+
+    (message,) = analytics_messages(local)
+    assert sorted(message) == sorted((SEND, e.message_id) for e in batch.emails)
+
+
+def test_sends_recorded_by_a_delivery_that_died_are_reported_by_the_next(
+    local: Container, mailer: RecordingMailer, clock: FakeClock
+) -> None:
+    batch = rendered_batch(local, 120)
+    first_chunk = batch.emails[:50]
+    # The dying delivery sent and recorded one chunk, then was killed before reporting it.
+    dead = local.ledger.claim(batch.batch_id, None, "dead-delivery", clock())
+    local.ledger.checkpoint(dead, {e.subscriber_id: "sent" for e in first_chunk}, clock())
+    clock.now += local.settings.send_lease_s + 1  # its lease lapses
+
+    assert local.send.handle(batch) == {"sent": 70}
+
+    assert {e.subscriber_id for e in mailer.sent} == {e.subscriber_id for e in batch.emails[50:]}
+    reported = Counter(pair for message in analytics_messages(local) for pair in message)
+    assert reported == Counter((SEND, e.message_id) for e in batch.emails)
+
+
+class FlakyMailer(RecordingMailer):
+    """Refuses the recipients in `refuse` transiently, once each."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        super().__init__()
+        self.refuse = set(refuse)
+
+    def send(self, emails: Sequence[OutgoingEmail]) -> list[SendResult]:
+        accepted = [e for e in emails if e.recipient not in self.refuse]
+        super().send(accepted)
+        results = [
+            SendResult(e.message_id, "transient", detail="try later")
+            if e.recipient in self.refuse
+            else SendResult(e.message_id, "sent", e.message_id)
+            for e in emails
+        ]
+        self.refuse -= {e.recipient for e in emails}
+        return results
+
+
+def test_a_retried_delivery_reports_only_what_it_sent_itself(local_settings: Settings) -> None:
+    flaky = FlakyMailer(set())
+    container = Container(local_settings, clock=FakeClock(), overrides={"mailer": flaky})
+    batch = rendered_batch(container, 60)
+    flaky.refuse = {e.recipient for e in batch.emails[::3]}
+
+    with pytest.raises(TransientError):  # the refused third is retried by a redelivery
+        container.send.handle(batch)
+    assert container.send.handle(batch) == {"sent": 20}
+
+    first, second = analytics_messages(container)
+    assert len(first) == 40 and len(second) == 20
+    assert sorted(first + second) == sorted((SEND, e.message_id) for e in batch.emails)
+    assert sorted(e.subscriber_id for e in flaky.sent) == sorted(
+        e.subscriber_id for e in batch.emails
+    )
