@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from shared import topology
 from shared.adapters.local.sqlite_bus import Delivery, push_body
 from shared.bootstrap import Container
+from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
 from shared.domain.subscriber import CONFIRMED, Subscriber
 from shared.runner.functions_host import function_app
 
@@ -87,3 +88,18 @@ def _deliverer(subscription: topology.Subscription) -> Callable[[Delivery], bool
         return 200 <= response.status_code < 300
 
     return deliver
+
+
+def rendered_batch(container: Container, count: int, batch_id: str) -> SendBatch:
+    """A real rendered batch of `count` new recipients of campaign-less marketing mail."""
+    people = add_audience(container, count)
+    request = RenderRequest(
+        batch_id=batch_id,
+        template="newsletter",
+        kind=MARKETING,
+        audience_at=container.clock(),
+        recipients=[Recipient(p.id, p.email, p.first_name, {"attributes": {}}) for p in people],
+    )
+    compiled = container.templates.email("newsletter")
+    emails = [container.renderer.render(compiled, request, r) for r in request.recipients]
+    return SendBatch(request.batch_id, MARKETING, request.audience_at, emails)

@@ -95,11 +95,13 @@ def _table(figures: dict[str, Any]) -> Table:
         table.add_row("  naive Jinja2 + EmailMessage/s", f"{render['naive_per_s']:,}", "")
         table.add_row("  vs naive", f"{render['vs_naive']}x", f">= {GOALS['render_vs_naive']}x")
     for name, run in figures.get("campaign", {}).items():
+        # The throughput goals are the 100,000-subscriber A/B runs'; the others are comparisons.
         goal = GOALS["smtp_per_s"] if run["provider"] == "smtp" else GOALS["null_per_s"]
         rss = max(run["peak_rss_mb"].values())
         kind = "A/B" if run["ab_test"] else "plain"
         table.add_row(f"{kind} campaign {run['audience']:,} via {run['provider']}: emails/s",
-                      f"{run['emails_per_s']:,}", f">= {goal:,}")  # fmt: skip
+                      f"{run['emails_per_s']:,}",
+                      f">= {goal:,}" if name in ("null", "smtp") else "")  # fmt: skip
         table.add_row("  duplicates / missing", f"{run['duplicates']} / {run['missing']}", "0 / 0")
         table.add_row("  peak RSS, largest process (MB)", f"{rss:.0f}",
                       f"< {GOALS['peak_rss_mb']}" if name != "smtp" else "")  # fmt: skip

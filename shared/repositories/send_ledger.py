@@ -14,7 +14,7 @@ variant, phase) because the message itself is acknowledged; resume republishes t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,16 +174,17 @@ class SendLedger:
                            doc.get("outcomes", {}))  # fmt: skip
 
     def of_campaign(self, campaign_id: str) -> list[LedgerEntry]:
-        entries = []
+        return list(self.iter_campaign(campaign_id))
+
+    def iter_campaign(self, campaign_id: str) -> Iterator[LedgerEntry]:
+        """The campaign's entries a page at a time, for readers that need not hold them all."""
         start: str | None = None
         while True:
             page = self._store.query(
                 COLLECTION, [Filter("campaign_id", "==", campaign_id)], limit=500, start_after=start
             )
-            entries += [
-                LedgerEntry(i, campaign_id, d["state"], d["attempts"], d.get("outcomes", {}))
-                for i, d in page
-            ]
+            for i, d in page:
+                yield LedgerEntry(i, campaign_id, d["state"], d["attempts"], d.get("outcomes", {}))
             if len(page) < 500:
-                return entries
+                return
             start = page[-1][0]

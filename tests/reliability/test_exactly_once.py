@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from campaign_support import Pipeline, add_audience
+from campaign_support import Pipeline, add_audience, rendered_batch
 from support import REPO, FakeClock, RecordingMailer, free_port
 
 from shared import bootstrap, topology
@@ -31,7 +31,6 @@ from shared.bootstrap import Container
 from shared.domain.ab_test import AbTest
 from shared.domain.errors import AlreadyProcessed, TransientError
 from shared.domain.events import utc_iso
-from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
 from shared.ports import OutgoingEmail, SendResult
 from shared.runner.smtp_sink import SmtpSink
 from shared.services.sending import SendService
@@ -51,21 +50,6 @@ class SlowMailer(RecordingMailer):
         return super().send(emails)
 
 
-def rendered_batch(container: Container, count: int) -> SendBatch:
-    """A real rendered batch of `count` recipients of campaign-less marketing mail."""
-    people = add_audience(container, count)
-    request = RenderRequest(
-        batch_id="dup:all:000001",
-        template="newsletter",
-        kind=MARKETING,
-        audience_at=container.clock(),
-        recipients=[Recipient(p.id, p.email, p.first_name, {"attributes": {}}) for p in people],
-    )
-    compiled = container.templates.email("newsletter")
-    emails = [container.renderer.render(compiled, request, r) for r in request.recipients]
-    return SendBatch(request.batch_id, MARKETING, request.audience_at, emails)
-
-
 def received_by(mailer: RecordingMailer) -> Counter:
     return Counter(e.subscriber_id for e in mailer.sent)
 
@@ -78,7 +62,7 @@ def test_a_batch_delivered_twice_in_a_row_is_sent_once(local, deliver, tmp_path)
     try:
         container = Container(replace(local.settings, smtp_port=sink.port), clock=local.clock)
         bootstrap.install(container)
-        batch = rendered_batch(container, 120)
+        batch = rendered_batch(container, 120, "dup:all:000001")
         first = deliver("send", batch.encode(), {"encoding": "zlib+json"})
         second = deliver("send", batch.encode(), {"encoding": "zlib+json"})
         assert first.status_code == 200 and second.status_code == 200
@@ -90,7 +74,7 @@ def test_a_batch_delivered_twice_in_a_row_is_sent_once(local, deliver, tmp_path)
 
 
 def test_a_batch_delivered_twice_at_once_is_sent_once(local):
-    batch = rendered_batch(local, 200)
+    batch = rendered_batch(local, 200, "dup:all:000001")
     slow = SlowMailer()
     service = SendService(local.ledger, local.suppressions, slow, local.outbox, local.clock)
     outcomes: list[object] = []

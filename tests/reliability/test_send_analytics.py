@@ -7,32 +7,17 @@ from collections import Counter
 from collections.abc import Sequence
 
 import pytest
-from campaign_support import add_audience
+from campaign_support import rendered_batch
 from support import FakeClock, RecordingMailer
 
 from shared import topology
 from shared.bootstrap import Container
 from shared.domain.errors import TransientError
 from shared.domain.events import SEND, decode_events
-from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
 from shared.ports import OutgoingEmail, SendResult
 from shared.settings import Settings
 
 WAREHOUSE = topology.subscriptions_of(topology.ANALYTICS_EVENTS)[0].name
-
-
-def rendered_batch(container: Container, count: int) -> SendBatch:
-    people = add_audience(container, count)
-    request = RenderRequest(
-        batch_id="analytics:all:000001",
-        template="newsletter",
-        kind=MARKETING,
-        audience_at=container.clock(),
-        recipients=[Recipient(p.id, p.email, p.first_name, {"attributes": {}}) for p in people],
-    )
-    compiled = container.templates.email("newsletter")
-    emails = [container.renderer.render(compiled, request, r) for r in request.recipients]
-    return SendBatch(request.batch_id, MARKETING, request.audience_at, emails)
 
 
 def analytics_messages(container: Container) -> list[list[tuple[str, str | None]]]:
@@ -42,7 +27,7 @@ def analytics_messages(container: Container) -> list[list[tuple[str, str | None]
 
 
 def test_a_delivery_reports_all_its_sends_in_one_message(local: Container) -> None:
-    batch = rendered_batch(local, 120)
+    batch = rendered_batch(local, 120, "analytics:all:000001")
 
     assert local.send.handle(batch) == {"sent": 120}
 
@@ -53,7 +38,7 @@ def test_a_delivery_reports_all_its_sends_in_one_message(local: Container) -> No
 def test_sends_recorded_by_a_delivery_that_died_are_reported_by_the_next(
     local: Container, mailer: RecordingMailer, clock: FakeClock
 ) -> None:
-    batch = rendered_batch(local, 120)
+    batch = rendered_batch(local, 120, "analytics:all:000001")
     first_chunk = batch.emails[:50]
     # The dying delivery sent and recorded one chunk, then was killed before reporting it.
     dead = local.ledger.claim(batch.batch_id, None, "dead-delivery", clock())
@@ -90,7 +75,7 @@ class FlakyMailer(RecordingMailer):
 def test_a_retried_delivery_reports_only_what_it_sent_itself(local_settings: Settings) -> None:
     flaky = FlakyMailer(set())
     container = Container(local_settings, clock=FakeClock(), overrides={"mailer": flaky})
-    batch = rendered_batch(container, 60)
+    batch = rendered_batch(container, 60, "analytics:all:000001")
     flaky.refuse = {e.recipient for e in batch.emails[::3]}
 
     with pytest.raises(TransientError):  # the refused third is retried by a redelivery
