@@ -77,7 +77,7 @@ class SendService:
             for start in range(0, len(todo), self._chunk_size):
                 chunk = todo[start : start + self._chunk_size]
                 self._send_chunk(batch, entry, chunk, counts, events)
-        except TransientError:  # Throttled and LeaseLost included
+        except Exception:  # Throttled, LeaseLost, and any other failure: report what was sent
             self._give_up(entry, events)
             raise
         self._outbox.analytics(events)

@@ -88,3 +88,25 @@ def test_a_retried_delivery_reports_only_what_it_sent_itself(local_settings: Set
     assert sorted(e.subscriber_id for e in flaky.sent) == sorted(
         e.subscriber_id for e in batch.emails
     )
+
+
+class BrokenAfterFirstChunk(RecordingMailer):
+    """Sends the first chunk, then fails with something no retry rule names (a bug)."""
+
+    def send(self, emails: Sequence[OutgoingEmail]) -> list[SendResult]:
+        if self.sent:
+            raise RuntimeError("a bug in the provider adapter")
+        return super().send(emails)
+
+
+def test_an_unexpected_failure_still_reports_what_was_sent(local_settings: Settings) -> None:
+    mailer = BrokenAfterFirstChunk()
+    container = Container(local_settings, clock=FakeClock(), overrides={"mailer": mailer})
+    batch = rendered_batch(container, 120, "analytics:all:000001")
+
+    with pytest.raises(RuntimeError):  # redelivered, finally dead-lettered
+        container.send.handle(batch)
+
+    (message,) = analytics_messages(container)
+    assert sorted(message) == sorted((SEND, e.message_id) for e in mailer.sent)
+    assert len(mailer.sent) == 50

@@ -511,3 +511,32 @@ def test_functions_framework_turns_a_push_body_into_a_pubsub_cloudevent(
     assert base64.b64decode(message["data"]) == b'{"n": 1}'
     assert message["attributes"] == {"kind": "order"}
     assert (message["messageId"], message["publishTime"]) == (message_id, delivery.publish_time)
+
+
+def test_a_slow_batch_acknowledges_what_it_finished_before_its_leases_run_out(
+    tmp_path: Path,
+) -> None:
+    """Three 0.4 s deliveries under a 1 s lease: the first two are acknowledged at half the
+    lease, so a second worker taking over the lapsed leases gets only the third again."""
+    slow = Subscription("slow-on-orders", "orders", "audit", POLICY, ack_deadline_s=1)
+    bus = SqliteBus(tmp_path / "bus.db", [slow])
+    bus.publish("orders", messages("a", "b", "c"))
+    delivered: list[bytes] = []
+
+    def deliver(delivery: Delivery) -> bool:
+        delivered.append(delivery.data)
+        time.sleep(0.4)
+        return True
+
+    first = BusWorker(bus, slow.name, deliver, batch=3, poll_interval_s=0.01)
+    first.start()
+    wait_for(lambda: len(delivered) == 1)
+    second = BusWorker(bus, slow.name, deliver, batch=3, poll_interval_s=0.01)
+    second.start()
+    try:
+        wait_for(lambda: bus.depths()[slow.name]["ready"] + bus.depths()[slow.name]["leased"] == 0)
+    finally:
+        first.stop(timeout=5)
+        second.stop(timeout=5)
+    assert delivered.count(b"a") == 1 and delivered.count(b"b") == 1
+    assert b"c" in delivered

@@ -136,7 +136,12 @@ class SmtpConnection(smtplib.SMTP):
             self._refused(rcpt, smtplib.SMTPRecipientsRefused({recipient: rcpt}))
         if data[0] != 354:
             self._refused(data, smtplib.SMTPDataError(*data))
-        final = self._end_data(dot_stuffed(message) + self._begin_next(then))
+        try:
+            section = dot_stuffed(message) + self._begin_next(then)
+        except Exception:
+            self.close()  # in DATA mode with nothing sent: the next command would be message text
+            raise
+        final = self._end_data(section)
         if final[0] != 250:
             self._refused(final, smtplib.SMTPDataError(*final))
 
@@ -145,7 +150,7 @@ class SmtpConnection(smtplib.SMTP):
             return b""
         try:
             group = self._begin(then)
-        except smtplib.SMTPRecipientsRefused:
+        except (smtplib.SMTPRecipientsRefused, ValueError):
             return b""  # refused before a word is sent: found again when it is sent
         self._next = then
         return group

@@ -183,6 +183,8 @@ class SmtpMailer:
     def _alive(self, pooled: _Pooled) -> bool:
         if pooled.conn.sock is None:
             return False
+        if pooled.conn.next_begun:  # mid-transaction: a NOOP would be taken for message text
+            return True
         if self._clock() - pooled.last_used < self._idle_check_s:
             return True
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from shared.adapters.local.sqlite_bus import Delivery, SqliteBus
@@ -29,9 +30,9 @@ class BusWorker(threading.Thread):
 
     All messages of a batch are leased together for the subscription's ack deadline, so
     `batch` times the slowest delivery should stay well below it, or messages at the end of
-    the batch may be delivered twice. When nothing is due the worker sleeps
-    `poll_interval_s` (that is the latency a new message may wait); it never sleeps while
-    messages are due.
+    the batch may be delivered twice (those finished are acknowledged at half the deadline).
+    When nothing is due the worker sleeps `poll_interval_s` (that is the latency a new
+    message may wait); it never sleeps while messages are due.
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class BusWorker(threading.Thread):
         self._batch = batch
         self._poll_interval_s = poll_interval_s
         self.stop_event = stop_event or threading.Event()
+        self._ack_within_s = bus.ack_deadline_s(subscription_name) / 2
 
     def stop(self, timeout: float | None = None) -> None:
         """Ask the worker to stop and wait for it (the delivery in progress finishes)."""
@@ -78,8 +80,11 @@ class BusWorker(threading.Thread):
             return []
 
     def _handle(self, deliveries: Sequence[Delivery]) -> list[str]:
-        """Deliver in order; returns the ids to acknowledge. Failures are nacked at once."""
+        """Deliver in order; returns the ids to acknowledge. Failures are nacked at once, and
+        the acks so far are written at once when half the batch's lease has gone by (a slow
+        batch must not let the leases of messages it finished run out)."""
         acks: list[str] = []
+        pulled = time.monotonic()
         for index, delivery in enumerate(deliveries):
             if self.stop_event.is_set():
                 self._flush(acks)
@@ -90,6 +95,9 @@ class BusWorker(threading.Thread):
                 acks.append(delivery.message_id)
             else:
                 self._nack(delivery, error)
+            if acks and time.monotonic() - pulled > self._ack_within_s:
+                self._flush(acks)
+                acks = []
         return acks
 
     def _flush(self, acks: list[str]) -> None:

@@ -234,6 +234,10 @@ class SqliteBus:
 
     # -- topology lookups ----------------------------------------------------------------
 
+    def ack_deadline_s(self, subscription: str) -> float:
+        """How long a pulled message stays leased to its puller."""
+        return float(self._subscription(subscription).ack_deadline_s)
+
     def _subscription(self, name: str) -> Subscription:
         try:
             return self._subscriptions[name]

@@ -209,3 +209,18 @@ def test_a_utf8_address_without_smtputf8_is_permanent_for_that_message(tmp_path:
     assert [r.status for r in results] == ["permanent", "sent"]
     assert results[0].detail.startswith("553 5.6.7")
     assert handler.message_ids() == {bob.message_id: 1}
+
+
+def test_a_line_break_in_an_address_injects_no_command(
+    handler: ScriptedHandler, mailer: SmtpMailer
+) -> None:
+    """Bob's address carries an extra RCPT (his transaction begun with Ann's data, when
+    pipelining): the envelope takes the address alone, and the chunk goes on, promptly."""
+    emails = campaign_emails(["Ann", "Bob", "Cy"])
+    emails[1] = replace(emails[1], recipient="bob@example.com\r\nRCPT TO:<eve@example.com>")
+    started = time.monotonic()
+    assert [r.status for r in mailer.send(emails)] == ["sent", "sent", "sent"]
+    assert time.monotonic() - started < 10, "no wait for a server stuck in DATA"
+    delivered = [str(m["Delivered-To"]) for m in handler.messages()]
+    assert sorted(delivered) == ["bob@example.com", "reader0@example.com", "reader2@example.com"]
+    assert handler.connections == 1
