@@ -113,6 +113,17 @@ class Container:
         return GcsBlobs.from_settings(self.settings)
 
     @cached_property
+    def pipeline_warehouse(self) -> Warehouse:
+        """The warehouse for the pipeline's own queries; locally without the dashboards'
+        in-memory snapshot, so a function's memory does not grow with the events stored."""
+        if self.settings.is_local:
+            from shared.adapters.local.duckdb_warehouse import DuckDbWarehouse
+
+            folder = self.settings.data_dir / "warehouse"
+            return DuckDbWarehouse(folder, self.meter, snapshot_reads=False)
+        return self.warehouse
+
+    @cached_property
     def warehouse(self) -> Warehouse:
         if self.settings.is_local:
             from shared.adapters.local.duckdb_warehouse import DuckDbWarehouse
@@ -219,7 +230,9 @@ class Container:
         from shared.services.send_history import SendHistory
 
         s = self.settings
-        history = SendHistory(self.warehouse, self.sql_dialect, s.soft_bounce_lookback_days)
+        history = SendHistory(
+            self.pipeline_warehouse, self.sql_dialect, s.soft_bounce_lookback_days
+        )
         policy = SoftBouncePolicy(s.soft_bounce_threshold, s.soft_bounce_window)
         return FeedbackService(self.subscribers, self.suppressions, self.unsubscribe, self.outbox,
                                self.clock, history, policy, self.machines)  # fmt: skip
@@ -319,7 +332,7 @@ class Container:
     def engagement(self) -> Any:
         from shared.services.engagement import EngagementQueries
 
-        return EngagementQueries(self.warehouse)
+        return EngagementQueries(self.pipeline_warehouse)
 
     @cached_property
     def dispatcher(self) -> Any:

@@ -176,15 +176,15 @@ class SendLedger:
     def of_campaign(self, campaign_id: str) -> list[LedgerEntry]:
         return list(self.iter_campaign(campaign_id))
 
-    def iter_campaign(self, campaign_id: str) -> Iterator[LedgerEntry]:
-        """The campaign's entries a page at a time, for readers that need not hold them all."""
+    def iter_campaign(self, campaign_id: str, page_size: int = 500) -> Iterator[LedgerEntry]:
+        """The campaign's entries a page at a time, for readers that need not hold them all
+        (an entry holds up to a batch's 250 outcomes)."""
         start: str | None = None
+        where = [Filter("campaign_id", "==", campaign_id)]
         while True:
-            page = self._store.query(
-                COLLECTION, [Filter("campaign_id", "==", campaign_id)], limit=500, start_after=start
-            )
+            page = self._store.query(COLLECTION, where, limit=page_size, start_after=start)
             for i, d in page:
                 yield LedgerEntry(i, campaign_id, d["state"], d["attempts"], d.get("outcomes", {}))
-            if len(page) < 500:
+            if len(page) < page_size:
                 return
             start = page[-1][0]

@@ -72,7 +72,7 @@ BUS_BACKENDS = [
     *([_emulated("pubsub-gcloud", "pubsub-gcloud")] if GCLOUD_PUBSUB else []),
 ]
 BLOB_BACKENDS = ["filesystem", _emulated("gcs-emulator", "gcs")]
-WAREHOUSE_BACKENDS = ["duckdb", "bigquery-rest-fake"]
+WAREHOUSE_BACKENDS = ["duckdb", "duckdb-streamed", "bigquery-rest-fake"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -201,8 +201,9 @@ def fake_bigquery() -> Iterator[FakeBigQuery]:
 
 @pytest.fixture(params=WAREHOUSE_BACKENDS)
 def warehouse(request: pytest.FixtureRequest, tmp_path: Path, meter: OperationMeter) -> Any:
-    if request.param == "duckdb":
-        return DuckDbWarehouse(tmp_path / "warehouse", meter)
+    if request.param.startswith("duckdb"):
+        snapshot = request.param == "duckdb"
+        return DuckDbWarehouse(tmp_path / "warehouse", meter, snapshot_reads=snapshot)
     fake = request.getfixturevalue("fake_bigquery")
     settings = gcp_settings(fake.project, bigquery_api_endpoint=fake.url)
     return BigQueryWarehouse.from_settings(settings, meter)

@@ -49,7 +49,9 @@ _JSON_COLUMNS = (
 
 
 class DuckDbWarehouse:
-    def __init__(self, root: Path, meter: OperationMeter = NULL_METER) -> None:
+    def __init__(
+        self, root: Path, meter: OperationMeter = NULL_METER, snapshot_reads: bool = True
+    ) -> None:
         self._parts = Path(root) / "events"
         self._parts.mkdir(parents=True, exist_ok=True)
         self._meter = meter
@@ -57,6 +59,7 @@ class DuckDbWarehouse:
         self._snapshot_lock = threading.Lock()
         self._memory: duckdb.DuckDBPyConnection | None = None
         self._loaded: dict[str, tuple[int, int]] = {}
+        self._snapshot_reads = snapshot_reads
 
     @property
     def parts_glob(self) -> str:
@@ -98,6 +101,7 @@ class DuckDbWarehouse:
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB with `events_raw` and the deduplicated `events` view."""
         db = duckdb.connect()
+        db.execute("SET TimeZone = 'UTC'")
         parts = sorted(str(p) for p in _parts_in(self._parts))
         if parts:
             db.execute(f"CREATE VIEW events_raw AS SELECT * FROM {_relation(parts)}")
@@ -111,14 +115,20 @@ class DuckDbWarehouse:
         return db
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Document]:
-        """Rows of a read-only query over `events`, answered from the snapshot (see
-        `_snapshot`), so dashboards over a million events answer in well under a second."""
+        """Rows of a read-only query over `events`. With `snapshot_reads` (dashboards) from the
+        snapshot (see `_snapshot`), so dashboards over a million events answer in well under a
+        second; without (the pipeline's few queries: A/B decisions, segments, soft bounces)
+        streamed from the parts, so no process holds the events, as none does with BigQuery."""
         if not sql.lstrip().lower().startswith(("select", "with")):
             raise InvalidInput("only SELECT queries are allowed on the warehouse", field="sql")
-        with self._snapshot().cursor() as db:
+        with self._reader() as db:
             cursor = db.execute(sql, dict(params or {}))
             names = [d[0] for d in cursor.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def _reader(self) -> duckdb.DuckDBPyConnection:
+        """A connection to query and then close: a cursor on the snapshot, or a fresh one."""
+        return self._snapshot().cursor() if self._snapshot_reads else self.connect()
 
     def _snapshot(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB whose `events` TABLE holds the deduplicated parts, kept per
