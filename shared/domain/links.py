@@ -64,13 +64,17 @@ class Links:
         self, message_id: str, subscriber_id: str, campaign_id: str | None, sent_at: float
     ) -> MessageTracker:
         """The click and open links of one message."""
-        fixed = {"m": message_id, "s": subscriber_id, "c": campaign_id, "t": int(sent_at)}
-        return MessageTracker(self, json.dumps(fixed, separators=(",", ":")))
+        return MessageTracker(self, _message_json(message_id, subscriber_id, campaign_id, sent_at))
 
     def open_pixel(
         self, message_id: str, subscriber_id: str, campaign_id: str | None, sent_at: float = 0
     ) -> str:
-        return self.message_tracker(message_id, subscriber_id, campaign_id, sent_at).open_pixel()
+        return self.open_pixel_url(_message_json(message_id, subscriber_id, campaign_id, sent_at))
+
+    def open_pixel_url(self, message_json: str) -> str:
+        """The pixel URL for a message's serialized fixed payload (see `_message_json`)."""
+        token = tokens.sign_json(self.signing_key, OPEN, message_json.encode())
+        return self._url("tracking", f"/o/{token}")
 
     def mac_key(self) -> bytes:
         return tokens.derived_key(self.signing_key)
@@ -120,15 +124,26 @@ class MessageTracker:
     def click(self, url: str) -> str | None:
         """The tracked URL, or None for a link to Mailpipe itself (unsubscribe, preferences)."""
         encoded, url_mac, ours = self._links.url_part(url)
-        return None if ours else f"{self._head}{encoded}.{self._mac}{url_mac}"
+        return None if ours else self._link(encoded, url_mac)
 
     def sign_click(self, url: str) -> str:
+        """The tracked URL, whoever the link is to."""
         encoded, url_mac, _ = self._links.url_part(url)
-        return f"{self._head}{encoded}.{self._mac}{url_mac}"
+        return self._link(encoded, url_mac)
+
+    def _link(self, encoded_url: str, url_mac: str) -> str:
+        return f"{self._head}{encoded_url}.{self._mac}{url_mac}"
 
     def open_pixel(self) -> str:
-        token = tokens.sign_json(self._links.signing_key, OPEN, self._fixed_json.encode())
-        return self._links._url("tracking", f"/o/{token}")
+        return self._links.open_pixel_url(self._fixed_json)
+
+
+def _message_json(
+    message_id: str, subscriber_id: str, campaign_id: str | None, sent_at: float
+) -> str:
+    """What a message's click and open tokens carry besides a URL, as compact JSON."""
+    fixed = {"m": message_id, "s": subscriber_id, "c": campaign_id, "t": int(sent_at)}
+    return json.dumps(fixed, separators=(",", ":"))
 
 
 def local_base_urls(base_url: str) -> dict[str, str]:
