@@ -63,6 +63,7 @@ locals {
       MAILPIPE_SENDER             = local.sender
       MAILPIPE_PUBLIC_URL         = local.public_url
       MAILPIPE_LOG_LEVEL          = var.log_level
+      MALLOC_ARENA_MAX            = "2" # see shared/runner/allocator.py
     },
     local.esp_environment[var.esp],
     local.route_urls,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
@@ -30,7 +31,7 @@ _URL_KEY = b',"u":'
 class Links:
     signing_key: str
     base_urls: Mapping[str, str]
-    _url_parts: dict[str, tuple[str, str, bool]] = field(default_factory=dict, compare=False)
+    _url_parts: dict[str, tuple[str, str]] = field(default_factory=dict, compare=False)
 
     def _url(self, route: str, path: str) -> str:
         return f"{self.base_urls[route].rstrip('/')}{path}"
@@ -79,23 +80,27 @@ class Links:
     def mac_key(self) -> bytes:
         return tokens.derived_key(self.signing_key)
 
-    def is_ours(self, url: str) -> bool:
-        return url.startswith(tuple(self.base_urls.values()))
+    @cached_property
+    def _our_prefixes(self) -> tuple[str, ...]:
+        return tuple(self.base_urls.values())
 
-    def url_part(self, url: str) -> tuple[str, str, bool]:
-        """(base64 of a click payload's tail for `url`, the tail's MAC, whether the URL is one
-        of ours), remembered per URL: a campaign tracks the same links in every message."""
+    def is_ours(self, url: str) -> bool:
+        return url.startswith(self._our_prefixes)
+
+    def url_part(self, url: str) -> tuple[str, str]:
+        """(base64 of a click payload's tail for `url`, the tail's MAC), remembered per URL: a
+        campaign tracks the same links in every message."""
         part = self._url_parts.get(url)
         if part is None:
             if len(self._url_parts) >= _URL_PART_CACHE_LIMIT:
                 self._url_parts.clear()  # personalized URLs must not grow it forever
             tail = (json.dumps(url) + "}").encode()
             mac = tokens.split_mac_b64(self.mac_key(), CLICK_URL, tail)
-            part = self._url_parts[url] = (tokens.b64(tail), mac, self.is_ours(url))
+            part = self._url_parts[url] = (tokens.b64(tail), mac)
         return part
 
 
-_URL_PART_CACHE_LIMIT = 10_000
+_URL_PART_CACHE_LIMIT = 1_000  # a newsletter's links are dozens; more are personalized
 
 
 def verify_click(signing_key: str, token: str) -> Any:
@@ -123,13 +128,13 @@ class MessageTracker:
 
     def click(self, url: str) -> str | None:
         """The tracked URL, or None for a link to Mailpipe itself (unsubscribe, preferences)."""
-        encoded, url_mac, ours = self._links.url_part(url)
-        return None if ours else self._link(encoded, url_mac)
+        if self._links.is_ours(url):  # personalized: never worth a MAC or a cache entry
+            return None
+        return self._link(*self._links.url_part(url))
 
     def sign_click(self, url: str) -> str:
         """The tracked URL, whoever the link is to."""
-        encoded, url_mac, _ = self._links.url_part(url)
-        return self._link(encoded, url_mac)
+        return self._link(*self._links.url_part(url))
 
     def _link(self, encoded_url: str, url_mac: str) -> str:
         return f"{self._head}{encoded_url}.{self._mac}{url_mac}"

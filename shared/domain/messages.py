@@ -169,8 +169,10 @@ class SendBatch:
             "trigger_id": self.trigger_id,
             "emails": [_email_header(e) for e in self.emails],
         }
-        body = b"".join([to_json(header), b"\n", *(e.raw for e in self.emails)])
-        return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(body)
+        pieces = [to_json(header), b"\n", *(e.raw for e in self.emails)]
+        # Fed piece by piece: joining them first would copy megabytes to compress ~40x.
+        stream = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compressobj(size=sum(map(len, pieces)))
+        return b"".join([*map(stream.compress, pieces), stream.flush()])
 
     @classmethod
     def decode(cls, data: bytes) -> SendBatch:

@@ -24,6 +24,7 @@ from shared import settings as settings_module
 from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
 from shared.dashboard.app import create_dashboard_app
+from shared.runner.allocator import cap_malloc_arenas
 from shared.runner.functions_host import (
     FunctionsHost,
     batch_for,
@@ -80,6 +81,7 @@ class LocalRunner:
     def start(self) -> LocalRunner:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._switch_interval = share_the_gil_sooner()
+        cap_malloc_arenas()  # before the worker threads start
         # Leases held when the last runner died are void: their messages are due again now.
         self.container.bus.expire_leases()
         self._start_worker_processes()

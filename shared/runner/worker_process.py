@@ -17,6 +17,7 @@ from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
 from shared.logs import configure_logging
 from shared.metering import OperationMeter
+from shared.runner.allocator import cap_malloc_arenas
 from shared.runner.functions_host import (
     FunctionsHost,
     batch_for,
@@ -38,6 +39,7 @@ def main() -> None:
     settings = settings_module.load()
     configure_logging(settings.log_level, human=True)
     share_the_gil_sooner()
+    cap_malloc_arenas()
     container = Container(settings, meter=OperationMeter())
     bootstrap.install(container)
     host = FunctionsHost(container.meter)

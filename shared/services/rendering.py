@@ -63,7 +63,10 @@ class Renderer:
         request: RenderRequest,
         recipient: Recipient,
         now: float | None = None,
+        keep_bodies: bool = True,
     ) -> OutgoingEmail:
+        """The message; without `keep_bodies` only its raw MIME carries the HTML and text
+        (a send batch sends nothing else, and a batch of 250 copies would hold them twice)."""
         sent_at = time.time() if now is None else now
         message_id = self.message_id(
             request.campaign_id or request.batch_id, recipient.subscriber_id
@@ -97,8 +100,8 @@ class Renderer:
             sender=sender,
             recipient=recipient.email,
             subject=subject,
-            html=html,
-            text=text,
+            html=html if keep_bodies else "",
+            text=text if keep_bodies else "",
             headers=headers,
             raw=raw,
             subscriber_id=recipient.subscriber_id,
@@ -172,7 +175,7 @@ class RenderService:
         now = self._clock()  # one send time for the batch's Date headers and tracking links
         for recipient in request.recipients:
             try:
-                emails.append(self._renderer.render(compiled, request, recipient, now))
+                emails.append(self._renderer.render(compiled, request, recipient, now, False))
             except (jinja2.TemplateError, ValueError) as exc:
                 failures.append(self._render_failure(request, recipient, exc))
         self._publish(request, emails)

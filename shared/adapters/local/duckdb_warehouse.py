@@ -43,6 +43,12 @@ _PSEUDONYMIZE = (
     "CASE WHEN subscriber_id = $id THEN '{}'::JSON ELSE properties END AS properties"
 )
 _ROW_ENCODER = json.JSONEncoder(default=str)  # json.dumps(row, default=str), built once
+# DuckDB work beside the pipeline's functions in their process (merging landing parts, the
+# pipeline's streamed queries, erasure) is small; one thread halves its peak memory.
+_BESIDE_PIPELINE: dict[str, str | bool | int | float | list[str]] = {
+    "threads": 1,
+    "preserve_insertion_order": False,
+}
 _JSON_COLUMNS = (
     "{" + ", ".join(f"'{c}': '{_COLUMN_TYPES.get(c, 'VARCHAR')}'" for c in COLUMNS) + "}"
 )
@@ -89,7 +95,7 @@ class DuckDbWarehouse:
                 return
             name = hashlib.sha256("\n".join(p.name for p in landing).encode()).hexdigest()[:40]
             staged = self._parts / f".{name}.merging"
-            with duckdb.connect() as db:
+            with duckdb.connect(config=_BESIDE_PIPELINE) as db:
                 db.execute(
                     f"COPY (SELECT * FROM {_landing_relation([str(p) for p in landing])})"
                     f" TO '{staged}' (FORMAT parquet)"
@@ -100,7 +106,7 @@ class DuckDbWarehouse:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB with `events_raw` and the deduplicated `events` view."""
-        db = duckdb.connect()
+        db = duckdb.connect(config={} if self._snapshot_reads else _BESIDE_PIPELINE)
         db.execute("SET TimeZone = 'UTC'")
         parts = sorted(str(p) for p in _parts_in(self._parts))
         if parts:
@@ -203,7 +209,7 @@ class DuckDbWarehouse:
         return erased
 
     def _erase_in_part(self, part: Path, subscriber_id: str, pseudonym: str) -> int:
-        with duckdb.connect() as db:
+        with duckdb.connect(config=_BESIDE_PIPELINE) as db:
             (hits,) = db.execute(
                 f"SELECT count(*) FROM read_parquet('{part}') WHERE subscriber_id = ?",
                 [subscriber_id],
