@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("parts", nargs="*", default=["render", "campaign", "cost"])
     parser.add_argument("--audience", type=int, default=100_000)
     parser.add_argument("--small-audience", type=int, default=20_000)
+    parser.add_argument("--large-audience", type=int, default=200_000,
+                        help="a third A/B run for the memory curve; 0 skips it")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("var/bench.json"))
     args = parser.parse_args()
     figures: dict[str, Any] = {
@@ -44,7 +46,10 @@ def main() -> None:
         with console.status("render benchmark ..."):
             figures["render"] = render_bench.run()
     if "campaign" in args.parts or "cost" in args.parts:
-        figures["campaign"] = _campaigns(console, args.audience, args.small_audience)
+        figures["campaign"] = _campaigns(
+            console, args.audience, args.small_audience, args.large_audience
+        )
+        figures["peak_rss_by_audience_mb"] = _memory_curve(figures["campaign"])
         runs = figures["campaign"]
         figures["cost"] = cost.per_million(runs["null"]["operations"], runs["null"]["delivered"])
         figures["cost_without_ab_test"] = cost.per_million(
@@ -60,14 +65,16 @@ def main() -> None:
     console.print(f"Figures written to {out}")
 
 
-def _campaigns(console: Console, audience: int, small: int) -> dict[str, Any]:
+def _campaigns(console: Console, audience: int, small: int, large: int) -> dict[str, Any]:
     """Each run in its own process, so each peak memory figure belongs to that run alone."""
-    plans = (
+    plans = [
         ("null", audience, "null", "ab"),
         ("smtp", audience, "smtp", "ab"),
         ("null_small", small, "null", "ab"),
         ("null_plain", audience, "null", "plain"),
-    )
+    ]
+    if large:
+        plans.append(("null_large", large, "null", "ab"))
     runs: dict[str, Any] = {}
     with console.status("SMTP sink alone ..."):
         runs["sink"] = _subprocess_json(["sink"])
@@ -75,6 +82,13 @@ def _campaigns(console: Console, audience: int, small: int) -> dict[str, Any]:
         with console.status(f"campaign ({kind}) to {size:,} subscribers, provider {esp} ..."):
             runs[name] = _subprocess_json([str(size), esp, kind])
     return runs
+
+
+def _memory_curve(runs: dict[str, Any]) -> dict[str, float]:
+    """Audience -> peak RSS of the largest process, for the A/B runs with the null provider."""
+    curve = {run["audience"]: max(run["peak_rss_mb"].values()) for name, run in runs.items()
+             if name.startswith("null") and run["ab_test"]}  # fmt: skip
+    return {str(size): curve[size] for size in sorted(curve)}
 
 
 def _subprocess_json(args: list[str]) -> dict[str, Any]:
@@ -105,6 +119,11 @@ def _table(figures: dict[str, Any]) -> Table:
         table.add_row("  duplicates / missing", f"{run['duplicates']} / {run['missing']}", "0 / 0")
         table.add_row("  peak RSS, largest process (MB)", f"{rss:.0f}",
                       f"< {GOALS['peak_rss_mb']}" if name != "smtp" else "")  # fmt: skip
+    curve = figures.get("peak_rss_by_audience_mb")
+    if curve:
+        table.add_row("peak RSS by audience, A/B via null (MB)",
+                      " / ".join(f"{int(a) // 1000}k: {mb:.0f}" for a, mb in curve.items()),
+                      "flat")  # fmt: skip
     if "smtp_sink_alone_per_s" in figures:
         table.add_row("  SMTP sink alone (4 clients): messages/s",
                       f"{figures['smtp_sink_alone_per_s']:,}", "")  # fmt: skip
