@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
@@ -80,23 +79,29 @@ class Links:
     def mac_key(self) -> bytes:
         return tokens.derived_key(self.signing_key)
 
-    @cached_property
-    def _our_prefixes(self) -> tuple[str, ...]:
-        return tuple(self.base_urls.values())
-
     def is_ours(self, url: str) -> bool:
-        return url.startswith(self._our_prefixes)
+        return url.startswith(tuple(self.base_urls.values()))
 
     def url_part(self, url: str) -> tuple[str, str]:
         """(base64 of a click payload's tail for `url`, the tail's MAC), remembered per URL: a
         campaign tracks the same links in every message."""
         part = self._url_parts.get(url)
-        if part is None:
+        return part if part is not None else self._new_url_part(url)
+
+    def tracked_url_part(self, url: str) -> tuple[str, str] | None:
+        """`url_part`, or None for a link to Mailpipe itself (unsubscribe, preferences)."""
+        part = self._url_parts.get(url)
+        if part is None and not self.is_ours(url):
+            part = self._new_url_part(url)
+        return part
+
+    def _new_url_part(self, url: str) -> tuple[str, str]:
+        tail = (json.dumps(url) + "}").encode()
+        part = (tokens.b64(tail), tokens.split_mac_b64(self.mac_key(), CLICK_URL, tail))
+        if not self.is_ours(url):  # Mailpipe's own links are personalized: never kept
             if len(self._url_parts) >= _URL_PART_CACHE_LIMIT:
                 self._url_parts.clear()  # personalized URLs must not grow it forever
-            tail = (json.dumps(url) + "}").encode()
-            mac = tokens.split_mac_b64(self.mac_key(), CLICK_URL, tail)
-            part = self._url_parts[url] = (tokens.b64(tail), mac)
+            self._url_parts[url] = part
         return part
 
 
@@ -128,9 +133,8 @@ class MessageTracker:
 
     def click(self, url: str) -> str | None:
         """The tracked URL, or None for a link to Mailpipe itself (unsubscribe, preferences)."""
-        if self._links.is_ours(url):  # personalized: never worth a MAC or a cache entry
-            return None
-        return self._link(*self._links.url_part(url))
+        part = self._links.tracked_url_part(url)
+        return None if part is None else self._link(*part)
 
     def sign_click(self, url: str) -> str:
         """The tracked URL, whoever the link is to."""
