@@ -56,7 +56,7 @@ class Links:
     def click_tracker(
         self, message_id: str, subscriber_id: str, campaign_id: str | None, sent_at: float
     ) -> Callable[[str], str]:
-        """url -> its tracked URL for one message (a token `tokens.verify` accepts for CLICK)."""
+        """url -> its tracked URL for one message (a token `verify_click` accepts)."""
         tracker = self.message_tracker(message_id, subscriber_id, campaign_id, sent_at)
         return tracker.sign_click
 
@@ -76,9 +76,6 @@ class Links:
         token = tokens.sign_json(self.signing_key, OPEN, message_json.encode())
         return self._url("tracking", f"/o/{token}")
 
-    def mac_key(self) -> bytes:
-        return tokens.derived_key(self.signing_key)
-
     def is_ours(self, url: str) -> bool:
         return url.startswith(tuple(self.base_urls.values()))
 
@@ -86,23 +83,28 @@ class Links:
         """(base64 of a click payload's tail for `url`, the tail's MAC), remembered per URL: a
         campaign tracks the same links in every message."""
         part = self._url_parts.get(url)
-        return part if part is not None else self._new_url_part(url)
+        if part is not None:
+            return part
+        return self._signed_url_part(url) if self.is_ours(url) else self._remember(url)
 
     def tracked_url_part(self, url: str) -> tuple[str, str] | None:
-        """`url_part`, or None for a link to Mailpipe itself (unsubscribe, preferences)."""
+        """`url_part`, or None for a link to Mailpipe itself (unsubscribe, preferences): those
+        are personalized, so they are never remembered."""
         part = self._url_parts.get(url)
-        if part is None and not self.is_ours(url):
-            part = self._new_url_part(url)
+        if part is not None:
+            return part
+        return None if self.is_ours(url) else self._remember(url)
+
+    def _remember(self, url: str) -> tuple[str, str]:
+        if len(self._url_parts) >= _URL_PART_CACHE_LIMIT:
+            self._url_parts.clear()  # personalized URLs must not grow it forever
+        part = self._url_parts[url] = self._signed_url_part(url)
         return part
 
-    def _new_url_part(self, url: str) -> tuple[str, str]:
+    def _signed_url_part(self, url: str) -> tuple[str, str]:
         tail = (json.dumps(url) + "}").encode()
-        part = (tokens.b64(tail), tokens.split_mac_b64(self.mac_key(), CLICK_URL, tail))
-        if not self.is_ours(url):  # Mailpipe's own links are personalized: never kept
-            if len(self._url_parts) >= _URL_PART_CACHE_LIMIT:
-                self._url_parts.clear()  # personalized URLs must not grow it forever
-            self._url_parts[url] = part
-        return part
+        key = tokens.mac_key(self.signing_key)
+        return tokens.b64(tail), tokens.split_mac_b64(key, CLICK_URL, tail)
 
 
 _URL_PART_CACHE_LIMIT = 1_000  # a newsletter's links are dozens; more are personalized
@@ -129,7 +131,8 @@ class MessageTracker:
         prefix = fixed_json[:-1] + _URL_KEY.decode()
         prefix_bytes = (prefix + " " * (-len(prefix.encode()) % 3)).encode()
         self._head = links._url("tracking", "/c/") + tokens.b64(prefix_bytes)
-        self._mac = tokens.split_mac_b64(links.mac_key(), CLICK_MESSAGE, prefix_bytes)
+        key = tokens.mac_key(links.signing_key)
+        self._mac = tokens.split_mac_b64(key, CLICK_MESSAGE, prefix_bytes)
 
     def click(self, url: str) -> str | None:
         """The tracked URL, or None for a link to Mailpipe itself (unsubscribe, preferences)."""

@@ -37,8 +37,9 @@ def mac_input(purpose: str, payload: bytes) -> bytes:
     return purpose.encode() + b"\0" + payload
 
 
+@functools.lru_cache(maxsize=16)
 def mac_key(secret: str) -> bytes:
-    """The 32-byte MAC key derived from the configured secret (any length)."""
+    """The 32-byte MAC key derived from the configured secret (any length), remembered."""
     return hashlib.sha256(b"mailpipe-token-mac\0" + secret.encode()).digest()
 
 
@@ -51,20 +52,8 @@ def mac_bytes(key: bytes, data: bytes) -> bytes:
 MAC_B64_CHARS = 22  # 16 bytes: base64 without its "==" padding
 
 
-def mac_b64(key: bytes, data: bytes) -> str:
-    """`b64(mac_bytes(key, data))`, for the hot path of signing a message's links."""
-    mac = hashlib.blake2b(data, key=key, digest_size=_MAC_BYTES).digest()
-    return binascii.b2a_base64(mac, newline=False)[:MAC_B64_CHARS].translate(_URL_SAFE).decode()
-
-
 def _mac(secret: str, purpose: str, payload: bytes) -> bytes:
-    return mac_bytes(derived_key(secret), mac_input(purpose, payload))
-
-
-@functools.lru_cache(maxsize=16)
-def derived_key(secret: str) -> bytes:
-    """`mac_key(secret)`, remembered."""
-    return mac_key(secret)
+    return mac_bytes(mac_key(secret), mac_input(purpose, payload))
 
 
 def sign(key: str, purpose: str, payload: Any) -> str:
@@ -79,14 +68,26 @@ def sign_json(key: str, purpose: str, body: bytes) -> str:
 
 def verify(key: str, purpose: str, token: str) -> Any:
     """The payload of a genuine token for `purpose`; InvalidToken for anything else."""
+    body, mac_text = _token_parts(token)
     try:
-        body_text, mac_text = token.split(".", 1)
-        body = _unb64(body_text)
         mac = _unb64(mac_text)
     except (ValueError, TypeError) as exc:
         raise InvalidToken("this link is not valid") from exc
     if not hmac.compare_digest(mac, _mac(key, purpose, body)):
         raise InvalidToken("this link is not valid")
+    return _payload(body)
+
+
+def _token_parts(token: str) -> tuple[bytes, str]:
+    """(the decoded body, the MAC text) of `<b64 body>.<MAC>`; InvalidToken if malformed."""
+    try:
+        body_text, mac_text = token.split(".", 1)
+        return _unb64(body_text), mac_text
+    except (ValueError, TypeError) as exc:
+        raise InvalidToken("this link is not valid") from exc
+
+
+def _payload(body: bytes) -> Any:
     try:
         return json.loads(body)
     except ValueError as exc:
@@ -95,7 +96,7 @@ def verify(key: str, purpose: str, token: str) -> Any:
 
 def split_mac_b64(key: bytes, purpose: str, data: bytes) -> str:
     """The MAC of one half of a split token (see `verify_split`), base64."""
-    return mac_b64(key, mac_input(purpose, data))
+    return b64(mac_bytes(key, mac_input(purpose, data)))
 
 
 def verify_split(key: str, purposes: tuple[str, str], separator: bytes, token: str) -> Any:
@@ -104,26 +105,19 @@ def verify_split(key: str, purposes: tuple[str, str], separator: bytes, token: s
     remembered across messages. The head ends after the first `separator` and the spaces
     that pad it (a JSON head cannot hold the separator earlier: quotes in strings are
     escaped). InvalidToken for anything else."""
-    try:
-        body_text, mac_text = token.split(".", 1)
-        body = _unb64(body_text)
-    except (ValueError, TypeError) as exc:
-        raise InvalidToken("this link is not valid") from exc
+    body, mac_text = _token_parts(token)
     cut = body.find(separator)
     if cut < 0 or len(mac_text) != 2 * MAC_B64_CHARS:
         raise InvalidToken("this link is not valid")
     cut += len(separator)
     cut += len(body[cut:]) - len(body[cut:].lstrip(b" "))
-    derived = derived_key(key)
+    derived = mac_key(key)
     expected = split_mac_b64(derived, purposes[0], body[:cut]) + split_mac_b64(
         derived, purposes[1], body[cut:]
     )
     if not hmac.compare_digest(mac_text.encode(), expected.encode()):
         raise InvalidToken("this link is not valid")
-    try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise InvalidToken("this link is not valid") from exc
+    return _payload(body)
 
 
 def random_token() -> str:

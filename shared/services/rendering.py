@@ -141,8 +141,7 @@ class Renderer:
         tracker = message.click if request.track_clicks else None
         links: Sequence[Markup] = compiled.escaped_links
         if tracker:
-            links = [Markup.escape(url if t is None else t) for url, t in
-                     zip(compiled.links, map(tracker, compiled.links), strict=True)]  # fmt: skip
+            links = [Markup.escape(tracker(url) or url) for url in compiled.links]
         pixel = ""
         if request.track_opens:
             pixel = Markup(

@@ -13,8 +13,9 @@ import re
 import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import css_inline
 import jinja2
@@ -60,12 +61,19 @@ class CompiledEmail:
 class MailSandbox(ImmutableSandboxedEnvironment):
     """The sandbox, with `item.url` on a plain dict (subscriber data, items of an event) read as
     the key first: a dict's values are data, already reachable as `item["url"]`, and the
-    sandbox's attribute-first lookup raises and catches an AttributeError for each of them."""
+    sandbox's attribute-first lookup raises and catches an AttributeError for each of them.
+    A key named like a dict method (`cart.items`) is therefore the data, not the method."""
 
     def getattr(self, obj: object, attribute: str) -> object:
         if type(obj) is dict and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one dict, not Jinja's ChainMap over the environment's: every
+        render copies them into its context, and copying a dict is one C call. (The catalog
+        sets the environment's globals before it loads any template.)"""
+        return {**self.globals, **(d or {})}
 
 
 class _BlobLoader(jinja2.BaseLoader):
@@ -176,9 +184,9 @@ class TemplateCatalog:
                 name=name,
                 version=self._versions(sources),
                 sources=sources,
-                subject=_flat_globals(self._plain_env.from_string(subject_source)),
-                html=_flat_globals(html_template),
-                text=_flat_globals(text_template),
+                subject=self._plain_env.from_string(subject_source),
+                html=html_template,
+                text=text_template,
                 html_source=flat_html,
                 links=links,
                 escaped_links=escaped_links,
@@ -209,13 +217,6 @@ class TemplateCatalog:
             return flatten(
                 lambda p: self._render_layout(html_name, p, [], comments=False), _to_text
             )
-
-
-def _flat_globals(template: jinja2.Template) -> jinja2.Template:
-    """The template's globals as one dict instead of a ChainMap over the environment's: every
-    render copies them into its context, and copying a dict is one C call."""
-    template.globals = dict(template.globals)
-    return template
 
 
 def literal_fragments(template: jinja2.Template) -> frozenset[int]:
