@@ -193,22 +193,32 @@ def _wait(container: Container, campaign_id: str, audience: int, timeout_s: floa
     raise TimeoutError(f"campaign incomplete after {timeout_s} s: {done} of {audience}")
 
 
+# The stages whose queues hold a campaign's messages until they are sent.
+_SENDING_STAGES = tuple(
+    s.name
+    for s in (*topology.subscriptions_of(topology.RENDER_REQUESTS),
+              *topology.subscriptions_of(topology.SEND_REQUESTS))
+)  # fmt: skip
+
+
+def _busy(depth: dict[str, int]) -> int:
+    """Messages a subscription has ready, leased or waiting for a retry."""
+    return depth["ready"] + depth["leased"] + depth["backoff"]
+
+
 def _sending_over(container: Container, campaign_id: str) -> bool:
     """Every phase dispatched, and nothing left to render or send (nor waiting for a retry)."""
     if container.campaigns.get(campaign_id).status != SENT:
         return False
     depths = container.bus.depths()
-    stages = [*topology.subscriptions_of(topology.RENDER_REQUESTS),
-              *topology.subscriptions_of(topology.SEND_REQUESTS)]  # fmt: skip
-    return all(sum(depths[s.name][k] for k in ("ready", "leased", "backoff")) == 0 for s in stages)
+    return not any(_busy(depths[name]) for name in _SENDING_STAGES)
 
 
 def _wait_idle(container: Container, timeout_s: float) -> None:
     """Until no subscription has work ready, leased or waiting for a retry."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        depths = container.bus.depths().values()
-        if all(d["ready"] + d["leased"] + d["backoff"] == 0 for d in depths):
+        if not any(map(_busy, container.bus.depths().values())):
             return
         time.sleep(0.5)
     raise TimeoutError(f"the pipeline did not go idle within {timeout_s} s")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +20,11 @@ import functions_framework
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from shared import topology
-from shared.adapters.local.sqlite_bus import Delivery, push_body
+from shared.adapters.local.bus_worker import BusWorker
+from shared.adapters.local.sqlite_bus import Delivery, SqliteBus, push_body
 from shared.metering import NULL_METER, OperationMeter
+from shared.runner.allocator import cap_malloc_arenas
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +43,12 @@ HEAVY_FUNCTIONS = frozenset({"dispatch", "render", "send"})
 GIL_SWITCH_INTERVAL_S = 0.001
 
 
-def share_the_gil_sooner() -> float:
-    """Set this process's GIL switch interval for a bus-worker host (see above); returns the
-    interval it replaced."""
+def prepare_bus_worker_host() -> float:
+    """Tune this process to host bus workers: the GIL switch interval (see above) and two
+    malloc arenas (see allocator.py); returns the switch interval it replaced."""
     previous = sys.getswitchinterval()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    cap_malloc_arenas()  # before the worker threads start
     return previous
 
 
@@ -71,6 +76,23 @@ class FunctionsHost:
     def wsgi(self, root: flask.Flask, extra_mounts: dict[str, Any] | None = None) -> Any:
         mounts = {**self.http_mounts(), **(extra_mounts or {})}
         return DispatcherMiddleware(root, {p: _rooted(app) for p, app in mounts.items()})
+
+    def bus_workers(
+        self, bus: SqliteBus, settings: Settings, batch: int, stop_event: threading.Event
+    ) -> list[BusWorker]:
+        """Every Pub/Sub-triggered function's bus workers (not yet started)."""
+        return [
+            BusWorker(
+                bus,
+                subscription.name,
+                self.deliverer(subscription),
+                batch=batch_for(subscription, batch),
+                poll_interval_s=settings.bus_poll_interval_s,
+                stop_event=stop_event,
+            )
+            for subscription in topology.SUBSCRIPTIONS
+            for _ in range(workers_for(subscription, settings.send_workers))
+        ]
 
     def deliverer(self, subscription: topology.Subscription) -> Callable[[Delivery], bool]:
         """Push one delivery to the subscription's function; True when it answered 2xx."""

@@ -24,13 +24,7 @@ from shared import settings as settings_module
 from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
 from shared.dashboard.app import create_dashboard_app
-from shared.runner.allocator import cap_malloc_arenas
-from shared.runner.functions_host import (
-    FunctionsHost,
-    batch_for,
-    share_the_gil_sooner,
-    workers_for,
-)
+from shared.runner.functions_host import FunctionsHost, prepare_bus_worker_host
 from shared.runner.inbox import create_inbox_app
 from shared.runner.scheduler import Scheduler
 from shared.runner.smtp_sink import SmtpSink
@@ -80,8 +74,7 @@ class LocalRunner:
 
     def start(self) -> LocalRunner:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self._switch_interval = share_the_gil_sooner()
-        cap_malloc_arenas()  # before the worker threads start
+        self._switch_interval = prepare_bus_worker_host()
         # Leases held when the last runner died are void: their messages are due again now.
         self.container.bus.expire_leases()
         self._start_worker_processes()
@@ -128,21 +121,11 @@ class LocalRunner:
         self._threads.append(thread)
 
     def _start_workers(self) -> None:
-        for subscription in topology.SUBSCRIPTIONS:
-            for _ in range(workers_for(subscription, self.settings.send_workers)):
-                self._start_worker(subscription)
-
-    def _start_worker(self, subscription: topology.Subscription) -> None:
-        worker = BusWorker(
-            self.container.bus,
-            subscription.name,
-            self.host.deliverer(subscription),
-            batch=batch_for(subscription, self.worker_batch),
-            poll_interval_s=self.settings.bus_poll_interval_s,
-            stop_event=self.stop_event,
+        self.workers = self.host.bus_workers(
+            self.container.bus, self.settings, self.worker_batch, self.stop_event
         )
-        worker.start()
-        self.workers.append(worker)
+        for worker in self.workers:
+            worker.start()
 
     @property
     def http_port(self) -> int:

@@ -61,10 +61,8 @@ class DataSection:
         if self.refusal is None:
             raw = b"".join(self._parts)[: -len(FINAL_LINE)]
             self._parts = []
-            if self._too_long(raw):
+            if self._too_long(raw):  # the size was checked as the pieces came (`add`)
                 self.refusal = TOO_LONG
-            elif self._size_limit and len(raw) > self._size_limit:
-                self.refusal = TOO_MUCH
             else:
                 unstuffed = raw[1:] if raw.startswith(b".") else raw
                 return unstuffed.replace(b"\r\n.", b"\r\n")

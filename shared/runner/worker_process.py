@@ -11,19 +11,12 @@ import signal
 import threading
 from dataclasses import asdict
 
-from shared import bootstrap, topology
+from shared import bootstrap
 from shared import settings as settings_module
-from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
 from shared.logs import configure_logging
 from shared.metering import OperationMeter
-from shared.runner.allocator import cap_malloc_arenas
-from shared.runner.functions_host import (
-    FunctionsHost,
-    batch_for,
-    share_the_gil_sooner,
-    workers_for,
-)
+from shared.runner.functions_host import FunctionsHost, prepare_bus_worker_host
 
 PARENT_CHECK_S = 1.0
 
@@ -38,26 +31,14 @@ def write_meter(container: Container) -> None:
 def main() -> None:
     settings = settings_module.load()
     configure_logging(settings.log_level, human=True)
-    share_the_gil_sooner()
-    cap_malloc_arenas()
+    prepare_bus_worker_host()
     container = Container(settings, meter=OperationMeter())
     bootstrap.install(container)
     host = FunctionsHost(container.meter)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    workers = [
-        BusWorker(
-            container.bus,
-            s.name,
-            host.deliverer(s),
-            batch=batch_for(s, 10),
-            poll_interval_s=settings.bus_poll_interval_s,
-            stop_event=stop,
-        )
-        for s in topology.SUBSCRIPTIONS
-        for _ in range(workers_for(s, settings.send_workers))
-    ]
+    workers = host.bus_workers(container.bus, settings, 10, stop)
     for worker in workers:
         worker.start()
     parent = os.getppid()

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 SUPPRESSION_CLOCK_SKEW_S = 300  # re-check suppressions from a little before the audience read
 CampaignGate = Callable[[str | None], str]  # campaign id -> "send" | "park" | "skip"
+# A final ledger outcome -> the analytics event that reports it (see `_unreported`).
+_EVENT_OF_OUTCOME = {"sent": ev.SEND, "permanent": ev.SEND_FAILED, "failed": ev.SEND_FAILED,
+                     "suppressed": ev.SUPPRESSED}  # fmt: skip
 
 
 def always_send(campaign_id: str | None) -> str:
@@ -98,15 +101,14 @@ class SendService:
     def _unreported(self, batch: SendBatch, entry: LedgerEntry) -> list[AnalyticsEvent]:
         """The events of outcomes an interrupted earlier delivery recorded but may not have
         reported (what the provider said in detail is not kept, so only the outcome is)."""
+        at = utc_iso(self._clock())
         events = []
         for email in batch.emails:
             outcome = entry.outcomes.get(email.subscriber_id, "")
-            if outcome == "sent":
-                events.append(self._event(batch, email, ev.SEND, None))
-            elif outcome in ("permanent", "failed"):
-                events.append(self._event(batch, email, ev.SEND_FAILED, outcome))
-            elif outcome == "suppressed":
-                events.append(self._event(batch, email, ev.SUPPRESSED, "suppressed"))
+            event_type = _EVENT_OF_OUTCOME.get(outcome)
+            if event_type:
+                reason = None if outcome == "sent" else outcome
+                events.append(self._event(batch, email, event_type, reason, occurred_at=at))
         return events
 
     def _hold(

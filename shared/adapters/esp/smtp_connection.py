@@ -54,7 +54,7 @@ class SmtpConnection(smtplib.SMTP):
         the connection if it will not (see `next_begun`).
         """
         self.ehlo_or_helo_if_needed()
-        if not (self.does_esmtp and self.has_extn("pipelining")):
+        if not self.has_extn("pipelining"):  # known after an EHLO only
             options = self._mail_options(sender, recipient, message)
             self.sendmail(sender, [recipient], message, mail_options=options)
             return

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 
 from shared.adapters.esp.chunk_results import ChunkResults
-from shared.adapters.esp.smtp_connection import SmtpConnection
+from shared.adapters.esp.smtp_connection import Envelope, SmtpConnection
 from shared.domain.errors import ConfigurationError, Throttled, TransientError
 from shared.ports import OutgoingEmail, SendResult
 
@@ -80,11 +80,12 @@ class SmtpMailer:
 
     def send(self, emails: Sequence[OutgoingEmail]) -> list[SendResult]:
         chunk = ChunkResults(emails)
+        envelopes = [_envelope(email) for email in emails]
         try:
-            for index, email in enumerate(emails):
-                following = emails[index + 1] if index + 1 < len(emails) else None
+            for index, envelope in enumerate(envelopes):
+                following = envelopes[index + 1] if index + 1 < len(envelopes) else None
                 try:
-                    self._deliver(chunk, index, email, following)
+                    self._deliver(chunk, index, envelope, following)
                 except TransientError as exc:
                     return chunk.interrupted(exc)
             return chunk.results()
@@ -110,14 +111,14 @@ class SmtpMailer:
         self,
         chunk: ChunkResults,
         index: int,
-        email: OutgoingEmail,
-        following: OutgoingEmail | None,
+        envelope: Envelope,
+        following: Envelope | None,
     ) -> None:
         """Record the message's fate in `chunk`; raise Throttled / TransientError to stop.
         `following`, the next message of the chunk, is begun with this one's data."""
         reply: bytes | str
         try:
-            self._sendmail(email, following)
+            self._sendmail(envelope, following)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
         except smtplib.SMTPResponseException as exc:  # sender refused, data refused, ...
@@ -128,17 +129,16 @@ class SmtpMailer:
         self._record(chunk, index, code, reply)
 
     def _sendmail(
-        self, email: OutgoingEmail, following: OutgoingEmail | None, retry_stale: bool = True
+        self, envelope: Envelope, following: Envelope | None, retry_stale: bool = True
     ) -> None:
         """One transaction; a connection found closed is replaced and the message retried once."""
         conn = self._connection()
-        then = None if following is None else _envelope(following)
         try:
-            conn.send_one(*_envelope(email), then=then)
+            conn.send_one(*envelope, then=following)
         except smtplib.SMTPServerDisconnected as exc:
             self._discard(conn)
             if retry_stale:
-                self._sendmail(email, following, retry_stale=False)
+                self._sendmail(envelope, following, retry_stale=False)
                 return
             raise TransientError(f"SMTP server {self._host} disconnected: {exc}") from exc
         except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused):
@@ -235,5 +235,5 @@ class SmtpMailer:
         conn.close()
 
 
-def _envelope(email: OutgoingEmail) -> tuple[str, str, bytes]:
+def _envelope(email: OutgoingEmail) -> Envelope:
     return parseaddr(email.sender)[1], email.recipient, email.raw

@@ -8,9 +8,9 @@ are read as UTF-8 (RFC 6532), as the sink stores mail sent with SMTPUTF8.
 
 from __future__ import annotations
 
-import email
 import email.policy
 import mailbox
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from shared.domain.addresses import address_key, normalize_address
 from shared.domain.errors import InvalidInput
 
 _RECIPIENT_HEADERS = ("To", "Cc", "Delivered-To")
+_HEADERS = BytesHeaderParser(policy=email.policy.SMTPUTF8)  # only headers are read here
 
 
 class MaildirMail:
@@ -50,7 +51,7 @@ class MaildirMail:
                 raw = box.get_bytes(key)
             except KeyError:  # deleted meanwhile
                 continue
-            message = email.message_from_bytes(raw, policy=email.policy.SMTPUTF8)
+            message = _HEADERS.parsebytes(raw)
             if wanted in _recipients(message):
                 found.append((key, raw, message))
         return found

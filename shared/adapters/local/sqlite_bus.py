@@ -341,10 +341,7 @@ class SqliteBus:
     def ack(self, subscription: str, message_id: str) -> bool:
         """Remove the message from the subscription; False when it was not there (already
         acked, or dead-lettered meanwhile)."""
-        self._subscription(subscription)
-        with self._transaction() as conn:
-            cursor = conn.execute(_ACK, (subscription, message_id))
-        return cursor.rowcount > 0
+        return self.ack_many(subscription, [message_id]) > 0
 
     def ack_many(self, subscription: str, message_ids: Sequence[str]) -> int:
         """Acknowledge several messages in one write; returns how many were there."""
