@@ -13,7 +13,7 @@ import math
 import re
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -54,6 +54,9 @@ RESUME_WATCH_S = 3600.0  # how long after a resume the sweep looks for orphaned 
 RESUME_GRACE_S = 120.0  # until then it leaves the batches the resume itself republished alone
 DELIVERY_WAIT_S = 3600.0  # the A/B window starts at the latest this long after test dispatch
 _RENDER_SPLIT = re.compile(r"(\.[ab])+$")  # suffixes the render stage adds to split a batch
+# Ledger entries read at a time where a campaign's whole ledger is walked on the pipeline's
+# side (an entry holds up to a batch's 250 outcomes): its memory must not grow with the audience.
+LEDGER_PAGE = 20
 SETTLED = ("sent", "permanent", "suppressed", "skipped", "failed")
 
 
@@ -180,24 +183,27 @@ class CampaignService:
         return Delivery.of(self._ledger.of_campaign(campaign_id))
 
     def variant_results(
-        self, campaign: Campaign, entries: Sequence[LedgerEntry] | None = None
+        self, campaign: Campaign, entries: Iterable[LedgerEntry] | None = None
     ) -> dict[str, VariantResult]:
         """Per variant: test-cohort recipients sent (from the ledger) and how many of them
-        converted by the end of the window (one warehouse query)."""
+        converted by the end of the window (one warehouse query). The ledger is read a few
+        entries at a time and only counted, so this holds the converters, not the cohort."""
         ab = campaign.ab_test
         if ab is None:
             return {}
-        exposed: dict[str, set[str]] = {v.name: set() for v in ab.variants}
-        for entry in entries if entries is not None else self._ledger.of_campaign(campaign.id):
-            variant = variant_of(entry.batch_id)
-            if phase_of(entry.batch_id) == PHASE_TEST and variant in exposed:
-                exposed[variant].update(s for s, o in entry.outcomes.items() if o == "sent")
         until = campaign.test_ends_at or self._clock()
         converted = self._engagement.converters(campaign.id, ab.metric, until)
-        return {
-            name: VariantResult(name, len(ids), len(ids & converted))
-            for name, ids in exposed.items()
-        }
+        sent, hits = Counter[str](), Counter[str]()
+        for entry in (
+            self._ledger.iter_campaign(campaign.id, LEDGER_PAGE) if entries is None else entries
+        ):
+            variant = variant_of(entry.batch_id)
+            if variant is None or phase_of(entry.batch_id) != PHASE_TEST:
+                continue
+            ids = [s for s, o in entry.outcomes.items() if o == "sent"]
+            sent[variant] += len(ids)
+            hits[variant] += sum(1 for s in ids if s in converted)
+        return {v.name: VariantResult(v.name, sent[v.name], hits[v.name]) for v in ab.variants}
 
     # -- preview and test ----------------------------------------------------------------
 
@@ -410,11 +416,14 @@ class CampaignService:
             log.warning("A/B window starts before the test cohort was fully delivered",
                         extra={"campaign_id": campaign.id})  # fmt: skip
             return True
-        entries = [e for e in self._ledger.of_campaign(campaign.id)
-                   if phase_of(e.batch_id) == PHASE_TEST]  # fmt: skip
-        requests = {_RENDER_SPLIT.sub("", e.batch_id) for e in entries}
-        expected = campaign.progress_of(PHASE_TEST).batches
-        return len(requests) >= expected and all(e.state == DONE for e in entries)
+        requests: set[str] = set()  # one id per test batch: a few hundred at most
+        for entry in self._ledger.iter_campaign(campaign.id, LEDGER_PAGE):
+            if phase_of(entry.batch_id) != PHASE_TEST:
+                continue
+            if entry.state != DONE:
+                return False
+            requests.add(_RENDER_SPLIT.sub("", entry.batch_id))
+        return len(requests) >= campaign.progress_of(PHASE_TEST).batches
 
     def _start_scheduled(self, campaign: Campaign) -> int:
         report = self._preview.preview(campaign)

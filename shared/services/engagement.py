@@ -1,6 +1,12 @@
 """The warehouse questions campaigns ask: who engaged lately (segments), and who converted in an
-A/B test. One query each, over the deduplicated `events` relation, human events only
-(`is_machine IS NOT TRUE`: privacy-proxy prefetches and link scanners do not count).
+A/B test. One query each, over deduplicated events, human events only (`is_machine IS NOT TRUE`:
+privacy-proxy prefetches and link scanners do not count).
+
+They read `events_raw` filtered by event type (and campaign) first and deduplicate only what is
+left (`first_copies`), rather than the `events` view, which deduplicates every event stored
+before any filter can apply: locally that cost DuckDB memory in proportion to all events (49 MB
+of 300,000 to find 6,000 clickers), and in BigQuery it scanned past the table's clustering on
+(event_type, campaign_id).
 
 Literals are written into the SQL rather than bound, because the Warehouse port does not fix a
 parameter style (DuckDB binds `$name`, BigQuery `@name`). Every literal is produced here from a
@@ -28,6 +34,16 @@ def timestamp_literal(epoch_s: float) -> str:
     return f"TIMESTAMP '{moment}'"
 
 
+def first_copies(where: str) -> str:
+    """The events meeting `where`, one row per event_id (the first received), as a subquery.
+    The same rows as `events` filtered by `where`, when `where` tests only what every copy of
+    an event shares: its type and campaign, both part of what its id is derived from."""
+    return (
+        f"(SELECT * FROM events_raw WHERE {where}\n"
+        "  QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY received_at) = 1)"
+    )
+
+
 class EngagementQueries:
     def __init__(self, warehouse: Warehouse) -> None:
         self._warehouse = warehouse
@@ -48,8 +64,8 @@ class EngagementQueries:
         earliest = at - max(w.days for w in ordered) * DAY
         types = ", ".join(sorted({f"'{_EVENT_TYPES[w.event_type]}'" for w in ordered}))
         sql = (
-            f"SELECT subscriber_id,\n  {flags}\nFROM events\n"
-            f"WHERE event_type IN ({types}) AND is_machine IS NOT TRUE\n"
+            f"SELECT subscriber_id,\n  {flags}\nFROM {first_copies(f'event_type IN ({types})')}\n"
+            f"WHERE is_machine IS NOT TRUE\n"
             f"  AND subscriber_id IS NOT NULL\n"
             f"  AND occurred_at >= {timestamp_literal(earliest)}\n"
             f"  AND occurred_at <= {timestamp_literal(at)}\n"
@@ -67,10 +83,10 @@ class EngagementQueries:
         up to `until` (the end of the A/B test window)."""
         if not CAMPAIGN_ID.match(campaign_id):
             raise InvalidInput(f"not a campaign id: {campaign_id!r}", field="campaign_id")
+        metric_events = f"campaign_id = '{campaign_id}' AND event_type = '{_EVENT_TYPES[metric]}'"
         sql = (
-            "SELECT DISTINCT subscriber_id FROM events\n"
-            f"WHERE campaign_id = '{campaign_id}' AND event_type = '{_EVENT_TYPES[metric]}'\n"
-            "  AND is_machine IS NOT TRUE AND subscriber_id IS NOT NULL\n"
+            f"SELECT DISTINCT subscriber_id FROM {first_copies(metric_events)}\n"
+            "WHERE is_machine IS NOT TRUE AND subscriber_id IS NOT NULL\n"
             f"  AND occurred_at <= {timestamp_literal(until)}"
         )
         return {str(row["subscriber_id"]) for row in self._warehouse.query(sql)}

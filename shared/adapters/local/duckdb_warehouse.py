@@ -98,7 +98,7 @@ class DuckDbWarehouse:
             with duckdb.connect(config=_BESIDE_PIPELINE) as db:
                 db.execute(
                     f"COPY (SELECT * FROM {_landing_relation([str(p) for p in landing])})"
-                    f" TO '{staged}' (FORMAT parquet)"
+                    f" TO '{staged}' (FORMAT parquet, ROW_GROUP_SIZE {MERGE_ROW_GROUP})"
                 )
             os.replace(staged, self._parts / f"{name}.parquet")
             for part in landing:
@@ -228,6 +228,9 @@ class DuckDbWarehouse:
 
 LANDING_SUFFIX = ".jsonl"
 LANDING_PARTS = 64  # merged into one Parquet part once this many have gathered
+# Rows the Parquet writer buffers before it writes them out. Its default (122,880) buffers a
+# whole merge: +10 MB at 64 parts of a campaign's send events, against +4 MB at 2,048 rows.
+MERGE_ROW_GROUP = 2048
 
 
 def _parts_in(folder: Path) -> list[Path]:

@@ -44,6 +44,7 @@ from shared.pricing import PUBSUB_MIN_BYTES
 from shared.topology import RetryPolicy, Subscription
 
 PUSH_PROJECT = "local"
+MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 _BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA = """
@@ -141,6 +142,18 @@ def push_body(delivery: Delivery, project: str = PUSH_PROJECT) -> dict[str, Any]
         "message": message,
         "subscription": f"projects/{project}/subscriptions/{delivery.subscription}",
         "deliveryAttempt": delivery.attempt,
+    }
+
+
+def event_headers(delivery: Delivery, topic: str, project: str = PUSH_PROJECT) -> dict[str, str]:
+    """The CloudEvent attributes, as HTTP headers (binary content mode), with which Eventarc
+    delivers `delivery` to a 2nd-gen function; the request body is `push_body(delivery)`."""
+    return {
+        "ce-specversion": "1.0",
+        "ce-type": MESSAGE_PUBLISHED,
+        "ce-source": f"//pubsub.googleapis.com/projects/{project}/topics/{topic}",
+        "ce-id": delivery.message_id,
+        "ce-time": delivery.publish_time,
     }
 
 
