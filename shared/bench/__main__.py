@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -33,6 +34,9 @@ def main() -> None:
     parser.add_argument("--small-audience", type=int, default=20_000)
     parser.add_argument("--large-audience", type=int, default=200_000,
                         help="a third A/B run for the memory curve; 0 skips it")  # fmt: skip
+    parser.add_argument("--memory-runs", type=int, default=3,
+                        help="A/B runs per audience (small and main) whose median peak memory "
+                        "makes the curve; single runs differ by several MB")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("var/bench.json"))
     args = parser.parse_args()
     figures: dict[str, Any] = {
@@ -49,7 +53,11 @@ def main() -> None:
         figures["campaign"] = _campaigns(
             console, args.audience, args.small_audience, args.large_audience
         )
-        figures["peak_rss_by_audience_mb"] = _memory_curve(figures["campaign"])
+        repeats = _repeat_runs(console, [args.small_audience, args.audience], args.memory_runs)
+        peaks = _peak_rss_runs([*figures["campaign"].values(), *repeats])
+        figures["peak_rss_by_audience_mb"] = _memory_curve(peaks)
+        figures["peak_rss_runs_mb"] = {str(size): values for size, values in peaks.items()}
+        figures["repeat_runs"] = repeats
         runs = figures["campaign"]
         figures["cost"] = cost.per_million(runs["null"]["operations"], runs["null"]["delivered"])
         figures["cost_without_ab_test"] = cost.per_million(
@@ -84,11 +92,31 @@ def _campaigns(console: Console, audience: int, small: int, large: int) -> dict[
     return runs
 
 
-def _memory_curve(runs: dict[str, Any]) -> dict[str, float]:
-    """Audience -> peak RSS of the largest process, for the A/B runs with the null provider."""
-    curve = {run["audience"]: max(run["peak_rss_mb"].values()) for name, run in runs.items()
-             if name.startswith("null") and run["ab_test"]}  # fmt: skip
-    return {str(size): curve[size] for size in sorted(curve)}
+def _repeat_runs(console: Console, sizes: list[int], runs: int) -> list[dict[str, Any]]:
+    """More A/B runs with the null provider, sizes taking turns, until each size has `runs`
+    (with the one `_campaigns` made): for the memory curve's medians."""
+    results = []
+    for turn in range(2, runs + 1):
+        for size in sizes:
+            with console.status(f"memory run {turn} of {runs}: A/B to {size:,} subscribers ..."):
+                run = _subprocess_json([str(size), "null", "ab"])
+            run.pop("operations", None)
+            results.append(run)
+    return results
+
+
+def _peak_rss_runs(runs: list[dict[str, Any]]) -> dict[int, list[float]]:
+    """Audience -> peak RSS of the largest process of each A/B run with the null provider."""
+    peaks: dict[int, list[float]] = {}
+    for run in runs:
+        if run.get("provider") == "null" and run.get("ab_test"):
+            peaks.setdefault(run["audience"], []).append(max(run["peak_rss_mb"].values()))
+    return dict(sorted(peaks.items()))
+
+
+def _memory_curve(peaks: dict[int, list[float]]) -> dict[str, float]:
+    """Audience -> the median of its runs' peaks."""
+    return {str(size): round(statistics.median(values), 1) for size, values in peaks.items()}
 
 
 def _subprocess_json(args: list[str]) -> dict[str, Any]:
@@ -121,9 +149,17 @@ def _table(figures: dict[str, Any]) -> Table:
                       f"< {GOALS['peak_rss_mb']}" if name != "smtp" else "")  # fmt: skip
     curve = figures.get("peak_rss_by_audience_mb")
     if curve:
-        table.add_row("peak RSS by audience, A/B via null (MB)",
+        table.add_row("peak RSS by audience, A/B via null, median (MB)",
                       " / ".join(f"{int(a) // 1000}k: {mb:.0f}" for a, mb in curve.items()),
                       "flat")  # fmt: skip
+        spread = figures.get("peak_rss_runs_mb", {})
+        table.add_row("  each run (MB)", "; ".join(
+            f"{int(a) // 1000}k: " + " ".join(f"{mb:.0f}" for mb in runs)
+            for a, runs in spread.items()), "")  # fmt: skip
+    repeats = figures.get("repeat_runs", [])
+    if repeats:
+        wrong = sum(run["duplicates"] + run["missing"] for run in repeats)
+        table.add_row("  duplicates + missing, those extra runs", f"{wrong}", "0")
     if "smtp_sink_alone_per_s" in figures:
         table.add_row("  SMTP sink alone (4 clients): messages/s",
                       f"{figures['smtp_sink_alone_per_s']:,}", "")  # fmt: skip
