@@ -1,8 +1,9 @@
 """`mailpipe run`: the whole pipeline on embedded parts, in one process.
 
 HTTP functions on http://HOST:PORT under one prefix each, /healthz, /inbox, the bus workers
-(one per subscription), an SMTP sink on SMTP_PORT storing a Maildir, and a scheduler that does
-what Cloud Scheduler does in GCP (publish the dispatch sweep). Ctrl-C stops it cleanly; all
+(one per subscription), an SMTP sink on SMTP_PORT storing a Maildir, a scheduler that does
+what Cloud Scheduler does in GCP (publish the dispatch sweep), and in child processes the extra
+worker processes and the local warehouse's compactor. Ctrl-C stops it cleanly; all
 state lives in MAILPIPE_DATA_DIR, so a restart carries on where it stopped.
 """
 
@@ -102,9 +103,11 @@ class LocalRunner:
 
     def _start_worker_processes(self) -> None:
         env = settings_module.child_environ(self.settings)
-        for _ in range(self.settings.worker_processes - 1):
-            command = [sys.executable, "-m", "shared.runner.worker_process"]
-            self.processes.append(subprocess.Popen(command, env=env))
+        modules = ["shared.runner.worker_process"] * (self.settings.worker_processes - 1)
+        if self.settings.is_local:
+            modules.append("shared.runner.warehouse_compactor")
+        for module in modules:
+            self.processes.append(subprocess.Popen([sys.executable, "-m", module], env=env))
 
     def _start_http(self) -> None:
         mounts = {

@@ -4,8 +4,10 @@ DuckDB lets only one process open a database file for writing, yet the CLI and t
 must read while the runner writes. So nothing holds a database file open: each append writes one
 newline-delimited JSON part (named by the hash of its event ids, so a redelivered batch rewrites
 the same part; writing it costs about a millisecond), and once `LANDING_PARTS` of them have
-gathered they are merged into one Parquet part. Queries read both kinds through an in-memory
-DuckDB and deduplicate by event_id, exactly as BigQuery's `events` view does over `events_raw`.
+gathered they are merged into one Parquet part: by the local runner's compactor process while
+one runs (see `compactor_lock`), otherwise by the append that found them. Queries read both
+kinds through an in-memory DuckDB and deduplicate by event_id, exactly as BigQuery's `events`
+view does over `events_raw`.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from shared.domain.errors import InvalidInput
 from shared.domain.events import COLUMNS
 from shared.metering import NULL_METER, OperationMeter
 from shared.ports import Document
 from shared.pricing import BIGQUERY_MIN_ROW_BYTES
+
+if TYPE_CHECKING:
+    import duckdb
 
 _COLUMN_TYPES = {
     "event_id": "VARCHAR",
@@ -83,10 +86,34 @@ class DuckDbWarehouse:
         staged = self._parts / f".{name}.{os.getpid()}.{threading.get_ident()}.landing"
         staged.write_text("\n".join(rows) + "\n")
         os.replace(staged, self._parts / f"{name}{LANDING_SUFFIX}")
-        if len(list(self._parts.glob(f"*{LANDING_SUFFIX}"))) >= LANDING_PARTS:
-            self._merge_landing()
+        if self.landing_count() >= LANDING_PARTS and not self.compactor_running():
+            self.merge_landing()
 
-    def _merge_landing(self) -> None:
+    def landing_count(self) -> int:
+        return sum(1 for _ in self._parts.glob(f"*{LANDING_SUFFIX}"))
+
+    def compactor_running(self) -> bool:
+        """Whether a compactor process holds `compactor_lock` (and so does the merging)."""
+        with open(self._parts / COMPACTOR_LOCK, "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+    @contextmanager
+    def compactor_lock(self) -> Iterator[None]:
+        """Held by the local compactor (shared/runner/warehouse_compactor.py) while it runs:
+        appends then leave merging to it. Released when its process ends, however it ends."""
+        with open(self._parts / COMPACTOR_LOCK, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def merge_landing(self) -> None:
         """Landing parts -> one Parquet part (then removed). Readers see old, both or new:
         every read deduplicates, so each is right."""
         with self._write_lock, self._exclusive():
@@ -95,7 +122,7 @@ class DuckDbWarehouse:
                 return
             name = hashlib.sha256("\n".join(p.name for p in landing).encode()).hexdigest()[:40]
             staged = self._parts / f".{name}.merging"
-            with duckdb.connect(config=_BESIDE_PIPELINE) as db:
+            with _duckdb().connect(config=_BESIDE_PIPELINE) as db:
                 db.execute(
                     f"COPY (SELECT * FROM {_landing_relation([str(p) for p in landing])})"
                     f" TO '{staged}' (FORMAT parquet, ROW_GROUP_SIZE {MERGE_ROW_GROUP})"
@@ -106,7 +133,7 @@ class DuckDbWarehouse:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB with `events_raw` and the deduplicated `events` view."""
-        db = duckdb.connect(config={} if self._snapshot_reads else _BESIDE_PIPELINE)
+        db = _duckdb().connect(config={} if self._snapshot_reads else _BESIDE_PIPELINE)
         db.execute("SET TimeZone = 'UTC'")
         parts = sorted(str(p) for p in _parts_in(self._parts))
         if parts:
@@ -155,7 +182,7 @@ class DuckDbWarehouse:
     def _fresh_snapshot(self) -> duckdb.DuckDBPyConnection:
         if self._memory is not None:
             self._memory.close()
-        db = duckdb.connect()
+        db = _duckdb().connect()
         db.execute("SET TimeZone = 'UTC'")
         db.execute(f"CREATE TABLE events ({_SCHEMA})")
         return db
@@ -202,14 +229,14 @@ class DuckDbWarehouse:
         """Pseudonymize: the rows stay (campaign totals remain true) but lose the person."""
         erased = 0
         pseudonym = "erased-" + hashlib.sha256(subscriber_id.encode()).hexdigest()[:16]
-        self._merge_landing()  # rewrite Parquet only: landing parts are merged into one first
+        self.merge_landing()  # rewrite Parquet only: landing parts are merged into one first
         with self._write_lock, self._exclusive():
             for part in sorted(self._parts.glob("*.parquet")):
                 erased += self._erase_in_part(part, subscriber_id, pseudonym)
         return erased
 
     def _erase_in_part(self, part: Path, subscriber_id: str, pseudonym: str) -> int:
-        with duckdb.connect(config=_BESIDE_PIPELINE) as db:
+        with _duckdb().connect(config=_BESIDE_PIPELINE) as db:
             (hits,) = db.execute(
                 f"SELECT count(*) FROM read_parquet('{part}') WHERE subscriber_id = ?",
                 [subscriber_id],
@@ -226,6 +253,15 @@ class DuckDbWarehouse:
             return int(hits)
 
 
+def _duckdb() -> Any:
+    """The duckdb module, imported on first use: a process that only appends (the warehouse
+    function, when a compactor merges) never maps its ~25 MB of code."""
+    import duckdb
+
+    return duckdb
+
+
+COMPACTOR_LOCK = ".compactor.lock"
 LANDING_SUFFIX = ".jsonl"
 LANDING_PARTS = 64  # merged into one Parquet part once this many have gathered
 # Rows the Parquet writer buffers before it writes them out. Its default (122,880) buffers a

@@ -1,0 +1,113 @@
+"""The local warehouse's compactor: while it runs, appends leave merging landing parts to it;
+when it is gone they merge inline again. And a process that only appends never loads DuckDB."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from shared.adapters.local.duckdb_warehouse import LANDING_PARTS, DuckDbWarehouse
+from shared.runner import warehouse_compactor
+from shared.topology import REPO_ROOT
+
+
+def event(n: int) -> dict:
+    return {"event_id": f"e{n}", "event_type": "send", "occurred_at": "2026-11-30T08:00:00Z",
+            "subscriber_id": f"s{n}", "campaign_id": "c1", "properties": {}}  # fmt: skip
+
+
+def fill(warehouse: DuckDbWarehouse, parts: int, start: int = 0) -> None:
+    for n in range(start, start + parts):
+        warehouse.append([event(n)])
+
+
+def parquet_parts(root: Path) -> list[Path]:
+    return sorted((root / "events").glob("*.parquet"))
+
+
+def sent(warehouse: DuckDbWarehouse) -> int:
+    return int(warehouse.query("SELECT count(*) AS n FROM events")[0]["n"])
+
+
+def test_without_a_compactor_the_append_that_completes_a_merge_does_it(tmp_path: Path) -> None:
+    warehouse = DuckDbWarehouse(tmp_path, snapshot_reads=False)
+
+    fill(warehouse, LANDING_PARTS)
+
+    assert not warehouse.compactor_running()
+    assert len(parquet_parts(tmp_path)) == 1 and warehouse.landing_count() == 0
+    assert sent(warehouse) == LANDING_PARTS
+
+
+def test_while_a_compactor_holds_its_lock_appends_leave_the_merging_to_it(
+    tmp_path: Path,
+) -> None:
+    warehouse = DuckDbWarehouse(tmp_path, snapshot_reads=False)
+    with DuckDbWarehouse(tmp_path).compactor_lock():
+        assert warehouse.compactor_running()
+        fill(warehouse, LANDING_PARTS)
+        assert parquet_parts(tmp_path) == [] and warehouse.landing_count() == LANDING_PARTS
+    assert not warehouse.compactor_running()  # the lock goes with its holder
+
+
+def test_the_compactor_merges_what_gathered_then_appends_merge_inline_again(
+    tmp_path: Path,
+) -> None:
+    warehouse = DuckDbWarehouse(tmp_path, snapshot_reads=False)
+    with warehouse.compactor_lock():
+        fill(warehouse, LANDING_PARTS)
+    stop = threading.Event()
+    compactor = threading.Thread(
+        target=warehouse_compactor.compact_until,
+        args=(DuckDbWarehouse(tmp_path), stop, os.getppid()),
+    )
+    compactor.start()
+    try:
+        _until(lambda: warehouse.landing_count() == 0)
+    finally:
+        stop.set()
+        compactor.join(timeout=10)
+
+    assert len(parquet_parts(tmp_path)) == 1
+    assert sent(warehouse) == LANDING_PARTS
+    fill(warehouse, LANDING_PARTS, start=LANDING_PARTS)
+    assert len(parquet_parts(tmp_path)) == 2 and sent(warehouse) == 2 * LANDING_PARTS
+
+
+def test_a_compactor_whose_runner_died_stops(tmp_path: Path) -> None:
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=warehouse_compactor.compact_until,
+        args=(DuckDbWarehouse(tmp_path), stop, os.getppid() + 1),  # not our parent
+    )
+    thread.start()
+    thread.join(timeout=10)
+
+    assert not thread.is_alive()
+    assert not DuckDbWarehouse(tmp_path).compactor_running()
+
+
+def test_a_process_that_only_appends_never_loads_duckdb(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from shared.adapters.local.duckdb_warehouse import DuckDbWarehouse\n"
+        f"w = DuckDbWarehouse({str(tmp_path)!r})\n"
+        "w.append([{'event_id': 'e1', 'event_type': 'send', 'properties': {}}])\n"
+        "print('duckdb' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout.strip() == "False"
+
+
+def _until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
