@@ -115,12 +115,13 @@ class Container:
     @cached_property
     def pipeline_warehouse(self) -> Warehouse:
         """The warehouse for the pipeline's own queries; locally without the dashboards'
-        in-memory snapshot, so a function's memory does not grow with the events stored."""
+        in-memory snapshot, so a function's memory does not grow with the events stored, and
+        answered by the runner's query service when it runs (see warehouse_service.py)."""
         if self.settings.is_local:
             from shared.adapters.local.duckdb_warehouse import DuckDbWarehouse
 
-            folder = self.settings.data_dir / "warehouse"
-            return DuckDbWarehouse(folder, self.meter, snapshot_reads=False)
+            folder = self.settings.warehouse_dir
+            return DuckDbWarehouse(folder, self.meter, snapshot_reads=False, via_service=True)
         return self.warehouse
 
     @cached_property
@@ -128,7 +129,7 @@ class Container:
         if self.settings.is_local:
             from shared.adapters.local.duckdb_warehouse import DuckDbWarehouse
 
-            return DuckDbWarehouse(self.settings.data_dir / "warehouse", self.meter)
+            return DuckDbWarehouse(self.settings.warehouse_dir, self.meter)
         from shared.adapters.gcp.bigquery_warehouse import BigQueryWarehouse
 
         return BigQueryWarehouse.from_settings(self.settings, self.meter)

@@ -109,6 +109,11 @@ class Settings:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
+    def warehouse_dir(self) -> Path:
+        """The local warehouse's parts (DuckDB reads them)."""
+        return self.data_dir / "warehouse"
+
+    @property
     def is_local(self) -> bool:
         return self.backend == "local"
 

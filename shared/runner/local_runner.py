@@ -1,9 +1,9 @@
-"""`mailpipe run`: the whole pipeline on embedded parts, in one process.
+"""`mailpipe run`: the whole pipeline on embedded parts, on this machine.
 
 HTTP functions on http://HOST:PORT under one prefix each, /healthz, /inbox, the bus workers
 (one per subscription), an SMTP sink on SMTP_PORT storing a Maildir, a scheduler that does
 what Cloud Scheduler does in GCP (publish the dispatch sweep), and in child processes the extra
-worker processes and the local warehouse's compactor. Ctrl-C stops it cleanly; all
+worker processes and the local warehouse's process. Ctrl-C stops it cleanly; all
 state lives in MAILPIPE_DATA_DIR, so a restart carries on where it stopped.
 """
 
@@ -105,7 +105,7 @@ class LocalRunner:
         env = settings_module.child_environ(self.settings)
         modules = ["shared.runner.worker_process"] * (self.settings.worker_processes - 1)
         if self.settings.is_local:
-            modules.append("shared.runner.warehouse_compactor")
+            modules.append("shared.runner.warehouse_process")
         for module in modules:
             self.processes.append(subprocess.Popen([sys.executable, "-m", module], env=env))
 

@@ -4,7 +4,7 @@ DuckDB lets only one process open a database file for writing, yet the CLI and t
 must read while the runner writes. So nothing holds a database file open: each append writes one
 newline-delimited JSON part (named by the hash of its event ids, so a redelivered batch rewrites
 the same part; writing it costs about a millisecond), and once `LANDING_PARTS` of them have
-gathered they are merged into one Parquet part: by the local runner's compactor process while
+gathered they are merged into one Parquet part: by the local runner's warehouse process while
 one runs (see `compactor_lock`), otherwise by the append that found them. Queries read both
 kinds through an in-memory DuckDB and deduplicate by event_id, exactly as BigQuery's `events`
 view does over `events_raw`.
@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shared.adapters.local import warehouse_service
 from shared.domain.errors import InvalidInput
 from shared.domain.events import COLUMNS
 from shared.metering import NULL_METER, OperationMeter
@@ -59,7 +60,11 @@ _JSON_COLUMNS = (
 
 class DuckDbWarehouse:
     def __init__(
-        self, root: Path, meter: OperationMeter = NULL_METER, snapshot_reads: bool = True
+        self,
+        root: Path,
+        meter: OperationMeter = NULL_METER,
+        snapshot_reads: bool = True,
+        via_service: bool = False,
     ) -> None:
         self._parts = Path(root) / "events"
         self._parts.mkdir(parents=True, exist_ok=True)
@@ -69,6 +74,7 @@ class DuckDbWarehouse:
         self._memory: duckdb.DuckDBPyConnection | None = None
         self._loaded: dict[str, tuple[int, int]] = {}
         self._snapshot_reads = snapshot_reads
+        self._via_service = via_service
 
     @property
     def parts_glob(self) -> str:
@@ -104,7 +110,7 @@ class DuckDbWarehouse:
 
     @contextmanager
     def compactor_lock(self) -> Iterator[None]:
-        """Held by the local compactor (shared/runner/warehouse_compactor.py) while it runs:
+        """Held by the local warehouse process (shared/runner/warehouse_process.py) while it runs:
         appends then leave merging to it. Released when its process ends, however it ends."""
         with open(self._parts / COMPACTOR_LOCK, "a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -151,13 +157,23 @@ class DuckDbWarehouse:
         """Rows of a read-only query over `events`. With `snapshot_reads` (dashboards) from the
         snapshot (see `_snapshot`), so dashboards over a million events answer in well under a
         second; without (the pipeline's few queries: A/B decisions, segments, soft bounces)
-        streamed from the parts, so no process holds the events, as none does with BigQuery."""
+        streamed from the parts, so no process holds the events, as none does with BigQuery.
+        With `via_service` (the pipeline's), answered by the query service when one runs."""
         if not sql.lstrip().lower().startswith(("select", "with")):
             raise InvalidInput("only SELECT queries are allowed on the warehouse", field="sql")
+        if self._via_service:
+            rows = warehouse_service.ask(self._parts, sql, params)
+            if rows is not None:
+                return rows
         with self._reader() as db:
             cursor = db.execute(sql, dict(params or {}))
             names = [d[0] for d in cursor.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def serve_queries(self) -> None:
+        """Answer the `via_service` warehouses' queries from this process (see
+        warehouse_service.py), in a daemon thread."""
+        warehouse_service.serve(self._parts, self.query)
 
     def _reader(self) -> duckdb.DuckDBPyConnection:
         """A connection to query and then close: a cursor on the snapshot, or a fresh one."""

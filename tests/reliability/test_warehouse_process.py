@@ -1,4 +1,4 @@
-"""The local warehouse's compactor: while it runs, appends leave merging landing parts to it;
+"""The local warehouse process: while it runs, appends leave merging landing parts to it;
 when it is gone they merge inline again. And a process that only appends never loads DuckDB."""
 
 from __future__ import annotations
@@ -10,8 +10,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from shared.adapters.local import warehouse_service
 from shared.adapters.local.duckdb_warehouse import LANDING_PARTS, DuckDbWarehouse
-from shared.runner import warehouse_compactor
+from shared.domain.errors import InvalidInput
+from shared.runner import warehouse_process
 from shared.topology import REPO_ROOT
 
 
@@ -62,7 +66,7 @@ def test_the_compactor_merges_what_gathered_then_appends_merge_inline_again(
         fill(warehouse, LANDING_PARTS)
     stop = threading.Event()
     compactor = threading.Thread(
-        target=warehouse_compactor.compact_until,
+        target=warehouse_process.compact_until,
         args=(DuckDbWarehouse(tmp_path), stop, os.getppid()),
     )
     compactor.start()
@@ -81,7 +85,7 @@ def test_the_compactor_merges_what_gathered_then_appends_merge_inline_again(
 def test_a_compactor_whose_runner_died_stops(tmp_path: Path) -> None:
     stop = threading.Event()
     thread = threading.Thread(
-        target=warehouse_compactor.compact_until,
+        target=warehouse_process.compact_until,
         args=(DuckDbWarehouse(tmp_path), stop, os.getppid() + 1),  # not our parent
     )
     thread.start()
@@ -111,3 +115,54 @@ def _until(condition, timeout_s: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+# -- the query service ----------------------------------------------------------------------
+
+
+def test_the_pipelines_queries_are_answered_by_the_service_without_loading_duckdb(
+    tmp_path: Path,
+) -> None:
+    serving = DuckDbWarehouse(tmp_path, snapshot_reads=False)
+    fill(serving, 3)
+    serving.serve_queries()
+    script = (
+        "import sys\n"
+        "from shared.adapters.local.duckdb_warehouse import DuckDbWarehouse\n"
+        f"w = DuckDbWarehouse({str(tmp_path)!r}, snapshot_reads=False, via_service=True)\n"
+        "rows = w.query('SELECT subscriber_id FROM events ORDER BY 1')\n"
+        "print([r['subscriber_id'] for r in rows], 'duckdb' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout.strip() == "['s0', 's1', 's2'] False"
+
+
+def test_without_a_service_the_query_runs_in_process(tmp_path: Path) -> None:
+    warehouse = DuckDbWarehouse(tmp_path, snapshot_reads=False, via_service=True)
+    fill(warehouse, 2)
+
+    assert warehouse_service.ask(tmp_path / "events", "SELECT 1 AS n", None) is None
+    assert sent(warehouse) == 2
+
+
+def test_a_failing_query_says_why_and_the_service_answers_on(tmp_path: Path) -> None:
+    DuckDbWarehouse(tmp_path, snapshot_reads=False).serve_queries()
+    asking = DuckDbWarehouse(tmp_path, snapshot_reads=False, via_service=True)
+
+    with pytest.raises(RuntimeError, match="BinderException.*no_such_column"):
+        asking.query("SELECT no_such_column FROM events")
+    with pytest.raises(InvalidInput, match="only SELECT"):
+        asking.query("DELETE FROM events")
+    assert asking.query("SELECT 41 + 1 AS n") == [{"n": 42}]
+
+
+def test_a_caller_without_the_key_gets_no_answer(tmp_path: Path) -> None:
+    DuckDbWarehouse(tmp_path, snapshot_reads=False).serve_queries()
+    key = tmp_path / "events" / warehouse_service.KEY_FILE
+    assert key.stat().st_mode & 0o777 == 0o600
+    key.write_bytes(b"not the key")
+
+    assert warehouse_service.ask(tmp_path / "events", "SELECT 1 AS n", None) is None

@@ -1,11 +1,12 @@
-"""The local warehouse's compactor: merges landing parts into Parquet, in a process of its own.
+"""The local warehouse's own process, as BigQuery is a service of its own: it merges landing
+parts into Parquet, and answers the pipeline's warehouse queries (warehouse_service.py).
 
-BigQuery organizes its own storage; locally that work is DuckDB's, and done inline it ran in
-whichever function process appended the 64th part, on top of the batch that process was
-rendering or sending (DuckDB's code and a merge's buffers, the last memory peaks of a long
-campaign that a short one never reached). LocalRunner starts this process; while it holds the
-warehouse's compactor lock, appends leave the merging to it. When it is gone (tests, the CLI,
-a crash) appends merge inline again, so nothing depends on it running.
+Done inside the function processes, both loaded DuckDB (~55 MB of code and buffers) into
+whichever process appended the 64th part or asked first, on top of the batch it was rendering
+or sending: those were the last memory peaks of a long campaign that a short one never reached.
+LocalRunner starts this process. While it holds the compactor lock, appends leave merging to
+it; while it serves, the pipeline's queries go to it. When it is gone (tests, the CLI, a crash)
+both happen in-process again, so nothing depends on it running.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import threading
 
 from shared import settings as settings_module
 from shared.adapters.local.duckdb_warehouse import LANDING_PARTS, DuckDbWarehouse
-from shared.bootstrap import Container
 from shared.logs import configure_logging
 
 log = logging.getLogger("mailpipe.compactor")
@@ -41,8 +41,11 @@ def compact_until(warehouse: DuckDbWarehouse, stop: threading.Event, parent: int
 def main() -> None:
     settings = settings_module.load()
     configure_logging(settings.log_level, human=True)
-    warehouse = Container(settings).warehouse
-    assert isinstance(warehouse, DuckDbWarehouse), "the compactor is for the local warehouse"
+    warehouse = DuckDbWarehouse(settings.warehouse_dir, snapshot_reads=False)
+    try:
+        warehouse.serve_queries()
+    except OSError as exc:  # another runner's service has this warehouse: functions ask it
+        log.warning("not serving warehouse queries: %s", exc)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
