@@ -152,7 +152,7 @@ def test_a_failing_query_says_why_and_the_service_answers_on(tmp_path: Path) -> 
     DuckDbWarehouse(tmp_path, snapshot_reads=False).serve_queries()
     asking = DuckDbWarehouse(tmp_path, snapshot_reads=False, via_service=True)
 
-    with pytest.raises(RuntimeError, match="BinderException.*no_such_column"):
+    with pytest.raises(RuntimeError, match=r"BinderException.*no_such_column"):
         asking.query("SELECT no_such_column FROM events")
     with pytest.raises(InvalidInput, match="only SELECT"):
         asking.query("DELETE FROM events")
