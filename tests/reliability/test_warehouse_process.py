@@ -96,18 +96,21 @@ def test_a_compactor_whose_runner_died_stops(tmp_path: Path) -> None:
 
 
 def test_a_process_that_only_appends_never_loads_duckdb(tmp_path: Path) -> None:
-    script = (
-        "import sys\n"
-        "from shared.adapters.local.duckdb_warehouse import DuckDbWarehouse\n"
+    output = in_a_fresh_process(
         f"w = DuckDbWarehouse({str(tmp_path)!r})\n"
         "w.append([{'event_id': 'e1', 'event_type': 'send', 'properties': {}}])\n"
         "print('duckdb' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
 
-    assert result.stdout.strip() == "False"
+    assert output == "False"
+
+
+def in_a_fresh_process(script: str) -> str:
+    """What `script` prints, run by a new interpreter that has imported DuckDbWarehouse."""
+    preamble = "import sys\nfrom shared.adapters.local.duckdb_warehouse import DuckDbWarehouse\n"
+    result = subprocess.run([sys.executable, "-c", preamble + script], cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    return result.stdout.strip()
 
 
 def _until(condition, timeout_s: float = 10.0) -> None:
@@ -126,18 +129,13 @@ def test_the_pipelines_queries_are_answered_by_the_service_without_loading_duckd
     serving = DuckDbWarehouse(tmp_path, snapshot_reads=False)
     fill(serving, 3)
     serving.serve_queries()
-    script = (
-        "import sys\n"
-        "from shared.adapters.local.duckdb_warehouse import DuckDbWarehouse\n"
+    output = in_a_fresh_process(
         f"w = DuckDbWarehouse({str(tmp_path)!r}, snapshot_reads=False, via_service=True)\n"
         "rows = w.query('SELECT subscriber_id FROM events ORDER BY 1')\n"
         "print([r['subscriber_id'] for r in rows], 'duckdb' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
 
-    assert result.stdout.strip() == "['s0', 's1', 's2'] False"
+    assert output == "['s0', 's1', 's2'] False"
 
 
 def test_without_a_service_the_query_runs_in_process(tmp_path: Path) -> None:
