@@ -10,6 +10,7 @@ state lives in MAILPIPE_DATA_DIR, so a restart carries on where it stopped.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -106,8 +107,10 @@ class LocalRunner:
         modules = ["shared.runner.worker_process"] * (self.settings.worker_processes - 1)
         if self.settings.is_local:
             modules.append("shared.runner.warehouse_process")
+        runner = str(os.getpid())  # so a child whose runner is already gone knows it
         for module in modules:
-            self.processes.append(subprocess.Popen([sys.executable, "-m", module], env=env))
+            command = [sys.executable, "-m", module, runner]
+            self.processes.append(subprocess.Popen(command, env=env))
 
     def _start_http(self) -> None:
         mounts = {

@@ -14,42 +14,73 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
+from collections.abc import Callable
 
 from shared import settings as settings_module
 from shared.adapters.local.duckdb_warehouse import LANDING_PARTS, DuckDbWarehouse
 from shared.logs import configure_logging
 
-log = logging.getLogger("mailpipe.compactor")
+log = logging.getLogger("mailpipe.warehouse_process")
 
 POLL_S = 0.5
+SERVE_ATTEMPTS = 20  # a previous owner's socket goes a moment after its lock
 
 
-def compact_until(warehouse: DuckDbWarehouse, stop: threading.Event, parent: int) -> None:
-    """Merge whenever LANDING_PARTS landing parts have gathered, until `stop` is set or the
-    parent process is gone (a kill -9 of the runner must not leave this one behind)."""
-    with warehouse.compactor_lock():
-        while not stop.wait(POLL_S) and os.getppid() == parent:
-            if warehouse.landing_count() < LANDING_PARTS:
-                continue
-            try:
-                warehouse.merge_landing()
-            except Exception:  # the parts stay as they are, and queries read them as they are
-                log.exception("merging landing parts failed; will try again")
+def compact_until(
+    warehouse: DuckDbWarehouse, stop: threading.Event, parent: int, serve: bool = False
+) -> None:
+    """Take the compactor lock, then (with `serve`) answer queries, and merge whenever
+    LANDING_PARTS landing parts have gathered; until `stop` is set or the parent process is
+    gone. Nothing here blocks for long: a kill -9 of the runner must not leave this behind."""
+
+    def alive() -> bool:
+        return not stop.is_set() and os.getppid() == parent
+
+    while alive():
+        with warehouse.compactor_lock() as held:
+            if held:
+                if serve:
+                    _serve(warehouse, stop)
+                _merge_while(warehouse, stop, alive)
+                return
+        stop.wait(POLL_S)  # another process has this warehouse (a runner not yet gone)
+
+
+def _serve(warehouse: DuckDbWarehouse, stop: threading.Event) -> None:
+    for _ in range(SERVE_ATTEMPTS):
+        try:
+            warehouse.serve_queries()
+            return
+        except OSError as exc:
+            error = exc
+        stop.wait(0.1)
+    log.warning("not serving warehouse queries (functions query in-process): %s", error)
+
+
+def _merge_while(
+    warehouse: DuckDbWarehouse, stop: threading.Event, alive: Callable[[], bool]
+) -> None:
+    while not stop.wait(POLL_S) and alive():
+        if warehouse.landing_count() < LANDING_PARTS:
+            continue
+        try:
+            warehouse.merge_landing()
+        except Exception:  # the parts stay as they are, and queries read them as they are
+            log.exception("merging landing parts failed; will try again")
 
 
 def main() -> None:
+    """python -m shared.runner.warehouse_process RUNNER_PID"""
+    parent = int(sys.argv[1])  # given, not read here: the runner may already be gone
     settings = settings_module.load()
     configure_logging(settings.log_level, human=True)
-    warehouse = DuckDbWarehouse(settings.warehouse_dir, snapshot_reads=False)
-    try:
-        warehouse.serve_queries()
-    except OSError as exc:  # another runner's service has this warehouse: functions ask it
-        log.warning("not serving warehouse queries: %s", exc)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    compact_until(warehouse, stop, os.getppid())
+    warehouse = DuckDbWarehouse(settings.warehouse_dir, snapshot_reads=False)
+    compact_until(warehouse, stop, parent, serve=True)
 
 
 if __name__ == "__main__":

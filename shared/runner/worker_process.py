@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 from dataclasses import asdict
 
@@ -41,7 +42,7 @@ def main() -> None:
     workers = host.bus_workers(container.bus, settings, 10, stop)
     for worker in workers:
         worker.start()
-    parent = os.getppid()
+    parent = int(sys.argv[1])  # given, not read here: the runner may already be gone
     while not stop.wait(PARENT_CHECK_S):
         if os.getppid() != parent:  # the runner died (kill -9): do not run on alone
             stop.set()

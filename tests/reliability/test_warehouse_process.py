@@ -51,8 +51,10 @@ def test_while_a_compactor_holds_its_lock_appends_leave_the_merging_to_it(
     tmp_path: Path,
 ) -> None:
     warehouse = DuckDbWarehouse(tmp_path, snapshot_reads=False)
-    with DuckDbWarehouse(tmp_path).compactor_lock():
-        assert warehouse.compactor_running()
+    with DuckDbWarehouse(tmp_path).compactor_lock() as held:
+        assert held and warehouse.compactor_running()
+        with warehouse.compactor_lock() as also_held:
+            assert not also_held  # one holder at a time, and asking does not wait
         fill(warehouse, LANDING_PARTS)
         assert parquet_parts(tmp_path) == [] and warehouse.landing_count() == LANDING_PARTS
     assert not warehouse.compactor_running()  # the lock goes with its holder
@@ -62,7 +64,8 @@ def test_the_compactor_merges_what_gathered_then_appends_merge_inline_again(
     tmp_path: Path,
 ) -> None:
     warehouse = DuckDbWarehouse(tmp_path, snapshot_reads=False)
-    with warehouse.compactor_lock():
+    with warehouse.compactor_lock() as held:
+        assert held
         fill(warehouse, LANDING_PARTS)
     stop = threading.Event()
     compactor = threading.Thread(
@@ -93,6 +96,34 @@ def test_a_compactor_whose_runner_died_stops(tmp_path: Path) -> None:
 
     assert not thread.is_alive()
     assert not DuckDbWarehouse(tmp_path).compactor_running()
+
+
+def test_a_warehouse_process_whose_runner_is_already_gone_exits(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    env = {**os.environ, "MAILPIPE_DATA_DIR": str(tmp_path)}
+    process = subprocess.run(
+        [sys.executable, "-m", "shared.runner.warehouse_process", str(dead.pid)],
+        cwd=REPO_ROOT, env=env, timeout=30, check=False,
+    )  # fmt: skip
+
+    assert process.returncode == 0  # it exited (the timeout would have raised)
+
+
+def test_waiting_for_another_holder_stops_when_asked(tmp_path: Path) -> None:
+    stop = threading.Event()
+    with DuckDbWarehouse(tmp_path).compactor_lock():
+        thread = threading.Thread(
+            target=warehouse_process.compact_until,
+            args=(DuckDbWarehouse(tmp_path), stop, os.getppid()),
+        )
+        thread.start()
+        time.sleep(0.2)
+        assert thread.is_alive()  # waiting its turn
+        stop.set()
+        thread.join(timeout=5)
+
+    assert not thread.is_alive()
 
 
 def test_a_process_that_only_appends_never_loads_duckdb(tmp_path: Path) -> None:

@@ -109,13 +109,18 @@ class DuckDbWarehouse:
             return False
 
     @contextmanager
-    def compactor_lock(self) -> Iterator[None]:
+    def compactor_lock(self) -> Iterator[bool]:
         """Held by the local warehouse process (shared/runner/warehouse_process.py) while it runs:
-        appends then leave merging to it. Released when its process ends, however it ends."""
+        appends then leave merging to it. Released when its process ends, however it ends.
+        Never waits: yields whether it got the lock."""
         with open(self._parts / COMPACTOR_LOCK, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                yield
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
