@@ -100,13 +100,8 @@ class DuckDbWarehouse:
 
     def compactor_running(self) -> bool:
         """Whether a compactor process holds `compactor_lock` (and so does the merging)."""
-        with open(self._parts / COMPACTOR_LOCK, "a+b") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return False
+        with self.compactor_lock() as held:
+            return not held
 
     @contextmanager
     def compactor_lock(self) -> Iterator[bool]:

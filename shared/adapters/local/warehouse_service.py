@@ -4,7 +4,7 @@ the function that asks.
 
 Without it, DuckDB (~25 MB of code, ~30 MB more once it runs a query) loaded into whichever
 function process happened to ask first, and which one that was decided a campaign's peak
-memory. The runner's compactor process serves queries on an abstract Unix socket named after
+memory. The runner's warehouse process serves queries on an abstract Unix socket named after
 the warehouse folder (no file, no path-length limit); the connection is authenticated with a
 key only the data directory's owner can read. When nothing answers (tests, the CLI, before the
 service is up, after a crash) `ask` returns None and the caller queries in-process, so nothing
@@ -40,15 +40,15 @@ def address(folder: Path) -> str:
 
 
 def ask(folder: Path, sql: str, params: Mapping[str, Any] | None) -> list[Document] | None:
-    """The rows of `sql` from the service, or None when no service answers."""
+    """The rows of `sql` from the service, or None when no service answers (also when it went
+    away mid-question: the caller then asks DuckDB itself)."""
     try:
         key = (folder / KEY_FILE).read_bytes()
-        connection = Client(address(folder), "AF_UNIX", authkey=key)
+        with Client(address(folder), "AF_UNIX", authkey=key) as connection:
+            connection.send((sql, dict(params or {})))
+            kind, value = connection.recv()
     except (OSError, EOFError, AuthenticationError):
         return None
-    with connection:
-        connection.send((sql, dict(params or {})))
-        kind, value = connection.recv()
     if kind == "rows":
         return list(value)
     if kind == "invalid":
