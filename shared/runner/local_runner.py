@@ -75,14 +75,22 @@ class LocalRunner:
         return self.settings.data_dir / "mail"
 
     def start(self) -> LocalRunner:
+        """Start everything; if any part cannot start (a port in use), stop what did."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> LocalRunner:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._switch_interval = prepare_bus_worker_host()
         # Leases held when the last runner died are void: their messages are due again now.
         self.container.bus.expire_leases()
         self._start_worker_processes()
         if self.with_smtp_sink:
-            self.sink = SmtpSink(self.maildir, self.settings.smtp_host, self.settings.smtp_port)
-            self.sink.start()
+            sink = SmtpSink(self.maildir, self.settings.smtp_host, self.settings.smtp_port)
+            self.sink = sink.start()
         self._start_http()
         self._start_workers()
         self.scheduler = Scheduler(self.container.publisher, self.settings.scheduler_interval_s,
@@ -142,7 +150,11 @@ class LocalRunner:
         for process in self.processes:
             process.terminate()
         for process in self.processes:
-            process.wait(timeout=60)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # stuck: stop it the hard way, and carry on
+                log.warning("child process %d did not stop; killing it", process.pid)
+                process.kill()
         for worker in self.workers:
             worker.join(timeout=30)
         if self.scheduler:

@@ -25,6 +25,7 @@ from shared.logs import configure_logging
 log = logging.getLogger("mailpipe.warehouse_process")
 
 POLL_S = 0.5
+MAX_RETRY_PAUSE_S = 60.0  # between attempts at a merge that keeps failing
 SERVE_ATTEMPTS = 20  # a previous owner's socket goes a moment after its lock
 
 
@@ -33,7 +34,8 @@ def compact_until(
 ) -> None:
     """Take the compactor lock, then (with `serve`) answer queries, and merge whenever
     LANDING_PARTS landing parts have gathered; until `stop` is set or the parent process is
-    gone. Nothing here blocks for long: a kill -9 of the runner must not leave this behind."""
+    gone. It never waits on its lock, and looks for its runner between merges, so a kill -9 of
+    the runner does not leave it behind."""
 
     def alive() -> bool:
         return not stop.is_set() and os.getppid() == parent
@@ -62,18 +64,22 @@ def _serve(warehouse: DuckDbWarehouse, stop: threading.Event) -> None:
 def _merge_while(
     warehouse: DuckDbWarehouse, stop: threading.Event, alive: Callable[[], bool]
 ) -> None:
-    while not stop.wait(POLL_S) and alive():
+    pause = POLL_S
+    while not stop.wait(pause) and alive():
         if warehouse.landing_count() < LANDING_PARTS:
             continue
         try:
             warehouse.merge_landing()
+            pause = POLL_S
         except Exception:  # the parts stay as they are, and queries read them as they are
-            log.exception("merging landing parts failed; will try again")
+            pause = min(pause * 2, MAX_RETRY_PAUSE_S)
+            log.exception("merging landing parts failed; trying again in %.0f s", pause)
 
 
 def main() -> None:
-    """python -m shared.runner.warehouse_process RUNNER_PID"""
-    parent = int(sys.argv[1])  # given, not read here: the runner may already be gone
+    """python -m shared.runner.warehouse_process [RUNNER_PID]"""
+    # Given by the runner, not read here: by now the runner may be gone (and init our parent).
+    parent = int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid()
     settings = settings_module.load()
     configure_logging(settings.log_level, human=True)
     stop = threading.Event()

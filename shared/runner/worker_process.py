@@ -1,7 +1,8 @@
 """One extra local "function instance": bus workers for every Pub/Sub-triggered function, in
 their own process (and so their own GIL). Started by LocalRunner when worker_processes > 1; it
-reads the same MAILPIPE_* settings, stops on SIGTERM or when its parent dies, and leaves its
-counted operations in <data dir>/meters/<pid>.json for the benchmark's cost figures."""
+reads the same MAILPIPE_* settings, stops on SIGTERM or when its runner (the pid it is given
+on the command line) dies, and leaves its counted operations in <data dir>/meters/<pid>.json
+for the benchmark's cost figures."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def main() -> None:
     workers = host.bus_workers(container.bus, settings, 10, stop)
     for worker in workers:
         worker.start()
-    parent = int(sys.argv[1])  # given, not read here: the runner may already be gone
+    # Given by the runner, not read here: by now the runner may be gone (and init our parent).
+    parent = int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid()
     while not stop.wait(PARENT_CHECK_S):
         if os.getppid() != parent:  # the runner died (kill -9): do not run on alone
             stop.set()

@@ -187,7 +187,9 @@ class CampaignService:
     ) -> dict[str, VariantResult]:
         """Per variant: test-cohort recipients sent (from the ledger) and how many of them
         converted by the end of the window (one warehouse query). The ledger is read a few
-        entries at a time and only counted, so this holds the converters, not the cohort."""
+        entries at a time and only counted, so this holds the converters, not the cohort. A
+        recipient counts once per test batch that sent to them: the send ledger lets a
+        (batch, recipient) be sent once, and the cohort's batches do not overlap."""
         ab = campaign.ab_test
         if ab is None:
             return {}

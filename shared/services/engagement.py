@@ -35,12 +35,13 @@ def timestamp_literal(epoch_s: float) -> str:
 
 
 def first_copies(where: str) -> str:
-    """The events meeting `where`, one row per event_id (the first received), as a subquery.
+    """The events meeting `where`, one row per event_id (the first received, as in the
+    `events` view), as a subquery.
     The same rows as `events` filtered by `where`, when `where` tests only what every copy of
     an event shares: its type and campaign, both part of what its id is derived from."""
     return (
         f"(SELECT * FROM events_raw WHERE {where}\n"
-        "  QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY received_at) = 1)"
+        "  QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY received_at, occurred_at) = 1)"
     )
 
 

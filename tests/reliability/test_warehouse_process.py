@@ -4,6 +4,7 @@ when it is gone they merge inline again. And a process that only appends never l
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -195,3 +196,50 @@ def test_a_caller_without_the_key_gets_no_answer(tmp_path: Path) -> None:
     key.write_bytes(b"not the key")
 
     assert warehouse_service.ask(tmp_path / "events", "SELECT 1 AS n", None) is None
+
+
+def test_a_silent_connection_does_not_stall_the_service(tmp_path: Path) -> None:
+    serving = DuckDbWarehouse(tmp_path, snapshot_reads=False)
+    fill(serving, 1)
+    serving.serve_queries()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.connect(warehouse_service.address(tmp_path / "events"))
+        asking = DuckDbWarehouse(tmp_path, snapshot_reads=False, via_service=True)
+
+        answer = warehouse_service.ask(tmp_path / "events", "SELECT count(*) AS n FROM events", {})
+
+    assert answer == [{"n": 1}]
+    assert sent(asking) == 1
+
+
+def test_a_stranger_on_the_address_means_asking_duckdb_directly(tmp_path: Path) -> None:
+    folder = tmp_path / "events"
+    folder.mkdir()
+    (folder / warehouse_service.KEY_FILE).write_bytes(b"k" * 32)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stranger:
+        stranger.bind(warehouse_service.address(folder))
+        stranger.listen()
+
+        def greet_wrongly() -> None:
+            peer, _ = stranger.accept()
+            with peer:
+                peer.sendall(b"\x00\x00\x00\x05hello")
+
+        threading.Thread(target=greet_wrongly, daemon=True).start()
+
+        assert warehouse_service.ask(folder, "SELECT 1 AS n", {}) is None
+
+
+def test_a_runner_that_cannot_start_leaves_no_child_behind(local_settings) -> None:
+    from shared.bootstrap import Container
+    from shared.runner.local_runner import LocalRunner
+
+    with socket.socket() as taken:
+        taken.bind((local_settings.host, local_settings.port))
+        taken.listen()
+        runner = LocalRunner(Container(local_settings), with_smtp_sink=False)
+        with pytest.raises(SystemExit):  # werkzeug's answer to a port in use
+            runner.start()
+
+    assert runner.processes, "the warehouse process had started"
+    assert all(process.poll() is not None for process in runner.processes)

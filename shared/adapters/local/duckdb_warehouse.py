@@ -46,6 +46,8 @@ _PSEUDONYMIZE = (
     "CASE WHEN subscriber_id = $id THEN NULL ELSE link_url END AS link_url, "
     "CASE WHEN subscriber_id = $id THEN '{}'::JSON ELSE properties END AS properties"
 )
+# Which copy of an event reads see: the first received (as the BigQuery `events` view says).
+_COPY_NUMBER = "row_number() OVER (PARTITION BY event_id ORDER BY received_at, occurred_at)"
 _ROW_ENCODER = json.JSONEncoder(default=str)  # json.dumps(row, default=str), built once
 # DuckDB work beside the pipeline's functions in their process (merging landing parts, the
 # pipeline's streamed queries, erasure) is small; one thread halves its peak memory.
@@ -148,7 +150,7 @@ class DuckDbWarehouse:
             db.execute(f"CREATE TABLE events_raw ({_SCHEMA})")
         db.execute(
             "CREATE VIEW events AS SELECT * EXCLUDE (rn) FROM ("
-            " SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY received_at) AS rn"
+            f" SELECT *, {_COPY_NUMBER} AS rn"
             " FROM events_raw) WHERE rn = 1"
         )
         return db
@@ -208,7 +210,7 @@ class DuckDbWarehouse:
         db.execute(
             f"INSERT INTO events BY NAME SELECT * FROM {_relation(files)}"
             " WHERE event_id NOT IN (SELECT event_id FROM events)"
-            " QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY received_at) = 1"
+            f" QUALIFY {_COPY_NUMBER} = 1"
         )
 
     def compact(self) -> int:

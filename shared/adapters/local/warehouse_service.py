@@ -5,10 +5,11 @@ the function that asks.
 Without it, DuckDB (~25 MB of code, ~30 MB more once it runs a query) loaded into whichever
 function process happened to ask first, and which one that was decided a campaign's peak
 memory. The runner's warehouse process serves queries on an abstract Unix socket named after
-the warehouse folder (no file, no path-length limit); the connection is authenticated with a
-key only the data directory's owner can read. When nothing answers (tests, the CLI, before the
-service is up, after a crash) `ask` returns None and the caller queries in-process, so nothing
-depends on the service running.
+the warehouse folder (no file, no path-length limit). Both sides prove they hold the key that
+only the data directory's owner can read before anything is unpickled, and every wait has a
+timeout, so a peer that says nothing or the wrong thing costs a fallback, never a hang. When
+nothing answers (tests, the CLI, before the service is up, after a crash) `ask` returns None
+and the caller queries in-process, so nothing depends on the service running.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import hashlib
 import logging
 import os
 import secrets
+import socket
+import struct
 import threading
 from collections.abc import Callable, Mapping
-from multiprocessing import AuthenticationError
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing.connection import Connection, Listener, answer_challenge, deliver_challenge
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ from shared.ports import Document
 log = logging.getLogger("mailpipe.warehouse_service")
 
 KEY_FILE = ".queries.key"
+ANSWER_TIMEOUT_S = 120  # the longest a pipeline query may take before the asker runs it itself
+GREETING_TIMEOUT_S = 10  # for a connecting peer to prove it holds the key and ask
 Query = Callable[[str, Mapping[str, Any] | None], list[Document]]
 
 
@@ -40,14 +44,17 @@ def address(folder: Path) -> str:
 
 
 def ask(folder: Path, sql: str, params: Mapping[str, Any] | None) -> list[Document] | None:
-    """The rows of `sql` from the service, or None when no service answers (also when it went
-    away mid-question: the caller then asks DuckDB itself)."""
+    """The rows of `sql` from the service, or None when no service answers in time (also when
+    it went away mid-question, or is not ours): the caller then asks DuckDB itself."""
     try:
         key = (folder / KEY_FILE).read_bytes()
-        with Client(address(folder), "AF_UNIX", authkey=key) as connection:
+        with _connect(address(folder), ANSWER_TIMEOUT_S) as connection:
+            answer_challenge(connection, key)
+            deliver_challenge(connection, key)
             connection.send((sql, dict(params or {})))
             kind, value = connection.recv()
-    except (OSError, EOFError, AuthenticationError):
+    except Exception as exc:  # no service, a timeout, a peer without the key
+        log.debug("warehouse query service did not answer: %r", exc)
         return None
     if kind == "rows":
         return list(value)
@@ -59,39 +66,66 @@ def ask(folder: Path, sql: str, params: Mapping[str, Any] | None) -> list[Docume
 def serve(folder: Path, query: Query) -> threading.Thread:
     """Answer queries with `query` from a daemon thread (one more thread per connection)."""
     key = secrets.token_bytes(32)
-    listener = Listener(address(folder), "AF_UNIX", authkey=key)  # claims the address first
+    listener = Listener(address(folder), "AF_UNIX")  # claims the address before the key is out
     _write_key(folder / KEY_FILE, key)
     thread = threading.Thread(
-        target=_accept_forever, args=(listener, query), name="warehouse-queries", daemon=True
+        target=_accept_forever, args=(listener, key, query), name="warehouse-queries", daemon=True
     )
     thread.start()
     return thread
 
 
+def _connect(where: str, timeout_s: float) -> Connection:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        _limit_waits(sock, timeout_s)
+        sock.connect(where)
+        return Connection(sock.detach())
+    finally:
+        sock.close()
+
+
+def _limit_waits(sock: socket.socket, timeout_s: float) -> None:
+    """Kernel send/receive timeouts, which (unlike settimeout) hold for the raw descriptor
+    multiprocessing's Connection reads and writes: a wait past them fails with an OSError."""
+    interval = struct.pack("ll", int(timeout_s), 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, interval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, interval)
+
+
 def _write_key(path: Path, key: bytes) -> None:
     staged = path.with_name(f"{path.name}.{os.getpid()}")
-    descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
+    staged.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    with os.fdopen(os.open(staged, flags, 0o600), "wb") as handle:
         handle.write(key)
     os.replace(staged, path)
 
 
-def _accept_forever(listener: Listener, query: Query) -> None:
+def _accept_forever(listener: Listener, key: bytes, query: Query) -> None:
     while True:
         try:
-            connection = listener.accept()
-        except (OSError, EOFError, AuthenticationError) as exc:  # a client that failed the key
-            log.warning("refused a warehouse query connection: %s", exc)
+            connection = listener.accept()  # no handshake here: a silent peer must not stall it
+        except OSError as exc:
+            log.warning("could not accept a warehouse query connection: %s", exc)
             continue
-        threading.Thread(target=_answer, args=(connection, query), daemon=True).start()
+        threading.Thread(target=_answer, args=(connection, key, query), daemon=True).start()
 
 
-def _answer(connection: Connection, query: Query) -> None:
+def _answer(connection: Connection, key: bytes, query: Query) -> None:
     with connection:
         try:
+            with socket.socket(fileno=os.dup(connection.fileno())) as view:
+                _limit_waits(view, GREETING_TIMEOUT_S)
+            deliver_challenge(connection, key)
+            answer_challenge(connection, key)
             sql, params = connection.recv()
+        except Exception as exc:  # a peer without the key, or one that went quiet
+            log.warning("refused a warehouse query connection: %r", exc)
+            return
+        try:
             connection.send(_reply(query, sql, params))
-        except (OSError, EOFError):  # the asker went away: nobody is left to answer
+        except OSError:  # the asker went away: nobody is left to answer
             return
 
 
