@@ -3,16 +3,15 @@ in-process (the real bus, the real functions through functions-framework) until 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
 
 from shared import topology
-from shared.adapters.local.sqlite_bus import Delivery, push_body
+from shared.adapters.local.sqlite_bus import Delivery
 from shared.bootstrap import Container
 from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
 from shared.domain.subscriber import CONFIRMED, Subscriber
-from shared.runner.functions_host import function_app
+from shared.runner.functions_host import function_app, pusher
 
 PIPELINE = ("dispatch-on-campaign-dispatch", "render-on-render-requests", "send-on-send-requests",
             "warehouse-on-analytics-events", "preference-sync-on-subscriber-events")  # fmt: skip
@@ -77,15 +76,12 @@ class Pipeline:
 
 
 def _deliverer(subscription: topology.Subscription) -> Callable[[Delivery], bool]:
-    """What the runner's FunctionsHost does for one subscription: POST the push body to the
+    """What the runner's FunctionsHost does for one subscription: push the delivery into the
     function's functions-framework app; True when it answered 2xx."""
-    client = function_app(topology.function(subscription.function)).test_client()
-    path = f"/projects/local/topics/{subscription.topic}"
+    push = pusher(function_app(topology.function(subscription.function)), subscription.topic)
 
     def deliver(delivery: Delivery) -> bool:
-        body = json.dumps(push_body(delivery))
-        response = client.post(path, data=body, content_type="application/json")
-        return 200 <= response.status_code < 300
+        return 200 <= push(delivery) < 300
 
     return deliver
 
