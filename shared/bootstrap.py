@@ -447,6 +447,11 @@ def container() -> Container:
     return _container
 
 
+def installed() -> Container | None:
+    """The container `install` (or `container`) set for this process, if any."""
+    return _container
+
+
 def install(new: Container | None) -> None:
     """Use `new` for this process (the local runner, tests); None forgets the current one."""
     global _container

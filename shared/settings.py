@@ -16,6 +16,7 @@ from shared.domain.errors import ConfigurationError
 
 Backend = Literal["local", "gcp"]
 _DEV_SECRET = "local-development-secret-do-not-use-in-production"
+SINK_HOST = "127.0.0.1"  # where the local runner's SMTP sink listens
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class Settings:
     smtp_username: str = ""
     smtp_password: str = field(default="", repr=False)  # secret
     smtp_starttls: str = ""  # "1" to upgrade the connection with STARTTLS
+    # Local runner's SMTP sink: on, off, or auto (on when mail goes to the sink's address,
+    # 127.0.0.1; off when MAILPIPE_SMTP_HOST names another server, so a real one is used).
+    smtp_sink: str = "auto"
     public_url: str = ""  # base URL links in mail point at; derived from host/port locally
     sender: str = "Mailpipe <hello@mailpipe.local>"
     esp: str = "smtp"  # smtp | sendgrid | mailgun | ses | null
@@ -109,6 +113,13 @@ class Settings:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
+    def runs_smtp_sink(self) -> bool:
+        """Whether the local runner starts its SMTP sink on smtp_host:smtp_port."""
+        if self.smtp_sink == "auto":
+            return self.smtp_host == SINK_HOST
+        return self.smtp_sink == "on"
+
+    @property
     def warehouse_dir(self) -> Path:
         """The local warehouse's parts (DuckDB reads them)."""
         return self.data_dir / "warehouse"
@@ -120,6 +131,10 @@ class Settings:
     def validate(self) -> Settings:
         if self.backend not in ("local", "gcp"):
             raise ConfigurationError(f"MAILPIPE_BACKEND must be local or gcp, not {self.backend!r}")
+        if self.smtp_sink not in ("on", "off", "auto"):
+            raise ConfigurationError(
+                f"MAILPIPE_SMTP_SINK must be on, off or auto, not {self.smtp_sink!r}"
+            )
         if self.backend == "gcp":
             missing = [n for n in ("gcp_project", "template_bucket") if not getattr(self, n)]
             if missing:
@@ -159,6 +174,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         name = f"MAILPIPE_{f.name.upper()}"
         if name in env:
             values[f.name] = _convert(f.type, env[name], name)
+    for name, default in _project_defaults().items():
+        values.setdefault(name, default)
     if "port" not in values and env.get("PORT"):
         values["port"] = _convert(int, env["PORT"], "PORT")
     if "smtp_port" not in values and env.get("SMTP_PORT"):
@@ -167,6 +184,21 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         k: v for k, v in env.items() if k.startswith("MAILPIPE_") or k.endswith("_EMULATOR_HOST")
     }
     return Settings(**values, extra=extra).validate()  # type: ignore[arg-type]
+
+
+def project_root() -> Path | None:
+    """The source checkout this code runs from (it has pyproject.toml), or None (a package)."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def _project_defaults() -> dict[str, Path]:
+    """In a checkout, the data directory and templates are the checkout's, wherever the command
+    runs: `make run` and `.venv/bin/mailpipe` started in another directory use the same `var`."""
+    root = project_root()
+    if root is None:
+        return {}
+    return {"data_dir": root / "var", "template_root": root / "templates"}
 
 
 def to_environ(settings: Settings) -> dict[str, str]:

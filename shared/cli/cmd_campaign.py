@@ -299,22 +299,25 @@ def pick_winner(campaign_id: str, variant: str) -> None:
 # -- waiting and the local pipeline ------------------------------------------------------------
 
 
-def _idle(c: Container, wait_s: float = 2.0) -> bool:
-    """True when nothing takes messages off the local bus (no `make run`)."""
+def _idle(c: Container) -> bool:
+    """True when no runner (`make run`, or another `send --wait`) processes this data directory's
+    bus. Asked of the runner's lock, not of the queues: a busy runner has a queue too."""
     if not c.settings.is_local:
         return False
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        depths = c.bus.depths()
-        if all(depths[s]["ready"] == 0 for s in WORK_SUBSCRIPTIONS):
-            return False
-        time.sleep(0.2)
-    return True
+    from shared.runner.runner_file import RunnerLock
+
+    return not RunnerLock(c.settings.data_dir).running()
 
 
 def _remind_if_idle() -> None:
-    if _idle(container()):
+    c = container()
+    if _idle(c) and _queued(c):
         console.print("Queued; run `make run` to process (nothing is consuming the bus now).")
+
+
+def _queued(c: Container) -> bool:
+    depths = c.bus.depths()
+    return any(depths[s]["ready"] for s in WORK_SUBSCRIPTIONS)
 
 
 def _wait(campaign_id: str, timeout: float) -> None:
@@ -329,6 +332,8 @@ def _wait(campaign_id: str, timeout: float) -> None:
             runner.start()
         except OSError as exc:
             raise click.ClickException(f"cannot start the local pipeline: {exc}") from exc
+    elif c.settings.is_local:
+        console.print("`make run` is processing the bus: following its progress.")
     try:
         _follow(c, campaign_id, timeout)
     finally:

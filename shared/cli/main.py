@@ -13,9 +13,25 @@ from shared import settings as settings_module
 from shared.domain.errors import MailpipeError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+class _Mailpipe(click.Group):
+    """Keeps the command line for `cli` to see which (sub)command runs before it runs."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["mailpipe.args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Mailpipe, context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Mailpipe: the email-marketing pipeline for Google Cloud, runnable on your laptop."""
+    words = ctx.meta.get("mailpipe.args", [])
+    if ctx.resilient_parsing or any(a in ("-h", "--help") for a in words):
+        return
+    from shared.cli import workspace
+
+    subcommand = words[1] if len(words) > 1 and not words[1].startswith("-") else ""
+    workspace.prepare(ctx.invoked_subcommand or "", subcommand)
 
 
 @cli.command()

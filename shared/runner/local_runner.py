@@ -26,9 +26,12 @@ from shared import settings as settings_module
 from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
 from shared.dashboard.app import create_dashboard_app
+from shared.domain.errors import ConfigurationError
 from shared.runner.functions_host import FunctionsHost, prepare_bus_worker_host
 from shared.runner.inbox import create_inbox_app
+from shared.runner.runner_file import RunnerLock, runner_info
 from shared.runner.scheduler import Scheduler
+from shared.runner.sink_reports import DeliveryReports
 from shared.runner.smtp_sink import SmtpSink
 
 log = logging.getLogger("mailpipe.runner")
@@ -69,6 +72,7 @@ class LocalRunner:
         self.trigger_scheduler: Scheduler | None = None  # the trigger sweep (behaviour-events)
         self._threads: list[threading.Thread] = []
         self._switch_interval = sys.getswitchinterval()
+        self.lock = RunnerLock(self.settings.data_dir)
 
     @property
     def maildir(self):
@@ -84,14 +88,26 @@ class LocalRunner:
 
     def _start(self) -> LocalRunner:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.lock.acquire():
+            raise ConfigurationError(
+                f"another Mailpipe runner is using the data directory "
+                f"{self.settings.data_dir.resolve()} (see its runner.json)"
+            )
         self._switch_interval = prepare_bus_worker_host()
         # Leases held when the last runner died are void: their messages are due again now.
         self.container.bus.expire_leases()
         self._start_worker_processes()
-        if self.with_smtp_sink:
-            sink = SmtpSink(self.maildir, self.settings.smtp_host, self.settings.smtp_port)
+        if self.with_smtp_sink and self.settings.runs_smtp_sink:
+            reports = DeliveryReports(
+                self.settings.data_dir / "sink", self._webhook_url, self.settings.signing_key
+            )
+            sink = SmtpSink(self.maildir, self.settings.smtp_host, self.settings.smtp_port,
+                            reports=reports)  # fmt: skip
             self.sink = sink.start()
         self._start_http()
+        runner_info(self.settings, self.http_port, self._sink_address()).write(
+            self.settings.data_dir
+        )
         self._start_workers()
         self.scheduler = Scheduler(self.container.publisher, self.settings.scheduler_interval_s,
                                    self.stop_event)  # fmt: skip
@@ -141,6 +157,16 @@ class LocalRunner:
         for worker in self.workers:
             worker.start()
 
+    def _webhook_url(self) -> str:
+        """Where the sink reports deliveries: this runner's own webhook function ("" until this
+        runner serves HTTP: whatever else answers on the port is not it)."""
+        if self.server is None:
+            return ""
+        return f"http://{self.settings.host}:{self.http_port}/webhooks/local"
+
+    def _sink_address(self) -> str:
+        return f"{self.settings.smtp_host}:{self.sink.port}" if self.sink else ""
+
     @property
     def http_port(self) -> int:
         return self.server.server_port if self.server else self.settings.port
@@ -161,10 +187,11 @@ class LocalRunner:
             self.scheduler.join(timeout=5)
         if self.trigger_scheduler:
             self.trigger_scheduler.join(timeout=5)
+        if self.sink:  # before the HTTP server: its last delivery reports go to the webhook
+            self.sink.stop()
         if self.server:
             self.server.shutdown()
-        if self.sink:
-            self.sink.stop()
+        self.lock.release()
         sys.setswitchinterval(self._switch_interval)
         bootstrap.install(None)
 
@@ -176,12 +203,19 @@ class LocalRunner:
             f"  inbox          {base}/inbox",
             f"  dashboard      {base}/dashboard",
             f"  health         {base}/healthz",
-            f"  SMTP sink      {self.settings.smtp_host}:{self.settings.smtp_port} "
-            f"(Maildir: {self.maildir})",
+            self._smtp_line(),
             f"  data directory {self.settings.data_dir.resolve()}",
             "Press Ctrl-C to stop.",
         ]
         return "\n".join(lines)
+
+    def _smtp_line(self) -> str:
+        s = self.settings
+        if self.sink:
+            return f"  SMTP sink      {self._sink_address()} (Maildir: {self.maildir})"
+        if s.esp == "smtp":
+            return f"  SMTP server    {s.smtp_host}:{s.smtp_port} (no sink: MAILPIPE_SMTP_SINK)"
+        return f"  email provider {s.esp} (no SMTP sink)"
 
     def serve_forever(self) -> None:
         """Run until SIGINT/SIGTERM, then stop cleanly."""

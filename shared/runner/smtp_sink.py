@@ -4,6 +4,9 @@ Local mode sends mail here, so a person can read what the pipeline sent at /inbo
 address starting with `bounce-` is refused with 550 and one starting with `throttle-` with 421,
 so the local pipeline can exercise its failure paths against a real SMTP conversation.
 
+With `reports`, every accepted message is also reported as delivered through the webhook path
+an ESP's reports take (shared/runner/sink_reports.py).
+
 A message is answered 250 only once it is in the Maildir. It is written without fsync (which
 mailbox.Maildir.add does, ~0.6 ms to several ms per message here, blocking the event loop):
 this is a development inbox, and a written file is in the page cache, so it survives the sink
@@ -23,6 +26,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from shared.runner.sink_reports import DeliveryReports
 from shared.runner.sink_smtp import SinkSMTP
 
 DATA_SIZE_LIMIT = 10 * 1024 * 1024
@@ -52,8 +56,9 @@ class MaildirWriter:
 
 
 class MaildirHandler:
-    def __init__(self, maildir: Path) -> None:
+    def __init__(self, maildir: Path, reports: DeliveryReports | None = None) -> None:
         self._writer = MaildirWriter(Path(maildir))
+        self._reports = reports
         self.received = 0
 
     async def handle_EHLO(
@@ -81,6 +86,8 @@ class MaildirHandler:
         header = f"Return-Path: <{envelope.mail_from}>\r\nDelivered-To: {recipients}\r\n"
         # On the event loop: ~0.05 ms, less than handing it to a thread and back.
         self._writer.add(header.encode() + bytes(content))
+        if self._reports is not None:  # reported as delivered, as an ESP's webhook would
+            self._reports.accepted(content, envelope.rcpt_tos, time.time())
         self.received += 1
         return "250 Message accepted for delivery"
 
@@ -97,9 +104,11 @@ class SmtpSink:
         host: str = "127.0.0.1",
         port: int = 1025,
         data_size_limit: int = DATA_SIZE_LIMIT,
+        reports: DeliveryReports | None = None,
     ) -> None:
         self.maildir = Path(maildir)
-        self.handler = MaildirHandler(self.maildir)
+        self.reports = reports
+        self.handler = MaildirHandler(self.maildir, reports)
         self._controller = _SinkController(
             self.handler, hostname=host, port=port, data_size_limit=data_size_limit
         )
@@ -110,7 +119,11 @@ class SmtpSink:
 
     def start(self) -> SmtpSink:
         self._controller.start()
+        if self.reports is not None:
+            self.reports.start()
         return self
 
     def stop(self) -> None:
         self._controller.stop()
+        if self.reports is not None:
+            self.reports.stop()

@@ -167,10 +167,16 @@ class DuckDbWarehouse:
             rows = warehouse_service.ask(self._parts, sql, params)
             if rows is not None:
                 return rows
-        with self._reader() as db:
-            cursor = db.execute(sql, dict(params or {}))
-            names = [d[0] for d in cursor.description or ()]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        for attempt in range(1, _READ_ATTEMPTS + 1):
+            try:
+                with self._reader() as db:
+                    cursor = db.execute(sql, dict(params or {}))
+                    names = [d[0] for d in cursor.description or ()]
+                    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            except _duckdb().IOException:  # a part merged away after it was listed: list again
+                if attempt == _READ_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def serve_queries(self) -> None:
         """Answer the `via_service` warehouses' queries from this process (see
@@ -285,6 +291,9 @@ LANDING_PARTS = 64  # merged into one Parquet part once this many have gathered
 # Rows the Parquet writer buffers before it writes them out. Its default (122,880) buffers a
 # whole merge: +10 MB at 64 parts of a campaign's send events, against +4 MB at 2,048 rows.
 MERGE_ROW_GROUP = 2048
+# A read lists the parts, then reads them; a merge in between removes landing parts it listed.
+# The merged part is in place by then, so listing again gives the same events.
+_READ_ATTEMPTS = 5
 
 
 def _parts_in(folder: Path) -> list[Path]:
