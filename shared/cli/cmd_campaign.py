@@ -135,6 +135,7 @@ def show(campaign_id: str, as_json: bool) -> None:
         click.echo(json.dumps(shown, indent=2, default=str))
         return
     _print_summary(shown)
+    _print_engagement(campaign_id)
 
 
 def _print_summary(shown: dict[str, Any]) -> None:
@@ -153,7 +154,7 @@ def _print_summary(shown: dict[str, Any]) -> None:
     outcomes = ", ".join(f"{n} {k}" for k, n in sorted(delivery["outcomes"].items())) or "none"
     console.print(
         f"  delivery: {delivery['done']}/{delivery['batches']} batches done, "
-        f"{delivery['parked']} parked; outcomes: {outcomes}"
+        f"{delivery['parked']} parked; outcomes: {outcomes} (send ledger)"
     )
     for result in shown.get("variant_results", []):
         console.print(
@@ -166,6 +167,21 @@ def _print_summary(shown: dict[str, Any]) -> None:
         console.print(f"  the winner is decided at {_when(shown['test_ends_at'])}")
     elif shown["status"] == TESTING:
         console.print("  the A/B window starts once the test cohort has been delivered")
+
+
+def _print_engagement(campaign_id: str) -> None:
+    """The warehouse's figures, as the dashboard shows them (they may lag the ledger a little,
+    and include events imported without a ledger, such as `mailpipe demo`'s)."""
+    found = container().dashboards.campaign(campaign_id)
+    console.print(
+        f"  events: {found.sent:,} sent, {found.delivered:,} delivered, "
+        f"{found.bounces:,} bounced; open rate {_rate(found.open_rate)}, "
+        f"click rate {_rate(found.click_rate)} (warehouse, as on the dashboard)"
+    )
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
 
 
 # -- preview and test --------------------------------------------------------------------------
