@@ -4,7 +4,6 @@ runner, and `make run` sending through a real SMTP server instead of its sink.""
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import json
@@ -117,42 +116,47 @@ def test_campaign_test_links_point_at_the_runner_port(runner: LocalRunner):
     add_audience(c, 1)
     c.campaign_service.create({"id": "links", "name": "Links", "template": "newsletter"})
     assert runner.settings.port != 8080
-    info = json.loads((runner.settings.data_dir / "runner.json").read_text())
-    assert info["port"] == runner.http_port and info["pid"] == os.getpid()
-    tested = mailpipe(cli_env(runner.settings), "campaign", "test", "links", "--to", "me@example.com")
+    tested = mailpipe(
+        cli_env(runner.settings), "campaign", "test", "links", "--to", "me@example.com"
+    )
     assert tested.returncode == 0, tested.stderr
     mails = wait_for(lambda: maildir_messages(runner.maildir), 60, "the test mail")
     links = re.findall(r'href="(http://[^"/]+)/', _html(mails[0]))
     assert links and set(links) == {f"http://127.0.0.1:{runner.http_port}"}, set(links)
+    info = json.loads((runner.settings.data_dir / "runner.json").read_text())
+    assert info["port"] == runner.http_port and info["pid"] == os.getpid()
 
 
 # --- item 6: --wait beside a busy runner ----------------------------------------------------------
 
 
 def test_send_wait_follows_a_busy_runner_instead_of_starting_another(local_settings: Settings):
-    # A slow provider rate keeps the runner's send queue full for several seconds.
-    settings = replace(local_settings, esp_rate_per_s=40.0, campaign_batch_size=40)
+    # A slow provider rate keeps send batches waiting (not only leased) for several seconds: the
+    # send worker takes 10 at a time, and 40 are queued.
+    settings = replace(local_settings, esp_rate_per_s=40.0, campaign_batch_size=10)
     running = LocalRunner(Container(settings)).start()
     try:
         c = running.container
-        add_audience(c, 200)
+        add_audience(c, 400)
         add_audience(c, 1, start=1000, make=lambda i: {"lists": ["vip"]})
         c.campaign_service.create({"id": "big", "name": "Big", "template": "newsletter"})
         c.campaign_service.create({"id": "small", "name": "Small", "template": "newsletter",
                                    "segment": {"list": "vip"}})  # fmt: skip
         c.campaign_service.send_now("big")
-        wait_for(lambda: c.bus.depths()["send-on-send-requests"]["ready"] > 0, 30, "a backlog")
-        env = cli_env(settings)
+        wait_for(lambda: c.bus.depths()["send-on-send-requests"]["ready"] > 20, 30, "a backlog")
+        # The same shell as `make run`'s: the same ports.
+        env = cli_env(settings, PORT=str(settings.port), SMTP_PORT=str(settings.smtp_port))
         sent = mailpipe(env, "campaign", "send", "small", "--wait", "--timeout", "120")
         assert sent.returncode == 0, sent.stderr
-        assert "`make run` is processing the bus" in sent.stdout
+        assert "running the pipeline here" not in sent.stdout
+        assert "`make run` is processing the bus: following its progress" in sent.stdout
         assert "address already in use" not in sent.stdout + sent.stderr
         assert "1 sent" in sent.stdout
     finally:
         running.stop()
 
 
-# --- item 7: make run through a real SMTP server ----------------------------------------------------
+# --- item 7: make run through a real SMTP server -----------------------------------------------
 
 
 class Recorder:
@@ -191,7 +195,7 @@ def test_make_run_sends_through_a_real_smtp_server(local_settings, real_server, 
                                          {"Content-Type": "application/json"})  # fmt: skip
         assert urllib.request.urlopen(request, timeout=10).status == 202
         wait_for(lambda: recorder.envelopes, 60, "the confirmation mail at the real server")
-        sender, recipients, content = recorder.envelopes[0]
+        _sender, recipients, content = recorder.envelopes[0]
         assert recipients == ["ann@example.com"] and b"Subject:" in content
         assert not maildir_messages(running.maildir)  # nothing went into the sink's Maildir
     finally:
@@ -203,7 +207,7 @@ def test_the_sink_setting_is_checked():
         Settings(smtp_sink="maybe").validate()
 
 
-# --- item 9: the CLI's data directory -----------------------------------------------------------------
+# --- item 9: the CLI's data directory ---------------------------------------------------------
 
 
 def test_the_cli_names_its_data_directory_and_refuses_a_missing_one(tmp_path: Path):
@@ -236,6 +240,3 @@ def test_a_second_runner_on_the_same_data_directory_is_refused(runner: LocalRunn
                                            smtp_port=free_port())))  # fmt: skip
     with pytest.raises(Exception, match="another Mailpipe runner is using the data directory"):
         second.start()
-
-
-_ = asyncio  # aiosmtpd handlers are coroutines
