@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import mailbox
+import re
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -15,6 +16,19 @@ _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(default=True),
 )
+
+
+_HEAD = re.compile(r"<head\b[^>]*>", re.IGNORECASE)
+_LINKS_OUTSIDE = '<base target="_blank">'
+
+
+def links_open_outside(html: str) -> str:
+    """The mail's HTML with links that open in a new tab, not inside the inbox's frame (a
+    <base> in the mail's own head, where a mail client would put it)."""
+    found = _HEAD.search(html)
+    if found is None:
+        return _LINKS_OUTSIDE + html
+    return html[: found.end()] + _LINKS_OUTSIDE + html[found.end() :]
 
 
 def _open(maildir: Path) -> mailbox.Maildir:
@@ -73,7 +87,7 @@ def create_inbox_app(maildir: Path) -> flask.Flask:
         return _TEMPLATES.get_template("inbox_message.html").render(
             subject=str(msg["Subject"] or "(no subject)"),
             headers=list(msg.items()),
-            html=html_part.get_content() if html_part else "",
+            html=links_open_outside(html_part.get_content()) if html_part else "",
             text=text_part.get_content() if text_part else "",
         )
 
