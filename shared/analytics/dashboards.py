@@ -58,6 +58,7 @@ class CampaignSummary:
     click_rate: float | None = None
     click_to_open_rate: float | None = None
     unsubscribe_rate: float | None = None
+    created_at: datetime | None = None  # from the campaign document
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,20 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class VariantSetting:
+    """What a variant was: its subject line and template (the campaign's when it has none)."""
+
+    subject: str
+    template: str
+
+
+@dataclass(frozen=True)
 class AbComparison:
     campaign_id: str
     variants: list[VariantResult]
     metric: str  # the rate the winner rule compares
     verdict: Verdict
+    settings: dict[str, VariantSetting] = field(default_factory=dict)  # by variant name
 
 
 @dataclass(frozen=True)
@@ -225,6 +235,11 @@ class Dashboards:
             raise NotFound(f"no campaign {campaign_id!r}")
         return _summary(campaign_id, rows[0] if rows else None, doc)
 
+    def campaign_document(self, campaign_id: str) -> dict[str, Any]:
+        """The campaign's settings as stored ({} when there is no document)."""
+        doc = self.documents.get(CAMPAIGNS, campaign_id) if self.documents else None
+        return dict(doc or {})
+
     def campaign_performance(self, campaign_id: str) -> list[CampaignDay]:
         """The campaign's activity per day, oldest first."""
         rows = self._query("campaign_daily", BY_CAMPAIGN, {"campaign_id": campaign_id}, ["day"])
@@ -233,12 +248,14 @@ class Dashboards:
     def ab_results(self, campaign_id: str) -> AbComparison:
         """Per-variant counts and rates with 95% intervals, and the winner rule's verdict."""
         rows = self._query("ab_results", BY_CAMPAIGN, {"campaign_id": campaign_id}, ["variant"])
-        variants = [_with_intervals(_typed(VariantResult, r)) for r in rows]
-        if self.verdict_rule is not None:
-            return AbComparison(campaign_id, variants, "click_rate", self.verdict_rule(variants))
+        variants = [_per_recipient(_typed(VariantResult, r)) for r in rows]
         doc = self.documents.get(CAMPAIGNS, campaign_id) if self.documents else None
+        settings = _variant_settings(doc or {})
+        if self.verdict_rule is not None:
+            verdict = self.verdict_rule(variants)
+            return AbComparison(campaign_id, variants, "click_rate", verdict, settings)
         metric, verdict = campaign_rule((doc or {}).get("ab"), variants)
-        return AbComparison(campaign_id, variants, metric, verdict)
+        return AbComparison(campaign_id, variants, metric, verdict, settings)
 
     def link_clicks(self, campaign_id: str) -> list[LinkClicks]:
         """Links of the campaign, most clicked (by people) first."""
@@ -314,7 +331,12 @@ def _summary(
         name=str(doc.get("name") or campaign_id),
         status=str(doc.get("status") or ("sent" if summary.sent else "unknown")),
         variants=_variant_names(doc.get("variants")),
+        created_at=_created(doc.get("created_at")),
     )
+
+
+def _created(epoch: Any) -> datetime | None:
+    return datetime.fromtimestamp(float(epoch), UTC) if isinstance(epoch, int | float) else None
 
 
 def _variant_names(raw: Any) -> tuple[str, ...]:
@@ -332,9 +354,30 @@ def _variant_names(raw: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _with_intervals(v: VariantResult) -> VariantResult:
+def _per_recipient(v: VariantResult) -> VariantResult:
+    """Rates and 95% intervals per message sent to the variant: the measure the winner rule
+    compares (shared/domain/ab_test.py), so the table and the verdict divide by the same
+    totals."""
+    if not v.sent:
+        return dataclasses.replace(v, open_rate=None, click_rate=None)
     return dataclasses.replace(
         v,
-        open_rate_ci=wilson_interval(v.unique_opens, v.delivered) if v.delivered else None,
-        click_rate_ci=wilson_interval(v.unique_clicks, v.delivered) if v.delivered else None,
+        open_rate=v.unique_opens / v.sent,
+        click_rate=v.unique_clicks / v.sent,
+        open_rate_ci=wilson_interval(v.unique_opens, v.sent),
+        click_rate_ci=wilson_interval(v.unique_clicks, v.sent),
     )
+
+
+def _variant_settings(doc: Mapping[str, Any]) -> dict[str, VariantSetting]:
+    """Each variant's subject and template from the campaign document's A/B spec."""
+    spec = doc.get("ab")
+    found = spec.get("variants") if isinstance(spec, Mapping) else None
+    settings = {}
+    for item in found if isinstance(found, list) else []:
+        if isinstance(item, Mapping) and item.get("name"):
+            settings[str(item["name"])] = VariantSetting(
+                str(item.get("subject") or doc.get("subject") or "the template's own subject"),
+                str(item.get("template") or doc.get("template") or "?"),
+            )
+    return settings

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.domain import events as ev
+from shared.domain.behaviour import TRIGGER_RUN
 from shared.domain.events import AnalyticsEvent, stable_id, utc_iso
 from shared.domain.subscriber import CONFIRMED, PENDING, UNSUBSCRIBED, Subscriber
 
@@ -133,7 +134,19 @@ def build(now: float, id_for: Callable[[str], str], seed: int = 2024) -> DemoDat
         b.data.campaigns.append(campaign.document(now))
         _send_campaign(b, campaign)
     b.data.campaigns.append({**DRAFT, "created_at": now - DAY})
+    b.rng = random.Random(seed + 1)  # its own sequence: the campaigns' data stays as it was
+    for s in b.data.subscribers:
+        _trigger_activity(b, s)
     return b.data
+
+
+def _trigger_activity(b: _Builder, s: Subscriber) -> None:
+    """The welcome series after confirmation, and now and then an abandoned cart."""
+    if s.confirmed_at is None:
+        return
+    _welcome_series(b, s, s.confirmed_at)
+    if b.rng.random() < 0.12:
+        _abandoned_cart(b, s, s.confirmed_at + b.rng.uniform(0.5, 40) * DAY)
 
 
 def _subscriber_lifecycle(b: _Builder, n: int) -> None:
@@ -164,12 +177,81 @@ def _subscriber_lifecycle(b: _Builder, n: int) -> None:
 def _confirmation_mail(b: _Builder, s: Subscriber, sent_at: float) -> bool:
     """The double opt-in mail (no campaign); False when it bounced (a mistyped address)."""
     message_id = f"confirm.{s.id}@mailpipe.local"
-    b.event(ev.SEND, sent_at, s, provider="smtp", message_id=message_id, trigger_id="confirm")
+    b.event(ev.SEND, sent_at, s, provider="smtp", message_id=message_id)  # a transactional mail
     if b.rng.random() < 0.03:
         b.event(ev.BOUNCE, sent_at + 20, s, provider="smtp", reason="hard", message_id=message_id)
         return False
     b.event(ev.DELIVERED, sent_at + b.rng.uniform(1, 30), s, provider="smtp", message_id=message_id)
     return True
+
+
+# The triggers of templates/triggers/triggers.yaml: (id, delay after the event, goal window).
+WELCOME_SERIES = (("welcome_day0", 60.0), ("welcome_day3", 3 * DAY), ("welcome_day7", 7 * DAY))
+GOAL = ("purchase", 7 * DAY)
+CART = ("cart_abandonment", HOUR, 3 * DAY)
+
+
+def _welcome_series(b: _Builder, s: Subscriber, confirmed_at: float) -> None:
+    """The three welcome mails after confirmation, as far as they are due by now."""
+    for trigger_id, delay in WELCOME_SERIES:
+        due = confirmed_at + delay
+        if due >= b.now:
+            return  # still waiting
+        if s.unsubscribed_at is not None and s.unsubscribed_at < due:
+            _trigger_run(b, s, trigger_id, due, "skipped", None, GOAL[1])
+            return
+        _trigger_mail(b, s, trigger_id, due, GOAL[1], convert=0.04)
+
+
+def _abandoned_cart(b: _Builder, s: Subscriber, left_at: float) -> None:
+    """A cart left behind; the reminder an hour later unless the person bought meanwhile."""
+    trigger_id, wait, within = CART
+    if left_at + wait >= b.now:
+        return
+    b.event(ev.CUSTOM, left_at, s, properties={"name": "cart_abandoned", "properties": {}})
+    if b.rng.random() < 0.3:  # bought within the hour: the run is cancelled
+        _goal(b, s, left_at + b.rng.uniform(60, wait - 60))
+        _trigger_run(b, s, trigger_id, left_at + wait, "cancelled", None, within)
+        return
+    _trigger_mail(b, s, trigger_id, left_at + wait, within, convert=0.15)
+
+
+def _trigger_mail(
+    b: _Builder, s: Subscriber, trigger_id: str, at: float, within: float, convert: float
+) -> None:
+    """One trigger mail: its run's outcome, the send, delivery, opens, clicks, a purchase."""
+    message_id = f"{trigger_id}.{s.id}@mailpipe.local"
+    common = {"trigger_id": trigger_id, "message_id": message_id}
+    _trigger_run(b, s, trigger_id, at, "sent", message_id, within)
+    b.event(ev.SEND, at, s, provider="smtp", **common)
+    delivered_at = at + b.rng.uniform(1, 60)
+    b.event(ev.DELIVERED, delivered_at, s, provider="smtp", **common)
+    if b.rng.random() < 0.45:
+        opened_at = _later(b, delivered_at, 0.5 * DAY)
+        b.event(ev.OPEN, opened_at, s, is_machine=False, **common)
+        if b.rng.random() < 0.25:
+            b.event(ev.CLICK, opened_at + b.rng.uniform(5, 120), s, is_machine=False,
+                    link_url=LINKS[1], **common)  # fmt: skip
+    if b.rng.random() < convert:
+        bought_at = at + b.rng.uniform(HOUR, within)
+        if bought_at < b.now:
+            _goal(b, s, bought_at)
+
+
+def _trigger_run(
+    b: _Builder, s: Subscriber, trigger_id: str, at: float, outcome: str,
+    message_id: str | None, within: float,
+) -> None:  # fmt: skip
+    """The warehouse record the triggers function writes when a run ends."""
+    properties = {"name": TRIGGER_RUN, "run_id": stable_id("demo-run", trigger_id, s.id, at),
+                  "event": "", "detail": "", "goal": GOAL[0],
+                  "goal_within_s": int(within)}  # fmt: skip
+    b.event(ev.CUSTOM, at, s, trigger_id=trigger_id, message_id=message_id, reason=outcome,
+            properties=properties)  # fmt: skip
+
+
+def _goal(b: _Builder, s: Subscriber, at: float) -> None:
+    b.event(ev.CUSTOM, at, s, properties={"name": GOAL[0], "properties": {"total": 42.0}})
 
 
 def _send_campaign(b: _Builder, campaign: DemoCampaign) -> None:

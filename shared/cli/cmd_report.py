@@ -54,6 +54,11 @@ def _print(console: Console, context: dict[str, Any]) -> None:
     campaign = context["campaign"]
     console.print(f"[bold]{campaign.name}[/bold]  ({campaign.campaign_id}, {campaign.status}, "
                   f"first sent {fmt.when(campaign.first_sent_at)})")  # fmt: skip
+    if context["draft"]:
+        console.print("Not sent yet: no figures. Settings:")
+        for label, value in context["draft"]["settings"]:
+            console.print(f"  {label}: {value}", markup=False)
+        return
     figures = Table(title="Results", title_justify="left")
     figures.add_column("Figure")
     figures.add_column("Value", justify="right")

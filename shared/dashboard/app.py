@@ -26,9 +26,11 @@ MAX_DAYS = 730
 def create_dashboard_app(
     dashboards: Callable[[], Dashboards],
     triggers: Callable[[], dict[str, Any]] | None = None,
+    samples: pages.Samples | None = None,
 ) -> flask.Flask:
     """The dashboard app; `dashboards` gives the figures and `triggers` the triggers page's
-    context (both called per request, so the app can be built before the container)."""
+    context (both called per request, so the app can be built before the container);
+    `samples` renders a campaign not sent yet for its page."""
     app = flask.Flask("dashboard")
 
     def show(template: str, page: str, **context: Any) -> str:
@@ -41,7 +43,9 @@ def create_dashboard_app(
     @app.get("/campaigns/<campaign_id>")
     def campaign(campaign_id: str) -> str:
         return show(
-            "campaign.html", "campaign", **pages.campaign_context(dashboards(), campaign_id)
+            "campaign.html",
+            "campaign",
+            **pages.campaign_context(dashboards(), campaign_id, samples),
         )
 
     @app.get("/deliverability")

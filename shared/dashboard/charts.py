@@ -92,9 +92,21 @@ def _numbers(days: Sequence[date]) -> list[float]:
     return [float(date2num(day)) for day in days]
 
 
-def _date_axis(ax: Axes) -> None:
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+MIN_DAYS_SHOWN = 7  # a per-day axis spans at least a week: one day is a bar, not the chart
 
+
+def _date_axis(ax: Axes, x: Sequence[float]) -> None:
+    """A per-day axis over the day numbers `x`: ticks on days (never hours), and at least
+    MIN_DAYS_SHOWN days wide, so that little data looks like little data."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, DateFormatter, DayLocator
+
+    first, last = (min(x), max(x)) if x else (0.0, 0.0)
+    if last - first < MIN_DAYS_SHOWN:
+        middle = (first + last) / 2
+        ax.set_xlim(middle - MIN_DAYS_SHOWN / 2, middle + MIN_DAYS_SHOWN / 2)
+        ax.xaxis.set_major_locator(DayLocator())
+        ax.xaxis.set_major_formatter(DateFormatter("%d %b"))
+        return
     locator = AutoDateLocator(maxticks=8)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
@@ -114,7 +126,7 @@ def campaign_activity(days: Sequence[CampaignDay]) -> str:
     )
     for label, values, colour, offset in series:
         ax.bar([day + offset for day in x], values, width=0.27, label=label, color=colour)
-    _date_axis(ax)
+    _date_axis(ax, x)
     ax.set_ylabel("messages / people")
     ax.legend(loc="upper right")
     return _svg(fig)
@@ -199,7 +211,7 @@ def rate_by_provider(days: Sequence[DeliverabilityDay], attr: str, thresholds: b
     highest = max(y for _, ys in lines.values() for y in ys)
     floor = 1.6 * COMPLAINT_RATE_LIMIT if thresholds else 0.01
     ax.set_ylim(0, max(floor, 1.15 * highest))
-    _date_axis(ax)
+    _date_axis(ax, [day for xs, _ in lines.values() for day in xs])
     ax.legend(loc="upper left", ncols=4, fontsize=8)
     return _svg(fig)
 
@@ -222,7 +234,7 @@ def growth(days: Sequence[GrowthDay]) -> str:
     total.set_ylabel("subscribers")
     total.grid(False)
     total.set_ylim(bottom=0)
-    _date_axis(ax)
+    _date_axis(ax, x)
     handles = ax.get_legend_handles_labels()[0] + total.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="upper left")
     return _svg(fig)

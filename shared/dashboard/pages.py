@@ -6,6 +6,7 @@ the same words. Templates live in templates/dashboard/.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,10 +24,14 @@ from shared.analytics.dashboards import (
     DeliverabilityDay,
 )
 from shared.dashboard import charts, formatting
+from shared.domain.errors import InvalidInput
 from shared.topology import REPO_ROOT
 
 TEMPLATES = REPO_ROOT / "templates" / "dashboard"
 Link = Callable[..., str]
+# A campaign's sample messages, one per variant: (variant or None, subject, HTML).
+Samples = Callable[[str], list[tuple[str | None, str, str]]]
+UNSENT = ("draft", "scheduled")
 
 
 @dataclass(frozen=True)
@@ -97,14 +102,20 @@ def campaigns_context(d: Dashboards) -> dict[str, Any]:
     return {"campaigns": d.campaigns()}
 
 
-def campaign_context(d: Dashboards, campaign_id: str) -> dict[str, Any]:
-    """Everything about one campaign; NotFound when there is no such campaign."""
+def campaign_context(
+    d: Dashboards, campaign_id: str, samples: Samples | None = None
+) -> dict[str, Any]:
+    """Everything about one campaign; NotFound when there is no such campaign. A campaign
+    not sent yet shows its settings and (with `samples`) its messages instead of figures."""
     summary = d.campaign(campaign_id)
+    if summary.sent == 0 and summary.status in UNSENT:
+        return {"campaign": summary, "draft": draft_context(d, campaign_id, samples)}
     days = d.campaign_performance(campaign_id)
     ab = d.ab_results(campaign_id)
     links = d.link_clicks(campaign_id)
     return {
         "campaign": summary,
+        "draft": None,
         "figures": [(f, figure_value(summary, f)) for f in CAMPAIGN_FIGURES],
         "days": days,
         "ab": ab,
@@ -117,6 +128,37 @@ def campaign_context(d: Dashboards, campaign_id: str) -> dict[str, Any]:
     }
 
 
+def draft_context(d: Dashboards, campaign_id: str, samples: Samples | None) -> dict[str, Any]:
+    """A campaign's settings as a person reads them, and its rendered sample messages."""
+    doc = d.campaign_document(campaign_id)
+    ab = doc.get("ab") if isinstance(doc.get("ab"), dict) else None
+    segment = doc.get("segment")
+    settings = [
+        ("Template", str(doc.get("template") or "—")),
+        ("Subject", str(doc.get("subject") or "the template's own <title>")),
+        ("Sender", str(doc.get("sender") or "the default sender (MAILPIPE_SENDER)")),
+        ("Audience", json.dumps(segment) if segment else "every confirmed subscriber"),
+        ("Created", formatting.when(_moment(doc.get("created_at")))),
+    ]
+    if doc.get("scheduled_at"):
+        settings.append(("Scheduled for", formatting.when(_moment(doc.get("scheduled_at")))))
+    if ab:
+        names = ", ".join(str(v.get("name")) for v in ab.get("variants", []))
+        settings.append(("A/B test", f"variants {names}; winner by {ab.get('metric', 'clicks')}"))
+    previews: list[tuple[str | None, str, str]] = []
+    problem = ""
+    if samples is not None:
+        try:
+            previews = samples(campaign_id)
+        except InvalidInput as exc:
+            problem = str(exc)
+    return {"settings": settings, "previews": previews, "problem": problem}
+
+
+def _moment(epoch: Any) -> datetime | None:
+    return datetime.fromtimestamp(float(epoch), UTC) if isinstance(epoch, int | float) else None
+
+
 def deliverability_context(d: Dashboards, days: int, today: date | None = None) -> dict[str, Any]:
     since = (today or datetime.now(UTC).date()) - timedelta(days=days - 1)
     rows = d.deliverability(since)
@@ -127,6 +169,7 @@ def deliverability_context(d: Dashboards, days: int, today: date | None = None) 
         "providers": _provider_totals(rows),
         "target": COMPLAINT_RATE_TARGET,
         "limit": COMPLAINT_RATE_LIMIT,
+        "min_volume": charts.MIN_VOLUME,
         "charts": {
             "bounces": Markup(charts.rate_by_provider(rows, "bounce_rate")),
             "complaints": Markup(charts.rate_by_provider(rows, "complaint_rate", True)),

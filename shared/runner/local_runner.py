@@ -126,6 +126,17 @@ class LocalRunner:
             c.warehouse, c.dashboards.catalog, c.trigger_catalog.current()
         )
 
+    def _samples(self, campaign_id: str) -> list[tuple[str | None, str, str]]:
+        """A campaign's messages for a made-up subscriber (a draft's dashboard page)."""
+        from shared.services.campaign_preview import sample_message
+
+        c = self.container
+        campaign = c.campaigns.get(campaign_id)
+        emails = sample_message(c.campaign_preview, campaign)
+        return [
+            (v, e.subject, e.html) for v, e in zip(campaign.variant_names(), emails, strict=True)
+        ]
+
     def _start_worker_processes(self) -> None:
         env = settings_module.child_environ(self.settings)
         modules = ["shared.runner.worker_process"] * (self.settings.worker_processes - 1)
@@ -140,7 +151,7 @@ class LocalRunner:
         mounts = {
             "/inbox": create_inbox_app(self.maildir),
             "/dashboard": create_dashboard_app(
-                lambda: self.container.dashboards, self._trigger_page
+                lambda: self.container.dashboards, self._trigger_page, self._samples
             ),
             **self.extra_mounts,
         }

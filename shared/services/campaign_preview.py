@@ -248,6 +248,19 @@ class CampaignPreview:
         names = [variant] if variant else campaign.variant_names()
         return [self._test_message(campaign, name, subscriber, len(names) > 1) for name in names]
 
+    def render_for(
+        self, campaign: Campaign, variant: str | None, subscriber: Subscriber, batch: str
+    ) -> OutgoingEmail:
+        """`variant` of `campaign` rendered for `subscriber`, not sent."""
+        request = self._request(campaign, variant, batch)
+        try:
+            return self._renderer.render(
+                self._catalog.email(request.template), request, recipient(subscriber)
+            )
+        except (jinja2.TemplateError, ValueError) as exc:
+            problem = self._diagnose(campaign, request, subscriber, exc)
+            raise InvalidInput(f"cannot render: {problem.describe()}") from exc
+
     def _test_message(
         self, campaign: Campaign, variant: str | None, subscriber: Subscriber, label: bool
     ) -> OutgoingEmail:
@@ -269,6 +282,17 @@ class CampaignPreview:
         send = SendBatch(batch, TRANSACTIONAL, now, [email], campaign_id=None, variant=variant)
         self._outbox.publish_bytes(topology.SEND_REQUESTS, [send.encode()])
         return email
+
+
+def sample_message(preview: CampaignPreview, campaign: Campaign) -> list[OutgoingEmail]:
+    """One message per variant rendered for a made-up subscriber, sent nowhere (a draft's page
+    in the dashboard shows them). InvalidInput naming the template line when one fails."""
+    person = Subscriber(id="preview-sample", email="sample@example.com", status=CONFIRMED,
+                        first_name="Ann")  # fmt: skip
+    return [
+        preview.render_for(campaign, name, person, f"sample:{campaign.id}")
+        for name in campaign.variant_names()
+    ]
 
 
 def _template_frame(exc: BaseException) -> tuple[str | None, int | None]:
