@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import system_packages
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -20,18 +19,11 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 
 def ensure_chromium() -> None:
-    """apt-get install chromium and its driver when missing (apt-get update only if that fails)."""
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
-        return
-    if not shutil.which("apt-get"):
-        pytest.fail("chromium is missing and apt-get is not available to install it")
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
-    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
-        done = subprocess.run(install, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.fail(f"could not install chromium: {done.stderr[-2000:]}")
+    """chromium and its driver from Debian's packages (tests/system_packages.py), or a failure
+    saying why not."""
+    problem = system_packages.ensure(["chromium", "chromium-driver"])
+    if problem:
+        pytest.fail(problem)
 
 
 @contextmanager
