@@ -8,13 +8,14 @@ import io
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
 from browser_support import chromium, screenshot
-from support import REPO
+from support import REPO, free_port
 
+from shared import bootstrap
 from shared.analytics.dashboards import CampaignDay
 from shared.bootstrap import Container
 from shared.cli.cmd_demo import write_demo
@@ -25,6 +26,7 @@ from shared.dashboard.app import create_dashboard_app
 from shared.domain import events as ev
 from shared.domain.events import AnalyticsEvent, utc_iso
 from shared.runner.local_runner import LocalRunner
+from shared.settings import Settings
 
 SCREENSHOTS = REPO / "var" / "screenshots"
 AB = "demo-summer-sale-ab"
@@ -76,8 +78,13 @@ def test_deliverability_with_two_sent_does_not_say_none_was_sent(container: Cont
     assert "Too little mail for a rate line" in text
 
 
-@pytest.fixture
-def demo(container: Container) -> Container:
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Container:
+    """One demo data directory for this module's tests (writing it takes seconds)."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("demo") / "var",
+                        template_root=REPO / "templates", port=free_port(),
+                        smtp_port=free_port())  # fmt: skip
+    container = Container(settings)
     write_demo(container, time.time())
     return container
 
@@ -99,7 +106,11 @@ def test_the_ab_view_says_what_each_variant_was_and_agrees_with_its_verdict(demo
 def test_campaign_show_says_where_its_figures_come_from(demo, monkeypatch, capsys) -> None:
     summary = demo.dashboards.campaign(AB)
     assert summary.sent > 1000
-    out = run_cli(monkeypatch, capsys, "campaign", "show", AB)
+    bootstrap.install(demo)
+    try:
+        out = run_cli(monkeypatch, capsys, "campaign", "show", AB)
+    finally:
+        bootstrap.install(None)
     assert f"events: {summary.sent:,} sent" in out and "(warehouse, as on the dashboard)" in out
     assert "(send ledger)" in out
 
@@ -127,11 +138,10 @@ def test_the_demo_triggers_page_shows_sends_and_no_removed_trigger(demo) -> None
 
 
 @pytest.fixture
-def running_demo(make_container: Callable[..., Container]) -> Iterator[tuple[str, Container]]:
-    container = make_container()
-    write_demo(container, time.time())
-    runner = LocalRunner(container, with_smtp_sink=False).start()
-    yield f"http://127.0.0.1:{runner.http_port}/dashboard", container
+def running_demo(demo: Container) -> Iterator[tuple[str, Container]]:
+    """`make run` on the demo data directory, without the SMTP sink."""
+    runner = LocalRunner(Container(demo.settings), with_smtp_sink=False).start()
+    yield f"http://127.0.0.1:{runner.http_port}/dashboard", runner.container
     runner.stop()
 
 

@@ -53,7 +53,7 @@ def run(*args: str, input: str | None = None) -> Any:
 def export(email: str) -> dict[str, Any]:
     result = run("gdpr", "export", email)
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # stderr names the data directory
 
 
 def test_export_holds_everything_about_the_person(c: Container) -> None:
@@ -79,7 +79,7 @@ def test_erase_removes_the_person_and_keeps_a_hashed_suppression(c: Container) -
     sid = c.subscribers.id_for(ANN)
     result = run("gdpr", "erase", ANN, "--yes")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report == {
         "tokens_deleted": 1, "ledger_entries_pseudonymized": 1, "warehouse_rows_pseudonymized": 2,
         "stored_mail_deleted": 2, "subscriber_deleted": True, "suppressed_as": reasons.ERASED,
@@ -105,7 +105,7 @@ def test_erase_removes_the_person_and_keeps_a_hashed_suppression(c: Container) -
 
 def test_erase_twice_is_harmless(c: Container) -> None:
     run("gdpr", "erase", ANN, "--yes")
-    report = json.loads(run("gdpr", "erase", ANN, "--yes").output)
+    report = json.loads(run("gdpr", "erase", ANN, "--yes").stdout)
     assert report["subscriber_deleted"] is False
     assert report["suppressed_as"] == reasons.ERASED
 
@@ -165,7 +165,7 @@ def test_an_erasure_the_warehouse_refuses_finishes_when_run_again(
     assert c.subscribers.find(c.subscribers.id_for(ANN)) is None  # the rest is already gone
     assert c.suppressions.reason(ANN) == reasons.ERASED
     make_container(overrides={"mailer": RecordingMailer()})  # later: the buffer has flushed
-    report = json.loads(run("gdpr", "erase", ANN, "--yes").output)
+    report = json.loads(run("gdpr", "erase", ANN, "--yes").stdout)
     assert report["warehouse_rows_pseudonymized"] == 2
 
 

@@ -11,7 +11,8 @@ from shared.settings import load
 def test_defaults_give_a_working_local_mode():
     settings = load({})
     assert settings.backend == "local" and settings.port == 8080 and settings.smtp_port == 1025
-    assert settings.data_dir == Path("var")
+    # The checkout's var, wherever the command runs (not ./var of the working directory).
+    assert settings.data_dir == Path(__file__).resolve().parents[2] / "var"
     assert settings.base_url == "http://127.0.0.1:8080"
 
 
