@@ -54,11 +54,13 @@ def _subscription(s: topology.Subscription) -> dict[str, Any]:
 
 
 def export() -> dict[str, Any]:
-    """The tfvars document: {"topology": {generated_by, topics, functions, subscriptions}}."""
+    """The tfvars document: {"topology": {generated_by, topics, dead_letter_retention_s,
+    functions, subscriptions}}."""
     return {
         "topology": {
             "generated_by": GENERATED_BY,
             "topics": list(topology.TOPICS),
+            "dead_letter_retention_s": topology.DEAD_LETTER_RETENTION_S,
             "functions": {f.name: _function(f) for f in topology.FUNCTIONS},
             "subscriptions": {s.name: _subscription(s) for s in topology.SUBSCRIPTIONS},
         }

@@ -204,8 +204,9 @@ variable "labels" {
 variable "topology" {
   description = "Functions, topics and subscriptions, generated from shared/topology.py into topology.auto.tfvars.json by `python -m shared.topology_export` (also run by `make package`). Never set it by hand."
   type = object({
-    generated_by = string
-    topics       = list(string)
+    generated_by            = string
+    topics                  = list(string)
+    dead_letter_retention_s = number
     functions = map(object({
       entry_point   = string
       source_dir    = string

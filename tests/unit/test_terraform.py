@@ -161,6 +161,7 @@ def test_topology_tfvars_is_up_to_date() -> None:
 def test_topology_tfvars_matches_topology_both_ways() -> None:
     data = tfvars()
     assert data["topics"] == list(topology.TOPICS)
+    assert data["dead_letter_retention_s"] == topology.DEAD_LETTER_RETENTION_S
     assert set(data["functions"]) == {f.name for f in topology.FUNCTIONS}
     for f in topology.FUNCTIONS:
         assert data["functions"][f.name] == {
@@ -267,7 +268,9 @@ def test_dead_letters_are_kept(sub: topology.Subscription) -> None:
         "google_pubsub_topic", "dead_letter", sub.name, "id"
     )
     assert "push_config" not in hold, "the hold subscription must be a pull subscription"
-    assert hold["message_retention_duration"] == "604800s"
+    retention = "${var.topology.dead_letter_retention_s}s"
+    assert hold["message_retention_duration"] == topic["message_retention_duration"] == retention
+    assert tfvars()["dead_letter_retention_s"] == topology.DEAD_LETTER_RETENTION_S == 31 * 86400
     assert block(hold, "expiration_policy")["ttl"] == ""
 
 
