@@ -33,6 +33,7 @@ def _function(f: topology.Function) -> dict[str, Any]:
         "entry_point": f.entry_point,
         "source_dir": f.folder,
         "trigger_topic": f.trigger_topic,
+        "route": f.route,
         "public": f.public,
         "memory_mb": f.memory_mb,
         "timeout_s": f.timeout_s,

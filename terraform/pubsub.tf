@@ -67,6 +67,7 @@ resource "google_pubsub_subscription" "push" {
     google_cloud_run_v2_service_iam_member.pusher_invoker,
     google_pubsub_topic_iam_member.dead_letter_publisher,
     google_service_account_iam_member.pubsub_agent_mints_pusher_tokens,
+    time_sleep.iam_propagation,
   ]
 }
 

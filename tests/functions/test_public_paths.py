@@ -28,7 +28,7 @@ ANN = "ann@example.com"
 
 
 def test_the_public_functions_are_the_ones_checked_here() -> None:
-    assert PUBLIC == sorted(REQUESTS), "add the new public function to REQUESTS"
+    assert sorted(REQUESTS) == PUBLIC, "add the new public function to REQUESTS"
 
 
 def _ann(c: Container) -> Subscriber:
@@ -45,6 +45,18 @@ def _below(url: str) -> str:
     return f"{rest}?{parts.query}" if parts.query else rest
 
 
+def _click(c: Container) -> str:
+    return c.links.click("m1", _ann(c).id, "c1", "https://example.com/x")
+
+
+def _event_request() -> dict[str, Any]:
+    return {
+        "data": json.dumps(event(ANN, "viewed", time.time() - 5, "k1")),
+        "content_type": "application/json",
+        "headers": {"Authorization": f"Bearer {EVENTS_KEY}"},
+    }
+
+
 # name -> (method, path below the route, request keywords) built from a container with Ann.
 Request = tuple[str, str, dict[str, Any]]
 REQUESTS: dict[str, Callable[[Container], Request]] = {
@@ -52,14 +64,9 @@ REQUESTS: dict[str, Callable[[Container], Request]] = {
     "confirm": lambda c: ("GET", "/?token=not-a-token", {}),
     "preferences": lambda c: ("GET", _below(c.links.preferences(_ann(c).id)), {}),
     "unsubscribe": lambda c: ("GET", _below(c.links.unsubscribe(_ann(c).id)), {}),
-    "tracking": lambda c: ("GET", _below(c.links.click("m1", _ann(c).id, "c1",
-                                                       "https://example.com/x")), {}),  # fmt: skip
+    "tracking": lambda c: ("GET", _below(_click(c)), {}),
     "webhooks": lambda c: ("POST", "/mailgun", {"data": b"{}", "content_type": "application/json"}),
-    "events": lambda c: ("POST", "/", {
-        "data": json.dumps(event(ANN, "viewed", time.time() - 5, "k1")),
-        "content_type": "application/json",
-        "headers": {"Authorization": f"Bearer {EVENTS_KEY}"},
-    }),  # fmt: skip
+    "events": lambda c: ("POST", "/", _event_request()),
 }
 
 

@@ -52,8 +52,9 @@ def test_a_secret_still_holding_terraforms_placeholder_names_the_secret_to_fill(
 
 
 def test_a_placeholder_api_key_counts_as_no_key_and_is_logged(caplog):
-    env = {**GCP, "MAILPIPE_SIGNING_KEY": "s" * 32, "MAILPIPE_HASH_KEY": "h" * 32,
-           "MAILPIPE_EVENTS_API_KEY": UNSET_SECRET, "MAILPIPE_SENDGRID_API_KEY": UNSET_SECRET}  # fmt: skip
+    keys = {"MAILPIPE_SIGNING_KEY": "s" * 32, "MAILPIPE_HASH_KEY": "h" * 32}
+    unset = {"MAILPIPE_EVENTS_API_KEY": UNSET_SECRET, "MAILPIPE_SENDGRID_API_KEY": UNSET_SECRET}
+    env = {**GCP, **keys, **unset}
     with caplog.at_level(logging.WARNING, logger="mailpipe.settings"):
         settings = load(env)
     assert settings.events_api_key == "" and settings.sendgrid_api_key == ""

@@ -28,8 +28,9 @@ def test_each_batch_logs_its_count_per_event_type(container: Container, caplog) 
 def test_a_refused_batch_logs_no_counts(container: Container, caplog) -> None:
     from shared.domain.errors import PermanentFailure
 
-    with caplog.at_level(logging.INFO, logger="mailpipe.warehouse"), pytest.raises(
-        PermanentFailure
+    with (
+        caplog.at_level(logging.INFO, logger="mailpipe.warehouse"),
+        pytest.raises(PermanentFailure),
     ):
         container.warehousing.handle([AnalyticsEvent("e1", "nope", "2026-12-01T10:00:00Z")])
     assert not [r for r in caplog.records if r.name == "mailpipe.warehouse"]
