@@ -61,7 +61,9 @@ resource "google_compute_backend_service" "function" {
   name                  = "mailpipe-${each.key}"
   description           = "Mailpipe ${each.key} function (serverless NEG)"
   load_balancing_scheme = "EXTERNAL_MANAGED"
-  protocol              = "HTTPS"
+  # The provider's default, as in Google's serverless NEG setup (backend-services create with no
+  # --protocol): the hop to Cloud Run stays within Google's network.
+  protocol = "HTTP"
   # Cloud Armor on the signup backend only: the forms' abuse limit at the edge (armor.tf).
   security_policy = each.key == "signup" && local.armor_enabled ? google_compute_security_policy.signup[0].id : null
 
