@@ -15,6 +15,9 @@
 # stores, one line per event type with its count (shared/services/warehousing.py).
 
 locals {
+  # Only Mailpipe's Cloud Run services (one per function), not others in the same project.
+  mailpipe_services = "resource.labels.service_name = one_of(${join(", ", [for f in google_cloudfunctions2_function.function : "\"${f.service_config[0].service}\""])})"
+
   alert_documentation = "Mailpipe runbook: README (alerts) and terraform/README.md (alerts)."
 
   # Cloud Monitoring's PromQL name of the log-based metric below, and its two series of interest.
@@ -110,8 +113,8 @@ resource "google_monitoring_alert_policy" "errors" {
     display_name = "more than ${var.error_rate_alert * 100} % of a function's requests answered 5xx"
 
     condition_threshold {
-      filter             = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\" AND metric.labels.response_code_class = \"5xx\""
-      denominator_filter = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\""
+      filter             = "resource.type = \"cloud_run_revision\" AND ${local.mailpipe_services} AND metric.type = \"run.googleapis.com/request_count\" AND metric.labels.response_code_class = \"5xx\""
+      denominator_filter = "resource.type = \"cloud_run_revision\" AND ${local.mailpipe_services} AND metric.type = \"run.googleapis.com/request_count\""
       comparison         = "COMPARISON_GT"
       threshold_value    = var.error_rate_alert
       duration           = "300s"
@@ -250,7 +253,7 @@ resource "google_billing_budget" "monthly" {
 # --- the dashboard: throughput per stage, backlog, errors, latency ---------------------------
 
 locals {
-  run_filter = "resource.type = \"cloud_run_revision\""
+  run_filter = "resource.type = \"cloud_run_revision\" AND ${local.mailpipe_services}"
 
   dashboard_charts = [
     {

@@ -1061,6 +1061,10 @@ def test_error_rate_alert_is_a_5xx_ratio_per_function() -> None:
                       "condition_threshold")  # fmt: skip
     assert condition["filter"].endswith('metric.labels.response_code_class = "5xx"')
     assert "5xx" not in condition["denominator_filter"]
+    for text in (condition["filter"], condition["denominator_filter"]):
+        assert "${local.mailpipe_services}" in text, "only Mailpipe's services"
+    assert _local("mailpipe_services").startswith("resource.labels.service_name = one_of(")
+    assert "google_cloudfunctions2_function.function" in _local("mailpipe_services")
     assert block(condition, "aggregations")["group_by_fields"] == ["resource.labels.service_name"]
 
 
