@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 
@@ -81,6 +82,19 @@ class Settings:
     ses_secret_access_key: str = field(default="", repr=False)  # secret
     esp_base_url: str = ""  # overrides the provider's API endpoint (tests, EU regions)
     esp_rate_per_s: float = 0.0  # token-bucket rate; 0 means the provider's default
+    # Deliverability (issue 18). DKIM: the key signs SMTP/SES mail and Mailgun's raw MIME.
+    dkim_private_key: str = field(default="", repr=False)  # secret: PEM (RSA-2048+ or Ed25519)
+    dkim_selector: str = ""  # the key is published at <selector>._domainkey.<domain>
+    dkim_domain: str = ""  # the d= of the signature; empty: MAILPIPE_SENDER's domain
+    spf_include: str = ""  # the SPF include the ESP needs; empty: the provider's own
+    # Daily caps per sending domain: MAILPIPE_WARMUP_VOLUMES (day 1, day 2, ...) or a start
+    # volume growing by a factor per day, from MAILPIPE_WARMUP_START (YYYY-MM-DD, UTC days),
+    # never above MAILPIPE_DAILY_CAP (0: no cap once warmed up).
+    daily_cap: int = 0
+    warmup_volumes: tuple[str, ...] = ()
+    warmup_start_volume: int = 0
+    warmup_growth: float = 1.5
+    warmup_start: str = ""
     log_level: str = "INFO"
     # Local runner: extra processes that run the Pub/Sub-triggered functions, like more
     # function instances (the bus is shared SQLite). 1 keeps everything in one process.
@@ -107,6 +121,15 @@ class Settings:
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def sender_domain(self) -> str:
+        return parseaddr(self.sender)[1].rpartition("@")[2].lower()
+
+    @property
+    def signing_domain(self) -> str:
+        """The DKIM d= domain: MAILPIPE_DKIM_DOMAIN, else the sender's."""
+        return (self.dkim_domain or self.sender_domain).lower()
 
     @property
     def warehouse_dir(self) -> Path:
