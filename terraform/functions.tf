@@ -63,6 +63,11 @@ locals {
       MAILPIPE_SENDER             = local.sender
       MAILPIPE_PUBLIC_URL         = local.public_url
       MAILPIPE_LOG_LEVEL          = var.log_level
+      MAILPIPE_DKIM_SELECTOR      = var.dkim_selector # its key is a secret (secrets.tf)
+      MAILPIPE_DKIM_DOMAIN        = var.dkim_domain
+      MAILPIPE_DAILY_CAP          = tostring(var.daily_cap)
+      MAILPIPE_WARMUP_VOLUMES     = join(",", [for v in var.warmup_volumes : tostring(v)])
+      MAILPIPE_WARMUP_START       = var.warmup_start
       MALLOC_ARENA_MAX            = "2" # see shared/runner/allocator.py
     },
     local.esp_environment[var.esp],
