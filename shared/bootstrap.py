@@ -269,6 +269,30 @@ class Container:
 
         return DeliverabilityService(self.warehouse, SqlCatalog(self.sql_dialect))
 
+    def domain_doctor(self, dns_server: str = "") -> Any:
+        """The sending-domain checks, asking `dns_server` (HOST[:PORT]) or the system's."""
+        from datetime import UTC, datetime
+
+        from shared.adapters.dns.dnspython_lookup import DnspythonLookup
+        from shared.services.doctor_inputs import marketing_headers, warehouse_rates
+        from shared.services.domain_doctor import DomainDoctor
+
+        headers = marketing_headers(self.campaigns, self.templates, self.renderer, self.clock)
+        return DomainDoctor(DnspythonLookup(dns_server), self.doctor_config,
+                            warehouse_rates(self.deliverability), headers,
+                            lambda: datetime.fromtimestamp(self.clock(), UTC).date())  # fmt: skip
+
+    @cached_property
+    def doctor_config(self) -> Any:
+        from shared.adapters.esp.dkim_signer import load_key
+        from shared.services.domain_doctor import DoctorConfig
+
+        s = self.settings
+        key = load_key(s.dkim_private_key).public_b64 if s.dkim_private_key else ""
+        return DoctorConfig(from_domain=s.sender_domain, esp=s.esp, spf_include=s.spf_include,
+                            dkim_selector=s.dkim_selector, dkim_domain=s.dkim_domain,
+                            dkim_public_key=key)  # fmt: skip
+
     @cached_property
     def sql_dialect(self) -> Any:
         """The warehouse's SQL dialect: BigQuery's, or DuckDB's in local mode."""

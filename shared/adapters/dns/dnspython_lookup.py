@@ -20,7 +20,7 @@ _NOTHING = (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer)
 
 
 def parse_server(server: str) -> tuple[str, int]:
-    """"HOST" or "HOST:PORT" (an IPv6 host in brackets) -> (host, port)."""
+    """ "HOST" or "HOST:PORT" (an IPv6 host in brackets) -> (host, port)."""
     host, port = server.strip(), "53"
     if host.startswith("["):
         host, _, rest = host[1:].partition("]")
@@ -46,7 +46,7 @@ class DnspythonLookup:
                 raise DnsUnavailable("no DNS resolver configured: pass --dns-server") from exc
         resolver.timeout = resolver.lifetime = timeout_s
         self._resolver = resolver
-        self._where = server or ", ".join(resolver.nameservers) or "the system resolver"
+        self._where = server or ", ".join(map(str, resolver.nameservers)) or "the system resolver"
 
     def txt(self, name: str) -> list[str]:
         return [b"".join(r.strings).decode(errors="replace") for r in self._ask(name, "TXT")]
@@ -80,4 +80,6 @@ class DnspythonLookup:
                 "(unreachable, SERVFAIL or REFUSED)"
             ) from exc
         except (OSError, dns.exception.DNSException) as exc:
-            raise DnsUnavailable(f"DNS server {self._where} failed on {name} {kind}: {exc}") from exc
+            raise DnsUnavailable(
+                f"DNS server {self._where} failed on {name} {kind}: {exc}"
+            ) from exc

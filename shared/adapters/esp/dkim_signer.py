@@ -11,15 +11,14 @@ twice (over-signed): a second From added later breaks the signature.
 `sign` returns the message with its DKIM-Signature header in front; the bytes after it are
 the input's, untouched. dkimpy canonicalizes, hashes and assembles the header; the RSA
 signature itself is made by OpenSSL (cryptography), because dkimpy's own is pure-Python modular
-arithmetic, about 15x slower (`_OpenSslDkim`). Ed25519 goes through PyNaCl (libsodium). A key that cannot be used is a ConfigurationError naming the setting,
-never showing the key.
+arithmetic, about 15x slower (`_OpenSslDkim`). Ed25519 goes through PyNaCl (libsodium). A key
+that cannot be used is a ConfigurationError naming the setting, never showing the key.
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-
 from typing import Any
 
 import dkim
@@ -160,7 +159,7 @@ class _OpenSslDkim(dkim.DKIM):
             return super().gen_header(
                 fields, include_headers, canon_policy, header_name, pk, standardize
             )
-        self.signature_algorithm = b"ed25519-sha256"  # the branch that calls pk.sign(digest)
+        self.signature_algorithm: bytes = b"ed25519-sha256"  # the branch that calls pk.sign(digest)
         try:
             return super().gen_header(fields, include_headers, canon_policy, header_name,
                                       _OpenSslRsa(self.openssl_key), standardize)  # fmt: skip

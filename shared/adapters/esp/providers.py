@@ -46,9 +46,12 @@ def dkim_signer_from_settings(settings: Settings) -> DkimSigner | None:
     if not settings.dkim_private_key:
         return None
     if not settings.dkim_selector:
-        raise ConfigurationError("MAILPIPE_DKIM_PRIVATE_KEY is set but MAILPIPE_DKIM_SELECTOR is not")
-    return DkimSigner(load_key(settings.dkim_private_key), settings.signing_domain,
-                      settings.dkim_selector)  # fmt: skip
+        raise ConfigurationError(
+            "MAILPIPE_DKIM_PRIVATE_KEY is set but MAILPIPE_DKIM_SELECTOR is not"
+        )
+    return DkimSigner(
+        load_key(settings.dkim_private_key), settings.signing_domain, settings.dkim_selector
+    )
 
 
 def _default_rate(settings: Settings) -> float:

@@ -159,7 +159,7 @@ def test_keygen_prints_a_key_and_the_record_that_verifies(tmp_path: Path) -> Non
             (email,) = campaign_emails(["Ann"])
             signed = DkimSigner(load_key(pem.group(0)), DOMAIN, SELECTOR).sign(email.raw)
             found = "".join(lookup.txt(KEY_NAME)).encode()
-            assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: found)
+            assert dkim.verify(signed, dnsfunc=lambda name, timeout=5, found=found: found)
 
 
 def test_unusable_keys_are_refused_without_showing_them() -> None:
