@@ -367,7 +367,27 @@ class Container:
         return PhaseDispatcher(self.campaigns, self.audience_pages, self.remainder_stash,
                                self.engagement, self.ledger, self.outbox, self.clock,
                                pages_per_run=s.campaign_pages_per_run, lease_s=s.campaign_lease_s,
-                               batch_size=s.campaign_batch_size)  # fmt: skip
+                               batch_size=s.campaign_batch_size,
+                               allowance=self.daily_allowance)  # fmt: skip
+
+    @cached_property
+    def daily_allowance(self) -> Any:
+        """Daily caps and warm-up per sending domain (issue 18)."""
+        from shared.domain.sending_caps import DailyCap, parse_day
+        from shared.repositories.sending_days import SendingDays
+        from shared.services.daily_allowance import DailyAllowance
+
+        s = self.settings
+        try:
+            volumes = tuple(int(v) for v in s.warmup_volumes)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"MAILPIPE_WARMUP_VOLUMES={','.join(s.warmup_volumes)!r}: whole numbers only"
+            ) from exc
+        cap = DailyCap(daily_cap=s.daily_cap, volumes=volumes,
+                       start_volume=s.warmup_start_volume, growth=s.warmup_growth,
+                       start=parse_day(s.warmup_start, "MAILPIPE_WARMUP_START"))  # fmt: skip
+        return DailyAllowance(SendingDays(self.documents), cap, s.sender, self.clock)
 
     @cached_property
     def campaign_preview(self) -> Any:

@@ -155,6 +155,7 @@ def _print_summary(shown: dict[str, Any]) -> None:
         f"  delivery: {delivery['done']}/{delivery['batches']} batches done, "
         f"{delivery['parked']} parked; outcomes: {outcomes}"
     )
+    _print_allowance(shown.get("allowance"))
     for result in shown.get("variant_results", []):
         console.print(
             f"  variant {result['name']}: {result['converted']}/{result['exposed']} "
@@ -166,6 +167,20 @@ def _print_summary(shown: dict[str, Any]) -> None:
         console.print(f"  the winner is decided at {_when(shown['test_ends_at'])}")
     elif shown["status"] == TESTING:
         console.print("  the A/B window starts once the test cohort has been delivered")
+
+
+def _print_allowance(allowance: dict[str, Any] | None) -> None:
+    """The sending domain's daily cap: how much is left today, and when a held campaign goes on."""
+    if not allowance:
+        return
+    console.print(
+        f"  daily cap of {allowance['domain']}: {allowance['used']} of {allowance['limit']} "
+        f"recipients dispatched today ({allowance['day']}), {allowance['left_today']} left"
+    )
+    if allowance.get("held_until"):
+        console.print(
+            f"  today's allowance is used up: the rest goes at {_when(allowance['held_until'])}"
+        )
 
 
 # -- preview and test --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.domain.ab_test import VariantResult, decide_winner, unit_hash
@@ -36,7 +37,7 @@ from shared.domain.campaign import (
     phase_of,
     variant_of,
 )
-from shared.domain.errors import Conflict, InvalidInput, MailpipeError
+from shared.domain.errors import Conflict, InvalidInput, MailpipeError, NotFound
 from shared.domain.segment import parse_moment
 from shared.domain.subscriber import Subscriber
 from shared.ports import OutgoingEmail
@@ -174,10 +175,27 @@ class CampaignService:
         shown = campaign.to_doc()
         shown["delivery"] = asdict(Delivery.of(entries))
         shown["dispatched"] = sum(p.recipients for p in campaign.progress.values())
+        shown["allowance"] = self._dispatcher.allowance(campaign)
         if campaign.ab and (PHASE_TEST in campaign.progress):
             results = self.variant_results(campaign, entries)
             shown["variant_results"] = [asdict(r) | {"rate": r.rate} for r in results.values()]
         return shown
+
+    def sending(self, campaign_id: str) -> dict[str, Any] | None:
+        """Dispatch progress and the sending domain's daily cap, for the campaign page; None
+        for a campaign this store does not know."""
+        try:
+            campaign = self._campaigns.get(campaign_id)
+        except NotFound:
+            return None
+        allowance = self._dispatcher.allowance(campaign)
+        held = allowance.get("held_until") if allowance else None
+        return {
+            "status": campaign.status,
+            "dispatched": sum(p.recipients for p in campaign.progress.values()),
+            "allowance": allowance,
+            "held_until": datetime.fromtimestamp(held, UTC) if held else None,
+        }
 
     def delivery(self, campaign_id: str) -> Delivery:
         return Delivery.of(self._ledger.of_campaign(campaign_id))
