@@ -11,7 +11,8 @@ Nothing is per recipient: one counter read-modify-write per page, two with the s
 Crash safety: the reservation is keyed by `<campaign>:<phase>:<page>`, so a replayed or
 redelivered page gets the same grant again. A crash between the reservation and the page's
 checkpoint that is replayed on the next UTC day reserves that day too: the count errs high
-(by at most a page), never low.
+(by at most a page), never low. Likewise a page reserved just before midnight and published
+just after counts toward the day it was reserved on.
 
 Limitation: an A/B remainder walks stash pages, which cannot be split; a stash page larger
 than the whole day's volume waits for a day whose volume is larger.
