@@ -46,15 +46,28 @@ class ZoneResolver(BaseResolver):  # type: ignore[misc]
         return reply
 
 
+def _bound(resolver: ZoneResolver, tries: int = 20) -> list[DNSServer]:
+    """UDP on a port the OS picks, TCP on the same number (another process may hold that
+    TCP port: then another pick)."""
+    quiet = DNSLogger(logf=lambda line: None)
+    for _ in range(tries):
+        udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=quiet)
+        port = udp.server.server_address[1]
+        try:
+            tcp = DNSServer(resolver, address="127.0.0.1", port=port, tcp=True, logger=quiet)
+        except OSError:
+            udp.server.server_close()
+            continue
+        return [udp, tcp]
+    raise OSError("no port free for both UDP and TCP")
+
+
 @contextmanager
 def dns_server(zone: Zone) -> Iterator[tuple[str, ZoneResolver]]:
     """Yields ("127.0.0.1:PORT", the resolver, whose zone the test may change)."""
     resolver = ZoneResolver(zone)
-    quiet = DNSLogger(logf=lambda line: None)
-    udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=quiet)
-    port = udp.server.server_address[1]
-    tcp = DNSServer(resolver, address="127.0.0.1", port=port, tcp=True, logger=quiet)
-    servers = [udp, tcp]
+    servers = _bound(resolver)
+    port = servers[0].server.server_address[1]
     for server in servers:
         threading.Thread(target=server.server.serve_forever, daemon=True).start()
     try:
