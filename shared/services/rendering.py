@@ -32,11 +32,16 @@ from shared.services.templating import (
     TRACKER_VARIABLE,
     CompiledEmail,
     TemplateCatalog,
+    TestableUndefined,
     subject_template,
 )
 
 log = logging.getLogger(__name__)
 
+_NO_SUBJECT = (
+    "the campaign has no subject, so the template's <title> is the subject and cannot use "
+    "{{ subject }}: give the campaign one (--subject)"
+)
 MAX_BATCH_BYTES = 400_000  # compressed; the 2nd-gen event limit is 512 KB
 # A batch is split by its messages' raw size first: unlike the compressed size, it is the same
 # on every render of the batch (timestamps have a fixed width), so a redelivered render splits
@@ -133,6 +138,7 @@ class Renderer:
         }
         # The subject is rendered with the same names, and is then one of them.
         if request.subject is None:
+            context["subject"] = TestableUndefined(_NO_SUBJECT, name="subject")
             context["subject"] = compiled.subject.render(context)
         elif "{" in request.subject:
             context["subject"] = subject_template(request.subject).render(context)
