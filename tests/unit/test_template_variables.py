@@ -157,15 +157,21 @@ def test_preview_warns_about_empty_values_and_lists_every_variable(
     report = service.preview("spring")
     assert report.ok, report.summary()
     variant = report.variants[0]
-    empty = [w for w in variant.warnings if w.recipient == "synthetic no-name"]
-    assert [(w.file, w.line) for w in empty] == [("email/greeting.html", 4)]
-    assert "Hello {{ first_name }}," in empty[0].message and "empty value" in empty[0].message
+    printed = [w for w in variant.warnings if w.message.startswith("prints ")]
+    empty = [(w.recipient, w.file, w.line) for w in printed]
+    assert empty == [("synthetic no-name", "email/greeting.html", 4),
+                     ("synthetic markup", "email/greeting.html", 7)]  # fmt: skip
+    first, second = [w.message for w in printed]
+    assert first == "prints an empty value: <p>Hello {{ first_name }},</p>"
+    assert second.startswith("prints None (a value that is not set): <p>{{ plan | default(")
     assert variant.variables["first_name"] == "built-in"
     assert variant.variables["subject"] == "built-in"
     assert variant.variables["items"] == "campaign variable"
     assert variant.variables["city"].startswith("subscriber attribute (2 of 5 samples")
     assert "unknown" not in variant.variables  # loop variables are the template's own
     assert "warning" in report.summary()
+    small = [w for w in variant.warnings if "HTML_IMAGE_ONLY" in w.message]
+    assert len(small) == 1 and "the open pixel counts" in small[0].message  # once per variant
     again = service.preview("spring", variables={"issue": 4, "extra": 1})
     assert again.variants[0].variables["issue"] == "campaign variable"
     assert container.campaigns.get("spring").context["issue"] == 3  # only for that preview
