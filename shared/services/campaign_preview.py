@@ -81,8 +81,8 @@ class VariantPreview:
     html_bytes: int = 0
     text_excerpt: str = ""
     problems: list[Problem] = field(default_factory=list)
-    # Worth a look, not a failure: empty values the template prints ("Hello ,"), names that
-    # no sample has.
+    # Worth a look, not a failure: empty values the template prints ("Hello ,"), a small HTML
+    # part with an image.
     warnings: list[Problem] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)  # name -> where its value comes from
 
@@ -182,11 +182,6 @@ class CampaignPreview:
             if not any(w.message.startswith(_IMAGE_ONLY) for w in result.warnings):
                 result.warnings += _image_only(request, subscriber, email)
         result.variables = variable_origins(compiled.variables, request.context, samples)
-        result.warnings += [
-            Problem(variant, template, "every sample", f"{name!r} {origin}")
-            for name, origin in result.variables.items()
-            if origin == UNKNOWN
-        ]
         return result
 
     def _request(self, campaign: Campaign, variant: str | None, batch: str) -> RenderRequest:
@@ -321,7 +316,9 @@ class CampaignPreview:
 
 BUILT_IN = "built-in"
 CAMPAIGN_VARIABLE = "campaign variable"
-UNKNOWN = "is neither a built-in, a campaign variable nor an attribute of any sample subscriber"
+# Not a failure: every sample rendered, so the template only tests the name or gives it a
+# default (an optional `headline`), but a misspelt name looks the same.
+UNKNOWN = "not set for any sample (no built-in, campaign variable or sample attribute)"
 
 
 def variable_origins(

@@ -184,8 +184,11 @@ def test_preview_names_a_variable_no_one_has(make_container, templates: Path) ->
     container = make_container(template_root=templates)
     service = container.campaign_service
     service.create({"name": "Typo", "id": "typo", "template": "typo"})
-    warnings = service.preview("typo").variants[0].warnings
-    assert any("'frist_name' is neither a built-in" in w.message for w in warnings)
+    variables = service.preview("typo").variants[0].variables
+    assert (
+        variables["frist_name"] == "not set for any sample (no built-in, campaign variable or "
+        "sample attribute)"
+    )
 
 
 def test_preview_refuses_a_linked_stylesheet_naming_template_and_line(
