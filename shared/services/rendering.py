@@ -38,9 +38,11 @@ from shared.services.templating import (
 
 log = logging.getLogger(__name__)
 
-_NO_SUBJECT = (
+# What `{{ subject }}` is while the template's <title> is rendered to be the subject.
+_NO_SUBJECT = TestableUndefined(
     "the campaign has no subject, so the template's <title> is the subject and cannot use "
-    "{{ subject }}: give the campaign one (--subject)"
+    "{{ subject }}: give the campaign one (--subject)",
+    name="subject",
 )
 MAX_BATCH_BYTES = 400_000  # compressed; the 2nd-gen event limit is 512 KB
 # A batch is split by its messages' raw size first: unlike the compressed size, it is the same
@@ -138,7 +140,7 @@ class Renderer:
         }
         # The subject is rendered with the same names, and is then one of them.
         if request.subject is None:
-            context["subject"] = TestableUndefined(_NO_SUBJECT, name="subject")
+            context["subject"] = _NO_SUBJECT
             context["subject"] = compiled.subject.render(context)
         elif "{" in request.subject:
             context["subject"] = subject_template(request.subject).render(context)
