@@ -1,34 +1,57 @@
-"""Debian packages a test needs (chromium, spamassassin): installed with apt-get when missing,
-as `make test` runs as root in CI. `apt-get update` runs at most once per test process, and
-only when an install fails without it. Nothing is downloaded any other way."""
+"""Debian packages that some tests drive for real (chromium, spamassassin), installed once.
+
+`make test` runs this before pytest, so the suites never race each other for dpkg's lock; a
+test that still finds its program missing calls `ensure()` itself. Installing needs root and
+apt-get (CI runs as root on Debian); elsewhere it says so and the test fails, plainly.
+
+    python tests/system_packages.py            # install every package below that is missing
+"""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import time
+import sys
 from pathlib import Path
 
+# package -> a file it installs (present = nothing to do)
+PACKAGES: dict[str, str] = {
+    "chromium": "/usr/bin/chromium",
+    "chromium-driver": "/usr/bin/chromedriver",
+    "spamassassin": "/usr/bin/spamassassin",
+}
 _ENV = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-_updated = False
+# Wait for another apt-get (a parallel test, unattended upgrades) instead of failing at once.
+_APT = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "-y", "-q"]
 
 
-def apt_install(paths: tuple[Path, ...], packages: tuple[str, ...]) -> str | None:
-    """Install `packages` unless every file in `paths` exists. None when they are there, else
-    the reason they cannot be (no apt-get, not root, or apt's own error), for the test to say."""
-    global _updated
-    if all(p.exists() for p in paths):
+def missing(packages: list[str]) -> list[str]:
+    return [name for name in packages if not Path(PACKAGES[name]).exists()]
+
+
+def ensure(packages: list[str]) -> str | None:
+    """Install what is missing of `packages`; None when all are there, else why not."""
+    wanted = missing(packages)
+    if not wanted:
         return None
     if not shutil.which("apt-get"):
-        return f"{', '.join(packages)} missing and apt-get is not available to install it"
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
-    started = time.monotonic()
-    done = subprocess.run(install, env=_ENV, capture_output=True, text=True)
-    if done.returncode != 0 and not _updated:
-        _updated = True
-        subprocess.run(["apt-get", "update"], env=_ENV, capture_output=True, check=False)
+        return f"{', '.join(wanted)} missing and apt-get is not available to install it"
+    install = [*_APT, "install", "--no-install-recommends", *wanted]
+    if subprocess.run(install, env=_ENV, capture_output=True).returncode != 0:
+        subprocess.run([*_APT, "update"], env=_ENV, capture_output=True, check=False)
         done = subprocess.run(install, env=_ENV, capture_output=True, text=True)
-    if done.returncode != 0:
-        return f"could not install {', '.join(packages)}: {done.stderr[-2000:]}"
-    print(f"installed {', '.join(packages)} in {time.monotonic() - started:.0f}s")
+        if done.returncode != 0:
+            return f"could not install {', '.join(wanted)}: {done.stderr[-2000:]}"
     return None
+
+
+def main() -> int:
+    problem = ensure(list(PACKAGES))
+    if problem:
+        # Not fatal here: the tests that need a package fail with this reason themselves.
+        print(f"system packages: {problem}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

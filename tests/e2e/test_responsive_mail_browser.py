@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from support import REPO
-from system_packages import apt_install
+from system_packages import ensure
 
 from shared.adapters.local.filesystem_blobs import FilesystemBlobs
 from shared.domain.links import Links, local_base_urls
@@ -37,7 +37,7 @@ PRODUCTS = [
 
 @pytest.fixture(scope="module")
 def phone_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    problem = apt_install((CHROMIUM, CHROMEDRIVER), ("chromium", "chromium-driver"))
+    problem = ensure(["chromium", "chromium-driver"])
     if problem:
         pytest.fail(problem)
     from selenium import webdriver

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from support import RecordingMailer
-from system_packages import apt_install
+from system_packages import ensure
 from trigger_support import FakeClock, Pipeline
 
 from shared.bootstrap import Container
@@ -42,7 +42,7 @@ def spam_report(raw: bytes) -> tuple[float, str]:
 
 @pytest.fixture(scope="module")
 def spamassassin() -> Path:
-    problem = apt_install((SPAMASSASSIN,), ("spamassassin",))
+    problem = ensure(["spamassassin"])
     if problem:
         pytest.fail(f"SpamAssassin cannot run here, so the mails were not scored: {problem}")
     return SPAMASSASSIN
