@@ -16,6 +16,7 @@ from shared import settings as settings_module
 from shared import topology
 from shared.domain.errors import ConfigurationError
 from shared.domain.links import Links, local_base_urls
+from shared.domain.mailing_lists import ListCatalog
 from shared.metering import NULL_METER, OperationMeter
 from shared.ports import BlobStore, DeadLetters, DocumentStore, Mailer, Publisher, Warehouse
 from shared.repositories.rate_limits import RateLimits
@@ -174,6 +175,11 @@ class Container:
     def ledger(self) -> SendLedger:
         return SendLedger(self.documents, lease_s=self.settings.send_lease_s)
 
+    @cached_property
+    def list_catalog(self) -> ListCatalog:
+        """The mailing lists, their display names and the signup defaults (settings)."""
+        return self.settings.list_catalog
+
     # --- services ----------------------------------------------------------------------
     @cached_property
     def signup(self) -> SignupService:
@@ -185,6 +191,7 @@ class Container:
             self.clock,
             s.signup_ip_limit_per_hour,
             s.signup_address_limit_per_hour,
+            self.list_catalog,
         )
 
     @cached_property
@@ -201,7 +208,8 @@ class Container:
     @cached_property
     def preferences(self) -> PreferenceService:
         return PreferenceService(self.subscribers, self.unsubscribe, self.outbox,
-                                 self.settings.signing_key, self.clock)  # fmt: skip
+                                 self.settings.signing_key, self.clock,
+                                 self.list_catalog)  # fmt: skip
 
     @cached_property
     def preference_sync(self) -> PreferenceSyncService:
@@ -268,6 +276,30 @@ class Container:
         from shared.services.deliverability import DeliverabilityService
 
         return DeliverabilityService(self.warehouse, SqlCatalog(self.sql_dialect))
+
+    def domain_doctor(self, dns_server: str = "") -> Any:
+        """The sending-domain checks, asking `dns_server` (HOST[:PORT]) or the system's."""
+        from datetime import UTC, datetime
+
+        from shared.adapters.dns.dnspython_lookup import DnspythonLookup
+        from shared.services.doctor_inputs import marketing_headers, warehouse_rates
+        from shared.services.domain_doctor import DomainDoctor
+
+        headers = marketing_headers(self.campaigns, self.templates, self.renderer, self.clock)
+        return DomainDoctor(DnspythonLookup(dns_server), self.doctor_config,
+                            warehouse_rates(self.deliverability), headers,
+                            lambda: datetime.fromtimestamp(self.clock(), UTC).date())  # fmt: skip
+
+    @cached_property
+    def doctor_config(self) -> Any:
+        from shared.adapters.esp.dkim_signer import load_key
+        from shared.services.domain_doctor import DoctorConfig
+
+        s = self.settings
+        key = load_key(s.dkim_private_key).public_b64 if s.dkim_private_key else ""
+        return DoctorConfig(from_domain=s.sender_domain, esp=s.esp, spf_include=s.spf_include,
+                            dkim_selector=s.dkim_selector, dkim_domain=s.dkim_domain,
+                            dkim_public_key=key)  # fmt: skip
 
     @cached_property
     def sql_dialect(self) -> Any:
@@ -343,7 +375,27 @@ class Container:
         return PhaseDispatcher(self.campaigns, self.audience_pages, self.remainder_stash,
                                self.engagement, self.ledger, self.outbox, self.clock,
                                pages_per_run=s.campaign_pages_per_run, lease_s=s.campaign_lease_s,
-                               batch_size=s.campaign_batch_size)  # fmt: skip
+                               batch_size=s.campaign_batch_size,
+                               allowance=self.daily_allowance)  # fmt: skip
+
+    @cached_property
+    def daily_allowance(self) -> Any:
+        """Daily caps and warm-up per sending domain (issue 18)."""
+        from shared.domain.sending_caps import DailyCap, parse_day
+        from shared.repositories.sending_days import SendingDays
+        from shared.services.daily_allowance import DailyAllowance
+
+        s = self.settings
+        try:
+            volumes = tuple(int(v) for v in s.warmup_volumes)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"MAILPIPE_WARMUP_VOLUMES={','.join(s.warmup_volumes)!r}: whole numbers only"
+            ) from exc
+        cap = DailyCap(daily_cap=s.daily_cap, volumes=volumes,
+                       start_volume=s.warmup_start_volume, growth=s.warmup_growth,
+                       start=parse_day(s.warmup_start, "MAILPIPE_WARMUP_START"))  # fmt: skip
+        return DailyAllowance(SendingDays(self.documents), cap, s.sender, self.clock)
 
     @cached_property
     def campaign_preview(self) -> Any:

@@ -10,9 +10,11 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 
+from shared.domain import mailing_lists
 from shared.domain.errors import ConfigurationError
 
 Backend = Literal["local", "gcp"]
@@ -57,6 +59,9 @@ class Settings:
     signup_ip_limit_per_hour: int = 20
     signup_address_limit_per_hour: int = 3
     confirmation_ttl_hours: int = 48
+    # The list catalogue, `name=Display name` entries, and what a signup naming no list joins.
+    lists: tuple[str, ...] = mailing_lists.DEFAULT_LISTS
+    signup_default_lists: tuple[str, ...] = mailing_lists.DEFAULT_SIGNUP_LISTS
     # Feedback policy: suppress after `threshold` soft bounces among the last `window` sends.
     soft_bounce_threshold: int = 3
     soft_bounce_window: int = 5
@@ -94,6 +99,19 @@ class Settings:
     ses_secret_access_key: str = field(default="", repr=False)  # secret
     esp_base_url: str = ""  # overrides the provider's API endpoint (tests, EU regions)
     esp_rate_per_s: float = 0.0  # token-bucket rate; 0 means the provider's default
+    # Deliverability (issue 18). DKIM: the key signs SMTP/SES mail and Mailgun's raw MIME.
+    dkim_private_key: str = field(default="", repr=False)  # secret: PEM (RSA-2048+ or Ed25519)
+    dkim_selector: str = ""  # the key is published at <selector>._domainkey.<domain>
+    dkim_domain: str = ""  # the d= of the signature; empty: MAILPIPE_SENDER's domain
+    spf_include: str = ""  # the SPF include the ESP needs; empty: the provider's own
+    # Daily caps per sending domain: MAILPIPE_WARMUP_VOLUMES (day 1, day 2, ...) or a start
+    # volume growing by a factor per day, from MAILPIPE_WARMUP_START (YYYY-MM-DD, UTC days),
+    # never above MAILPIPE_DAILY_CAP (0: no cap once warmed up).
+    daily_cap: int = 0
+    warmup_volumes: tuple[str, ...] = ()
+    warmup_start_volume: int = 0
+    warmup_growth: float = 1.5
+    warmup_start: str = ""
     log_level: str = "INFO"
     # Local runner: extra processes that run the Pub/Sub-triggered functions, like more
     # function instances (the bus is shared SQLite). 1 keeps everything in one process.
@@ -129,6 +147,15 @@ class Settings:
         return self.smtp_sink == "on"
 
     @property
+    def sender_domain(self) -> str:
+        return parseaddr(self.sender)[1].rpartition("@")[2].lower()
+
+    @property
+    def signing_domain(self) -> str:
+        """The DKIM d= domain: MAILPIPE_DKIM_DOMAIN, else the sender's."""
+        return (self.dkim_domain or self.sender_domain).lower()
+
+    @property
     def warehouse_dir(self) -> Path:
         """The local warehouse's parts (DuckDB reads them)."""
         return self.data_dir / "warehouse"
@@ -137,7 +164,12 @@ class Settings:
     def is_local(self) -> bool:
         return self.backend == "local"
 
+    @property
+    def list_catalog(self) -> mailing_lists.ListCatalog:
+        return mailing_lists.ListCatalog.parse(self.lists, self.signup_default_lists)
+
     def validate(self) -> Settings:
+        self.list_catalog  # noqa: B018 (raises ConfigurationError for a bad catalogue)
         if self.backend not in ("local", "gcp"):
             raise ConfigurationError(f"MAILPIPE_BACKEND must be local or gcp, not {self.backend!r}")
         if self.smtp_sink not in ("on", "off", "auto"):

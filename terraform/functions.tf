@@ -81,6 +81,11 @@ locals {
       MAILPIPE_PUBLIC_URL         = local.public_url
       MAILPIPE_TRUSTED_PROXY_HOPS = tostring(local.trusted_proxy_hops)
       MAILPIPE_LOG_LEVEL          = var.log_level
+      MAILPIPE_DKIM_SELECTOR      = var.dkim_selector # its key is a secret (secrets.tf)
+      MAILPIPE_DKIM_DOMAIN        = var.dkim_domain
+      MAILPIPE_DAILY_CAP          = tostring(var.daily_cap)
+      MAILPIPE_WARMUP_VOLUMES     = join(",", [for v in var.warmup_volumes : tostring(v)])
+      MAILPIPE_WARMUP_START       = var.warmup_start
       MALLOC_ARENA_MAX            = "2" # see shared/runner/allocator.py
     },
     local.esp_environment[var.esp],

@@ -28,7 +28,10 @@ locals {
   # Must equal shared/settings.py UNSET_SECRET (tests/unit/test_terraform.py checks it).
   unset_secret = "unset: add a version to this secret"
 
-  secret_settings = concat(local.common_secrets, local.api_secrets, local.esp_secrets[var.esp])
+  # The DKIM private key Mailpipe signs with, when a selector is configured (send reads it).
+  dkim_secrets = var.dkim_selector == "" ? [] : ["dkim_private_key"]
+
+  secret_settings = concat(local.common_secrets, local.api_secrets, local.esp_secrets[var.esp], local.dkim_secrets)
 
   # function -> the secret settings it receives as environment variables.
   function_secrets = {

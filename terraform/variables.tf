@@ -155,6 +155,36 @@ variable "ses_topic_arns" {
   default     = []
 }
 
+variable "dkim_selector" {
+  description = "DKIM selector Mailpipe signs with (the key at <selector>._domainkey.<domain>); empty: no signing by Mailpipe. Its private key goes into the mailpipe-dkim-private-key secret (mailpipe dkim keygen)."
+  type        = string
+  default     = ""
+}
+
+variable "dkim_domain" {
+  description = "DKIM signing domain (d=); empty means sender_domain."
+  type        = string
+  default     = ""
+}
+
+variable "daily_cap" {
+  description = "Most campaign recipients dispatched per sending domain per UTC day once warmed up; 0: no cap."
+  type        = number
+  default     = 0
+}
+
+variable "warmup_volumes" {
+  description = "Warm-up: recipients allowed on day 1, 2, ... from warmup_start (then daily_cap); empty: no warm-up."
+  type        = list(number)
+  default     = []
+}
+
+variable "warmup_start" {
+  description = "First day (YYYY-MM-DD, UTC) of the warm-up schedule."
+  type        = string
+  default     = ""
+}
+
 variable "sweep_schedule" {
   description = "Cron schedule of the scheduled-campaign sweep published to the dispatch function's topic."
   type        = string

@@ -26,11 +26,13 @@ MAX_DAYS = 730
 def create_dashboard_app(
     dashboards: Callable[[], Dashboards],
     triggers: Callable[[], dict[str, Any]] | None = None,
+    sending: Callable[[str], dict[str, Any] | None] | None = None,
     samples: pages.Samples | None = None,
 ) -> flask.Flask:
-    """The dashboard app; `dashboards` gives the figures and `triggers` the triggers page's
-    context (both called per request, so the app can be built before the container);
-    `samples` renders a campaign not sent yet for its page."""
+    """The dashboard app; `dashboards` gives the figures, `triggers` the triggers page's
+    context and `sending` a campaign's dispatch state (daily cap), all called per request, so
+    the app can be built before the container; `samples` renders a campaign not sent yet for
+    its page."""
     app = flask.Flask("dashboard")
 
     def show(template: str, page: str, **context: Any) -> str:
@@ -42,11 +44,9 @@ def create_dashboard_app(
 
     @app.get("/campaigns/<campaign_id>")
     def campaign(campaign_id: str) -> str:
-        return show(
-            "campaign.html",
-            "campaign",
-            **pages.campaign_context(dashboards(), campaign_id, samples),
-        )
+        context = pages.campaign_context(dashboards(), campaign_id, samples)
+        context["sending"] = sending(campaign_id) if sending else None
+        return show("campaign.html", "campaign", **context)
 
     @app.get("/deliverability")
     def deliverability() -> str:

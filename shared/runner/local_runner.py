@@ -151,7 +151,10 @@ class LocalRunner:
         mounts = {
             "/inbox": create_inbox_app(self.maildir),
             "/dashboard": create_dashboard_app(
-                lambda: self.container.dashboards, self._trigger_page, self._samples
+                lambda: self.container.dashboards,
+                self._trigger_page,
+                lambda campaign_id: self.container.campaign_service.sending(campaign_id),
+                self._samples,
             ),
             **self.extra_mounts,
         }

@@ -405,9 +405,10 @@ def test_every_secret_has_a_reader() -> None:
     """Each secret Terraform can create is read by some function (else it is dead weight, or a
     function is missing its grant)."""
     found = tf()["locals"]
-    creatable = set(found["common_secrets"]) | set(found["api_secrets"])
+    creatable = set(found["common_secrets"]) | set(found["api_secrets"]) | {"dkim_private_key"}
     for names in found["esp_secrets"].values():
         creatable |= set(names)
+    assert "dkim_private_key" in found["dkim_secrets"], "the DKIM key is a secret"
     read = set(found["common_secrets"])
     for grants in found["function_access"].values():
         read |= set(grants["secrets"])
@@ -415,6 +416,7 @@ def test_every_secret_has_a_reader() -> None:
     assert creatable <= SETTING_FIELDS
     assert "admin_api_key" in found["function_access"]["admin"]["secrets"]
     assert "events_api_key" in found["function_access"]["events"]["secrets"]
+    assert "dkim_private_key" in found["function_access"]["send"]["secrets"]
 
 
 def test_only_operators_may_call_the_private_http_functions() -> None:
