@@ -23,8 +23,8 @@ from shared.settings import Settings
 
 # Commands that create the data directory they are given (top-level name, subcommand name).
 CREATES_DATA_DIR = frozenset({("run", ""), ("demo", ""), ("subscribers", "import")})
-# Commands that read no data directory (they check files the user names).
-NEEDS_NO_DATA_DIR = frozenset({("triggers", "validate")})
+# Commands that read no data directory (they check files or DNS names the user gives).
+NEEDS_NO_DATA_DIR = frozenset({("triggers", "validate"), ("doctor", "")})
 
 
 def with_runner_url(settings: Settings) -> Settings:
@@ -41,7 +41,7 @@ def with_runner_url(settings: Settings) -> Settings:
 def prepare(command: str, subcommand: str) -> None:
     """Install this command's container (unless one is installed: tests, the runner), say which
     data directory it uses, and refuse a missing one unless the command creates it."""
-    if command == "run" or (command, subcommand) in NEEDS_NO_DATA_DIR:
+    if command == "run" or {(command, subcommand), (command, "")} & NEEDS_NO_DATA_DIR:
         return  # `run` builds its own container and prints the data directory in its banner
     if bootstrap.installed() is None:
         bootstrap.install(Container(with_runner_url(settings_module.load())))

@@ -79,6 +79,7 @@ def test_create_takes_json_variables_from_options_and_a_file(
     make_container: Callable[..., Container], templates: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     container = make_container(template_root=templates)
+    container.settings.data_dir.mkdir(parents=True)  # as `make run` leaves it (the CLI checks)
     (tmp_path / "vars.json").write_text(json.dumps({"items": ITEMS, "issue": 1, "shop": "A"}))
     code, out = cli(monkeypatch, capsys, "campaign", "create", "--name", "Spring",
                     "--template", "greeting", "--id", "spring", "--vars", f"@{tmp_path}/vars.json",
