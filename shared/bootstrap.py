@@ -371,6 +371,34 @@ class Container:
         )
 
     @cached_property
+    def template_library(self) -> Any:
+        """Email templates as the console edits them (drafts, versions)."""
+        from shared.services.campaign_preview import CampaignPreview
+        from shared.services.template_library import TemplateLibrary
+
+        def preview_for(blobs: BlobStore) -> CampaignPreview:
+            return CampaignPreview(TemplateCatalog(blobs, check_interval_s=0), self.renderer,
+                                   blobs, self.audience_pages, self.subscribers, self.outbox,
+                                   self.clock)  # fmt: skip
+
+        return TemplateLibrary(self.blobs, preview_for, self.clock)
+
+    @cached_property
+    def subscriber_admin(self) -> Any:
+        """Finding and editing subscribers by hand (the console)."""
+        from shared.services.subscriber_admin import SubscriberAdmin
+
+        return SubscriberAdmin(self.documents, self.subscribers, self.suppressions,
+                               self.unsubscribe, self.outbox, self.clock)  # fmt: skip
+
+    @cached_property
+    def audience_estimator(self) -> Any:
+        """Audience size and GCP cost before a campaign is sent (the console)."""
+        from shared.services.audience_estimate import AudienceEstimator
+
+        return AudienceEstimator(self.audience_pages, self.engagement, self.clock)
+
+    @cached_property
     def subscriber_import(self) -> Any:
         from shared.services.subscriber_import import SubscriberImport
 

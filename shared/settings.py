@@ -39,6 +39,13 @@ class Settings:
     # Keyed hashes of addresses: subscriber ids, suppression entries that outlive erasure.
     hash_key: str = field(default=_DEV_SECRET, repr=False)
     admin_api_key: str = field(default="", repr=False)
+    # The console (/dashboard): a key that signs in read-only (the dashboards, no actions), and
+    # in GCP Identity-Aware Proxy: the audience of its signed header, the addresses that act as
+    # admins (everyone else IAP lets in reads), and where IAP's public keys are fetched.
+    console_viewer_key: str = field(default="", repr=False)
+    console_iap_audience: str = ""
+    console_admins: tuple[str, ...] = ()
+    console_iap_certs_url: str = "https://www.gstatic.com/iap/verify/public_key"
     # Local bus.
     bus_min_backoff_s: float | None = None  # None: the topology's retry policy
     bus_max_backoff_s: float | None = None

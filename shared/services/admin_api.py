@@ -11,6 +11,8 @@ the key and maps each route to a campaign or import use case.
     POST /campaigns/<id>/test                {"to": "me@example.com", "variant": "B"?}
     POST /campaigns/<id>/preview             {"sample_size": 3}?
     POST /campaigns/<id>/pick-winner         {"variant": "B"}
+    POST /campaigns/<id>/duplicate           a new draft with the same content (201)
+    DELETE /campaigns/<id>                   delete a draft (409 for any other status)
     POST /subscribers/import[?confirmed_consent=true&filename=list.csv]   CSV body
 """
 
@@ -71,6 +73,11 @@ class AdminApi:
             return 201, service.create(body()).to_doc()
         if len(parts) == 1 and method == "GET":
             return 200, service.show(parts[0])
+        if len(parts) == 1 and method == "DELETE":
+            service.delete_draft(parts[0])
+            return 200, {"deleted": parts[0]}
+        if parts[1:] == ["duplicate"] and method == "POST":
+            return 201, service.duplicate(parts[0]).to_doc()
         if len(parts) == 2 and parts[1] in ACTIONS and method == "POST":
             return 200, self._act(parts[0], parts[1], body())
         raise NotFound(f"no admin route {method} /campaigns/{'/'.join(parts)}")
