@@ -56,6 +56,25 @@ def create_console_app(
     return app
 
 
+def for_function(services: Services) -> flask.Flask:
+    """The console as the admin function serves it in GCP (built once per instance): the admin
+    key signs in, and Identity-Aware Proxy's signed header when MAILPIPE_CONSOLE_IAP_AUDIENCE
+    is set."""
+    from shared.console.iap import iap_identity
+
+    access = ConsoleAccess.from_settings(services().settings)
+    return create_console_app(services, access, lambda: trigger_page(services()),
+                              iap_identity(access))  # fmt: skip
+
+
+def trigger_page(c: Container) -> dict[str, Any]:
+    from shared.analytics import triggers_report
+
+    return triggers_report.page_context(
+        c.warehouse, c.dashboards.catalog, c.trigger_catalog.current()
+    )
+
+
 def _refuse(status: int, title: str, message: str) -> tuple[str, int]:
     return render("error.html", "error", title=title, message=message), status
 

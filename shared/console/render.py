@@ -29,12 +29,21 @@ class Chrome:
     stylesheet and script, and its navigation (called while a page renders)."""
 
     def head(self) -> Markup:
+        if not _serving():
+            return Markup("")
         css = flask.url_for("console.static", filename="console.css")
         js = flask.url_for("console.static", filename="console.js")
         return Markup(f'<link rel="stylesheet" href="{css}">\n<script src="{js}" defer></script>')
 
     def nav(self, page: str) -> Markup:
+        if not _serving():
+            return Markup("")
         return Markup(environment().get_template("_nav.html").render(**_state(page)))
+
+
+def _serving() -> bool:
+    """A console app serves this request (the dashboard app alone shares the templates)."""
+    return bool(flask.has_request_context() and "console" in flask.current_app.blueprints)
 
 
 CHROME = Chrome()

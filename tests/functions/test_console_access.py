@@ -158,3 +158,32 @@ def test_roles_and_redirect_targets() -> None:
     assert auth.safe_next("//evil.example/x", "/d") == "/d"
     assert auth.safe_next("https://evil.example/", "/d") == "/d"
     assert auth.safe_next("/dashboard/campaigns?q=a", "/d") == "/dashboard/campaigns?q=a"
+
+
+def test_the_admin_function_serves_the_console_in_gcp_style(make_container, function_client):
+    """In GCP the admin function answers /dashboard with the console (its own sign-in) and
+    everything else with the admin API (Bearer key)."""
+    make_container()
+    client = function_client("admin")
+    answer = client.get("/dashboard/campaigns")
+    assert answer.status_code == 302 and "/dashboard/sign-in" in answer.location
+    token = csrf_of(client.get("/dashboard/sign-in").get_data(as_text=True))
+    answer = client.post("/dashboard/sign-in", data={"csrf_token": token, "key": ADMIN_KEY,
+                                                     "next": "/dashboard/campaigns"})  # fmt: skip
+    assert answer.status_code == 303 and answer.location.endswith("/dashboard/campaigns")
+    page = client.get("/dashboard/campaigns").get_data(as_text=True)
+    assert "Manage campaigns" in page and "/dashboard/console/static/console.css" in page
+    assert client.get("/dashboard/console/static/console.js").status_code == 200
+    assert client.get("/campaigns").status_code == 401  # the API still wants its Bearer key
+
+
+def test_the_admin_functions_zip_carries_the_console_templates() -> None:
+    from shared import topology
+    from shared.packaging import zip_entries
+
+    names = {info.filename for info, _ in zip_entries(topology.function("admin"), "")}
+    assert {"templates/console/campaign_new.html", "templates/dashboard/base.html",
+            "shared/console/static/console.js"} <= names  # fmt: skip
+    assert any(n.startswith("sql/dashboards/") for n in names)
+    others = {info.filename for info, _ in zip_entries(topology.function("send"), "")}
+    assert not any(n.startswith("templates/") for n in others)
