@@ -211,7 +211,8 @@ def test_create_preview_test_send_send_and_pick_a_winner(browser, console) -> No
 
     by_id(browser, "to").send_keys("me@example.com")
     by_id(browser, "test-send").submit()
-    wait_for(lambda: "Queued [TEST] message to me@example.com" in browser.page_source, 20, "flash")
+    queued = "Queued [TEST] message to me@example.com"
+    wait_for(lambda: queued in browser.page_source, 20, "the test-send message")
 
     browser.find_element(By.XPATH, "//button[normalize-space()='Send now']").click()
     wait_for(lambda: "is sending" in browser.page_source, 20, "the send")
