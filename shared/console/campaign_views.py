@@ -232,7 +232,9 @@ def audience_text(estimate: Mapping[str, Any]) -> str:
         split = ", ".join(f"{n:,} get {v}" for v, n in estimate["variants"].items())
         text += (f": {split} in the test; {estimate['remainder']:,} get the winner, "
                  f"{estimate['holdout']:,} held out")  # fmt: skip
-    return text + f". Estimated GCP cost: ${estimate['usd']:.4f}."
+    usd = estimate["usd"]
+    shown = f"{usd:.2f}" if usd >= 0.01 else f"{usd:.6f}"  # a small send costs fractions of a cent
+    return text + f". Estimated GCP cost: ${shown}."
 
 
 def _dispatched(campaign: Campaign) -> int:

@@ -270,7 +270,7 @@ class CampaignPreview:
             first = self._renderer.render(compiled, request, person)
             prefix = f"[TEST] [{variant}] " if label else "[TEST] "
             email = self._renderer.render(
-                compiled, replace(request, subject=prefix + first.subject), person
+                compiled, replace(request, subject=prefix + literal(first.subject)), person
             )
         except (jinja2.TemplateError, ValueError) as exc:
             problem = self._diagnose(campaign, request, subscriber, exc)
@@ -280,6 +280,12 @@ class CampaignPreview:
         send = SendBatch(batch, TRANSACTIONAL, now, [email], campaign_id=None, variant=variant)
         self._outbox.publish_bytes(topology.SEND_REQUESTS, [send.encode()])
         return email
+
+
+def literal(subject: str) -> str:
+    """A rendered subject as a subject template that renders to itself (the subscriber's data
+    in it is never read as template code)."""
+    return "{% raw %}" + subject.replace("{% endraw %}", "") + "{% endraw %}"
 
 
 def _template_frame(exc: BaseException) -> tuple[str | None, int | None]:

@@ -9,6 +9,7 @@ A recipient whose data breaks the template is reported and skipped; the batch go
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -31,10 +32,21 @@ from shared.services.templating import (
     PIXEL_VARIABLE,
     TRACKER_VARIABLE,
     CompiledEmail,
+    MailSandbox,
     TemplateCatalog,
 )
 
 log = logging.getLogger(__name__)
+
+_SUBJECTS = MailSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+@functools.lru_cache(maxsize=256)
+def subject_template(subject: str) -> jinja2.Template:
+    """A campaign's own subject line may use the template variables ({{ first_name }}): it is
+    compiled once per process, like the template's <title>, in the same sandbox."""
+    return _SUBJECTS.from_string(subject)
+
 
 MAX_BATCH_BYTES = 400_000  # compressed; the 2nd-gen event limit is 512 KB
 # A batch is split by its messages' raw size first: unlike the compressed size, it is the same
@@ -76,7 +88,11 @@ class Renderer:
         context.update(self._tracking(compiled, request, recipient, message_id, sent_at))
         html_parts = list(compiled.html.generate(context))
         text_parts = list(compiled.text.generate(context))
-        subject = request.subject or compiled.subject.render(context)
+        subject = (
+            subject_template(request.subject).render(context)
+            if request.subject
+            else compiled.subject.render(context)
+        )
         headers = {}
         if request.kind == MARKETING:
             headers = {
