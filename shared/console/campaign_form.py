@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared.domain.errors import InvalidInput
 
-GROUPS, ROWS, VARIANTS = 2, 4, 4
+GROUPS, ROWS, VARIANTS = 2, 3, 3
 MEMBERSHIP_KINDS = ("list", "tag", "topic")
 COMPARISON_KINDS = ("field", "attribute")
 DATE_KINDS = ("signed_up", "confirmed")

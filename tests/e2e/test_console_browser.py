@@ -99,14 +99,19 @@ def labelled(driver) -> None:
     assert driver.execute_script(UNLABELLED) == [], driver.current_url
 
 
-def wait_for(check: Callable[[], object], timeout: float = 60.0, what: str = "") -> object:
+def wait_for(
+    check: Callable[[], object],
+    timeout: float = 60.0,
+    what: str = "",
+    state: Callable[[], str] = lambda: "",
+) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = check()
         if found:
             return found
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}; {state()}")
 
 
 def tab_to(driver, element_id: str, limit: int = 200) -> None:
@@ -212,14 +217,18 @@ def test_create_preview_test_send_send_and_pick_a_winner(browser, console) -> No
     browser.find_element(By.XPATH, "//button[normalize-space()='Send now']").click()
     wait_for(lambda: "is sending" in browser.page_source, 20, "the send")
 
+    estimate = container.audience_estimator.estimate(campaign.segment, campaign.ab, campaign.id)
+    cohort = sum(estimate.variants.values())
+    assert 0 < cohort < 20 and estimate.remainder == 20 - cohort
+
     def test_phase_delivered() -> bool:
         browser.refresh()
         sent = browser.find_elements(By.CSS_SELECTOR, "[data-outcome='sent']")
-        return (
-            bool(sent) and text(browser, "#campaign-status") == "testing" and sent[0].text == "10"
-        )
+        tested = text(browser, "#campaign-status") == "testing"
+        return bool(sent) and tested and sent[0].text == str(cohort)
 
-    wait_for(test_phase_delivered, 90, "the test cohort to be sent")
+    state = lambda: f"{container.campaign_service.show(campaign.id)}"  # noqa: E731
+    wait_for(test_phase_delivered, 90, f"the test cohort of {cohort} to be sent", state)
     assert browser.find_elements(By.CSS_SELECTOR, "#variant-results tr[data-variant='B']")
     by_id(browser, "winner").send_keys("B")
     browser.find_element(By.XPATH, "//button[normalize-space()='Pick winner']").click()
@@ -230,7 +239,7 @@ def test_create_preview_test_send_send_and_pick_a_winner(browser, console) -> No
         sent = browser.find_elements(By.CSS_SELECTOR, "[data-outcome='sent']")
         return bool(sent) and sent[0].text == "20" and text(browser, "#campaign-status") == "sent"
 
-    wait_for(all_sent, 90, "the remainder to be sent")
+    wait_for(all_sent, 90, "the remainder to be sent", state)
     assert "Winner B" in browser.page_source
     shot(browser, "campaign-sent")
 
