@@ -137,6 +137,8 @@ def type_keys(driver, keys: str) -> None:
 def sign_in_with_the_keyboard(driver, base: str, key: str) -> None:
     from selenium.webdriver.common.keys import Keys
 
+    driver.get(base + "/inbox/")
+    driver.delete_all_cookies()  # a session of an earlier test (same host, another port)
     driver.get(base + "/dashboard/campaigns")
     assert "/sign-in" in driver.current_url
     labelled(driver)
