@@ -186,3 +186,37 @@ def _number(raw: str, where: str, field: str = "ab") -> int | float:
 
 def _percent(raw: str, where: str) -> float:
     return float(_number(raw, where)) / 100
+
+
+def describe_segment(spec: Any) -> str:
+    """A segment in words, for lists and settings: "on list weekly and not tagged vip"."""
+    if not spec:
+        return "everyone confirmed"
+    if not isinstance(spec, dict) or len(spec) == 0:
+        return str(spec)
+    for joiner in ("all", "any"):
+        if joiner in spec and isinstance(spec[joiner], list):
+            word = " and " if joiner == "all" else " or "
+            return "(" + word.join(describe_segment(p) for p in spec[joiner]) + ")"
+    if "not" in spec:
+        return "not " + describe_segment(spec["not"])
+    return _describe_condition(spec)
+
+
+def _describe_condition(spec: dict[str, Any]) -> str:
+    words = {"list": "on list", "tag": "tagged", "topic": "follows topic"}
+    for kind, word in words.items():
+        if kind in spec:
+            return f"{word} {spec[kind]}"
+    for kind in DATE_KINDS:
+        if kind in spec and isinstance(spec[kind], dict):
+            label = kind.replace("_", " ")
+            return " and ".join(f"{label} {k} {v}" for k, v in spec[kind].items())
+    for kind in DAY_KINDS:
+        if kind in spec:
+            return f"{kind.split('_')[0]} in the last {spec[kind]} days"
+    path = spec.get("field") or spec.get("attribute")
+    if path:
+        op = spec.get("op", "==")
+        return f"{path} {op}" + ("" if op == "exists" else f" {json.dumps(spec.get('value'))}")
+    return json.dumps(spec)

@@ -12,7 +12,7 @@ import flask
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from shared.console import auth
+from shared.console import auth, campaign_form
 from shared.dashboard import formatting, pages
 from shared.topology import REPO_ROOT
 
@@ -60,6 +60,7 @@ def environment() -> Environment:
     )
     env.filters.update(pages.environment().filters)
     env.filters["epoch"] = epoch
+    env.filters["segment"] = campaign_form.describe_segment
     env.globals["console"] = CHROME
     return env
 

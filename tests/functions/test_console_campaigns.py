@@ -99,6 +99,10 @@ def test_the_segment_builder_makes_all_any_not_groups() -> None:
         {"not": {"any": [{"clicked_within_days": 30}, {"signed_up": {"before": "2025-01-01"}},
                          {"field": "timezone", "op": "exists"}]}},
     ]}  # fmt: skip
+    assert campaign_form.describe_segment(campaign_form.segment_from_form(form)) == (
+        '((on list weekly and not plan.tier in ["pro", "team"]) or not (clicked in the last'
+        " 30 days or signed up before 2025-01-01 or timezone exists))"
+    )
     assert campaign_form.segment_from_form({"g0_r0_kind": "list"}) == {}
     raw = {"segment_json": '{"not": {"tag": "vip"}}', "g0_r0_name": "ignored"}
     assert campaign_form.segment_from_form(raw) == {"not": {"tag": "vip"}}
