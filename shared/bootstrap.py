@@ -392,6 +392,13 @@ class Container:
                                self.unsubscribe, self.outbox, self.clock)  # fmt: skip
 
     @cached_property
+    def import_mapping(self) -> Any:
+        """Another tool's export: columns mapped, previewed, then imported (the console)."""
+        from shared.services.import_mapping import ImportMapping
+
+        return ImportMapping(self.blobs, self.subscriber_import)
+
+    @cached_property
     def audience_estimator(self) -> Any:
         """Audience size and GCP cost before a campaign is sent (the console)."""
         from shared.services.audience_estimate import AudienceEstimator

@@ -294,15 +294,34 @@ def test_find_and_erase_a_subscriber_then_import_a_file(browser, console, tmp_pa
     assert container.suppressions.reason("reader7@example.com") == "erased"
 
     csv_file = tmp_path / "contacts.csv"
-    csv_file.write_text("email,first_name,lists\nnew1@example.com,Ann,weekly\nnot-an-address,Bo,\n")
+    csv_file.write_text("Email Address,First Name,Groups,Company\n"
+                        "new1@example.com,Ann,weekly,Acme\nnot-an-address,Bo,,\n")  # fmt: skip
     browser.get(base + "/dashboard/import")
     labelled(browser)
     by_id(browser, "file").send_keys(str(csv_file))
-    by_id(browser, "file").submit()
+    by_id(browser, "upload").click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#mapping tr[data-column]")
+    mapped = {r.get_attribute("data-column"): r.find_element(By.TAG_NAME, "select") for r in rows}
+    chosen = {c: s.get_attribute("value") for c, s in mapped.items()}
+    assert chosen == {"Email Address": "email", "First Name": "first_name", "Groups": "lists",
+                      "Company": "attributes.Company"}  # fmt: skip
+    rejected = browser.find_elements(By.CSS_SELECTOR, "#rejects tbody td")
+    assert rejected[0].text == "3" and rejected[1].text.startswith("email is not valid")
+    labelled(browser)
+    shot(browser, "import-mapping")
+    from selenium.webdriver.support.ui import Select
+
+    Select(mapped["Company"]).select_by_visible_text("not imported")
+    by_id(browser, "remap").click()
+    headers = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#preview th")]
+    assert headers == ["email", "first_name", "lists"]
+    by_id(browser, "start-import").click()
+    wait_for(lambda: "Import finished" in browser.page_source, 30, "the import to finish")
     summary = text(browser, "#import-summary")
     assert summary.startswith("2 rows: 1 created") and "1 rejected" in summary
-    assert browser.find_elements(By.CSS_SELECTOR, "#rejects tr td")
-    assert container.subscribers.find(container.subscribers.id_for("new1@example.com"))
+    assert by_id(browser, "import-progress").get_attribute("value") == "2"
+    imported = container.subscribers.get(container.subscribers.id_for("new1@example.com"))
+    assert imported.lists == ["weekly"] and imported.attributes == {}
     shot(browser, "import")
 
 
