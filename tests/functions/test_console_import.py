@@ -9,11 +9,11 @@ from shared.domain.errors import InvalidInput, NotFound
 from shared.services.import_mapping import suggest
 
 EXPORT = (
-    "Email Address,FNAME,Tags,Plan Tier,Notes\n"
-    "ann@example.com,Ann,vip;b2b,pro,called\n"
-    "bad address,Bo,,free,\n"
-    "cy@example.com,Cy,,team,\n"
-).encode()
+    b"Email Address,FNAME,Tags,Plan Tier,Notes\n"
+    b"ann@example.com,Ann,vip;b2b,pro,called\n"
+    b"bad address,Bo,,free,\n"
+    b"cy@example.com,Cy,,team,\n"
+)
 
 
 def test_columns_of_other_tools_are_suggested() -> None:
