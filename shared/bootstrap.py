@@ -376,6 +376,27 @@ class Container:
 
         return SubscriberImport(self.subscribers, self.suppressions, self.outbox, self.clock)
 
+    @cached_property
+    def import_blobs(self) -> BlobStore:
+        """Import files and their rejects: DATA_DIR/blobs locally, the import bucket on GCP."""
+        if self.settings.is_local:
+            from shared.adapters.local.filesystem_blobs import FilesystemBlobs
+
+            return FilesystemBlobs(self.settings.data_dir / "blobs")
+        from shared.adapters.gcp import clients
+        from shared.adapters.gcp.gcs_blobs import GcsBlobs
+
+        return GcsBlobs(clients.storage_client(self.settings), self.settings.import_bucket)
+
+    @cached_property
+    def imports(self) -> Any:
+        """Imports of any size: upload, inspect, start, progress; the import function's steps."""
+        from shared.repositories.imports import Imports
+        from shared.services.imports import ImportService
+
+        return ImportService(Imports(self.documents), self.import_blobs, self.subscriber_import,
+                             self.outbox, self.clock, self.settings.import_chunk_rows)  # fmt: skip
+
     # --- behavioural triggers (issue 7) -------------------------------------------------
     @cached_property
     def event_intake(self) -> Any:

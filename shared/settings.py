@@ -61,6 +61,7 @@ class Settings:
     firestore_database: str = "(default)"
     bigquery_dataset: str = "mailpipe"
     template_bucket: str = ""
+    import_bucket: str = ""  # import files and their rejects (GCP); locally DATA_DIR/blobs
     # GCP client endpoints: empty means Google's. A plain-http endpoint is a local emulator or
     # test server and gets anonymous credentials. The SDKs also honour *_EMULATOR_HOST.
     pubsub_transport: str = "grpc"  # grpc | rest (rest reaches an HTTP test server)
@@ -102,6 +103,8 @@ class Settings:
     events_api_key: str = field(default="", repr=False)
     triggers_blob: str = "triggers/triggers.yaml"  # trigger definitions in the template store
     trigger_lease_s: float = 300.0  # a sweep's hold on a run it is sending (then another may)
+    # Subscriber imports (issue 13): rows per chunk, one bus message and one invocation each.
+    import_chunk_rows: int = 5000
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from shared.domain.addresses import keyed_hash
 from shared.domain.errors import NotFound
 from shared.domain.subscriber import Subscriber
-from shared.ports import DocumentStore, Filter, paged
+from shared.ports import MAX_BATCH_WRITES, BatchWrite, DocumentStore, Filter, paged
 
 COLLECTION = "subscribers"
 
@@ -36,6 +36,15 @@ class Subscribers:
     def create(self, subscriber: Subscriber) -> None:
         """Raises AlreadyExists when this address already has a subscriber."""
         self._store.create(COLLECTION, subscriber.id, subscriber.to_doc())
+
+    def create_many(self, subscribers: Sequence[Subscriber]) -> None:
+        """Create each, in commits of at most 500; AlreadyExists (that commit written not at
+        all) when one of them exists. One write each."""
+        for start in range(0, len(subscribers), MAX_BATCH_WRITES):
+            self._store.write_batch([
+                BatchWrite(COLLECTION, s.id, s.to_doc(), create_only=True)
+                for s in subscribers[start : start + MAX_BATCH_WRITES]
+            ])  # fmt: skip
 
     def save(self, subscriber: Subscriber) -> None:
         self._store.put(COLLECTION, subscriber.id, subscriber.to_doc())
