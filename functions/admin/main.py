@@ -7,14 +7,16 @@ is also private (IAM), so a caller needs both an identity token and the key. A s
 campaign does not allow answers 409 with the reason.
 """
 
+import flask
 import functions_framework
 
 from shared.bootstrap import container
 from shared.domain.errors import AlreadyExists, Conflict
 from shared.entrypoints.http import HttpError, check_body_size, endpoint, json_response, read_fields
-from shared.services.admin_api import AdminApi, authorized
+from shared.services.admin_api import AdminApi, CsvAnswer, authorized
 
-MAX_BODY_BYTES = 10 * 1024 * 1024  # CSV imports
+MAX_BODY_BYTES = 32 * 1024 * 1024  # import files (Cloud Run's request limit); larger ones
+# go straight into the import bucket (README: imports of any size)
 
 
 @functions_framework.http
@@ -25,7 +27,7 @@ def admin(request):
         raise HttpError(503, "admin API disabled: set MAILPIPE_ADMIN_API_KEY")
     authorized(request.headers.get("Authorization", ""), c.settings.admin_api_key)
     check_body_size(request, MAX_BODY_BYTES)
-    api = AdminApi(c.campaign_service, c.subscriber_import)
+    api = AdminApi(c.campaign_service, c.subscriber_import, c.imports)
     try:
         status, answer = api.handle(
             request.method,
@@ -36,4 +38,6 @@ def admin(request):
         )
     except (Conflict, AlreadyExists) as exc:
         raise HttpError(409, str(exc)) from exc
+    if isinstance(answer, CsvAnswer):
+        return flask.Response(bytes(answer), status, mimetype="text/csv")
     return json_response(answer, status)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,8 +181,11 @@ def _check_target(header: str, target: str) -> None:
     )
 
 
-def parse_cells(targets: Sequence[str], cells: Sequence[str]) -> ImportRow:
-    """One row (cells in column order) as an ImportRow; InvalidInput saying what is wrong."""
+def parse_cells(
+    targets: Sequence[str], cells: Sequence[str], clean_name: Callable[[str], str] = str.strip
+) -> ImportRow:
+    """One row (cells in column order) as an ImportRow; InvalidInput saying what is wrong.
+    `clean_name` checks the first name (the signup service's rule)."""
     if len(cells) > len(targets) and any(c.strip() for c in cells[len(targets) :]):
         raise InvalidInput("the row has more fields than the header")
     values: dict[str, str] = {}
@@ -202,8 +205,10 @@ def parse_cells(targets: Sequence[str], cells: Sequence[str]) -> ImportRow:
     status, reason = _status(values)
     return ImportRow(
         email=normalize_address(values.get("email", "")),
-        first_name=values.get("first_name", ""),  # checked by the service (signup's rule)
-        memberships={m: names for m in MEMBERSHIPS if (names := split_names(values.get(m, ""), m))},
+        first_name=clean_name(values.get("first_name", "")),
+        memberships={
+            m: names for m in MEMBERSHIPS if m in values and (names := split_names(values[m], m))
+        },
         attributes=attributes,
         status=status,
         suppression_reason=reason,

@@ -18,7 +18,13 @@ class Subscribers:
         self._hash_key = hash_key
 
     def id_for(self, email: str) -> str:
-        return "s" + keyed_hash(self._hash_key, email)[:31]
+        return self.id_for_key(keyed_hash(self._hash_key, email))
+
+    @staticmethod
+    def id_for_key(key: str) -> str:
+        """The id of the address whose keyed hash is `key` (the suppression list's key, when
+        both use the same hash key, as the container builds them)."""
+        return "s" + key[:31]
 
     def get(self, subscriber_id: str) -> Subscriber:
         doc = self._store.get(COLLECTION, subscriber_id)

@@ -109,8 +109,7 @@ class _Pending:
 
 def parse_line(targets: Sequence[str], headers: Sequence[str], cells: Sequence[str]) -> ImportRow:
     """One row's cells as an ImportRow, with signup's rule for names; InvalidInput otherwise."""
-    row = fmt.parse_cells(targets, cells)
-    return replace(row, first_name=clean_name(row.first_name))
+    return fmt.parse_cells(targets, cells, clean_name)
 
 
 def cells_by_header(headers: Sequence[str], cells: Sequence[str]) -> dict[str, str]:
@@ -219,12 +218,16 @@ class SubscriberImport:
         summary: ImportSummary,
         seen: set[str],
     ) -> None:
-        folded = self._fold(parsed, summary, seen)
+        # Address -> keyed hash: the suppression key, and the subscriber id derived from it
+        # (one HMAC per row instead of two).
+        keys: dict[str, str] = {}
+        folded = self._fold(parsed, summary, seen, keys)
         existing = self._subscribers.get_many(list(folded))
         new = {sid: p for sid, p in folded.items() if sid not in existing}
         opted_out = {sid: p for sid, p in new.items() if p.row.status in _OPTED_OUT}
         to_create = {sid: p for sid, p in new.items() if sid not in opted_out}
-        suppressed = self._suppressions.reasons_of([p.row.email for p in to_create.values()])
+        emails = [p.row.email for p in to_create.values()]
+        suppressed = self._suppressions.reasons_of(emails, keys)
         for sid, p in list(to_create.items()):
             if p.row.email in suppressed:
                 reason = f"address is suppressed ({suppressed[p.row.email]}); it cannot be imported"
@@ -245,10 +248,12 @@ class SubscriberImport:
         parsed: list[tuple[int, ImportRow, dict[str, str]]],
         summary: ImportSummary,
         seen: set[str],
+        keys: dict[str, str],
     ) -> dict[str, _Pending]:
         folded: dict[str, _Pending] = {}
         for line, row, cells in parsed:
-            sid = self._subscribers.id_for(row.email)
+            key = keys[row.email] = self._suppressions.key(row.email)
+            sid = self._subscribers.id_for_key(key)
             if sid in seen:
                 summary.duplicates += 1
             seen.add(sid)
@@ -273,8 +278,9 @@ class SubscriberImport:
         events: list[SubscriberEvent],
         now: float,
     ) -> None:
+        consent = asdict(_consent(options, now))  # one record, copied into each document
         subscribers = [
-            self._new_subscriber(sid, p.row, options, now) for sid, p in to_create.items()
+            self._new_subscriber(sid, p.row, options, now, consent) for sid, p in to_create.items()
         ]
         try:
             self._subscribers.create_many(subscribers)
@@ -309,7 +315,12 @@ class SubscriberImport:
             summary.confirmations_requested += 1
 
     def _new_subscriber(
-        self, sid: str, row: ImportRow, options: ImportOptions, now: float
+        self,
+        sid: str,
+        row: ImportRow,
+        options: ImportOptions,
+        now: float,
+        consent: dict[str, Any] | None = None,
     ) -> Subscriber:
         confirmed = options.confirmed_consent and row.status == fmt.SUBSCRIBED
         return Subscriber(
@@ -320,7 +331,7 @@ class SubscriberImport:
             attributes=row.attributes,
             created_at=now,
             confirmed_at=now if confirmed else None,
-            consent=[asdict(_consent(options, now))],
+            consent=[dict(consent or asdict(_consent(options, now)))],
             lists=row.memberships.get("lists", []),
             tags=row.memberships.get("tags", []),
             topics=row.memberships.get("topics", []),

@@ -17,7 +17,9 @@ NO_ID_ORDER = "@firestore-emulator/server 0.3.15 ignores order_by(__name__): ins
 NO_CURSORS = "@firestore-emulator/server 0.3.15 ignores query cursors (start_after)"
 NO_DOTTED = "@firestore-emulator/server 0.3.15 cannot filter on a nested field path"
 NO_REPLACE = "@firestore-emulator/server 0.3.15 merges a set() into the old document"
-NO_ATOMIC_BATCH = "@firestore-emulator/server 0.3.15 commits a batch's other writes when a create fails"
+NO_ATOMIC_BATCH = (
+    "@firestore-emulator/server 0.3.15 commits a batch's other writes when a create fails"
+)
 NO_ISOLATION = "@firestore-emulator/server 0.3.15 transactions do not isolate (lost updates)"
 
 # Inserted out of id order so that an unordered store cannot pass by accident.
