@@ -12,7 +12,6 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
@@ -94,7 +93,11 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str] | None:
 def _follow_import(import_id: str, timeout: float) -> ImportJob:
     """Progress until the import finishes; locally this process works through it too."""
     c = container()
-    worker = _local_import_worker(c) if c.settings.is_local else None
+    worker = None
+    if c.settings.is_local:
+        from shared.runner.import_worker import start_import_worker
+
+        worker = start_import_worker(c.bus)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
     deadline = time.monotonic() + timeout
@@ -111,22 +114,6 @@ def _follow_import(import_id: str, timeout: float) -> ImportJob:
     finally:
         if worker is not None:
             worker.stop(timeout=60)
-
-
-def _local_import_worker(c: Any) -> Any:
-    """A bus worker for the import function in this process (with `make run` too: an import
-    is one chain of steps, so a second consumer only takes turns)."""
-    from shared import topology
-    from shared.adapters.local.bus_worker import BusWorker
-    from shared.runner.functions_host import function_app, pusher
-
-    function = topology.function("imports")
-    subscription = topology.subscriptions_of(topology.SUBSCRIBER_IMPORTS)[0]
-    push = pusher(function_app(function), subscription.topic)
-    worker = BusWorker(c.bus, subscription.name, lambda d: 200 <= push(d) < 300, batch=1,
-                       poll_interval_s=0.02)  # fmt: skip
-    worker.start()
-    return worker
 
 
 def _print_import(job: ImportJob) -> None:
