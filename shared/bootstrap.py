@@ -228,15 +228,11 @@ class Container:
     @cached_property
     def feedback(self) -> FeedbackService:
         from shared.domain.feedback import SoftBouncePolicy
-        from shared.services.send_history import SendHistory
 
         s = self.settings
-        history = SendHistory(
-            self.pipeline_warehouse, self.sql_dialect, s.soft_bounce_lookback_days
-        )
-        policy = SoftBouncePolicy(s.soft_bounce_threshold, s.soft_bounce_window)
+        policy = SoftBouncePolicy(s.soft_bounce_threshold, s.soft_bounce_window_days)
         return FeedbackService(self.subscribers, self.suppressions, self.unsubscribe, self.outbox,
-                               self.clock, history, policy, self.machines)  # fmt: skip
+                               self.clock, policy, self.machines)  # fmt: skip
 
     @cached_property
     def machines(self) -> Any:

@@ -50,8 +50,7 @@ class Settings:
     confirmation_ttl_hours: int = 48
     # Feedback policy: suppress after `threshold` soft bounces among the last `window` sends.
     soft_bounce_threshold: int = 3
-    soft_bounce_window: int = 5
-    soft_bounce_lookback_days: int = 90  # sends older than this do not count
+    soft_bounce_window_days: float = 30.0  # soft bounces older than this do not count
     # Tracking: a click this soon after the send is a security scanner, not a person.
     machine_click_within_s: float = 10.0
     machine_ip_ranges: tuple[str, ...] = ()  # extra CIDRs of proxies/scanners, comma list

@@ -35,7 +35,7 @@ locals {
     dispatch          = { publishes = ["campaign-dispatch", "render-requests"], firestore = "write", templates = true, warehouse = false, queries = true, secrets = [] }
     render            = { publishes = ["send-requests", "analytics-events"], firestore = "", templates = true, warehouse = false, queries = false, secrets = [] }
     send              = { publishes = ["analytics-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = ["sendgrid_api_key", "mailgun_api_key", "smtp_password", "ses_secret_access_key"] }
-    feedback          = { publishes = ["subscriber-events", "analytics-events"], firestore = "write", templates = false, warehouse = false, queries = true, secrets = [] }
+    feedback          = { publishes = ["subscriber-events", "analytics-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = [] }
     warehouse         = { publishes = [], firestore = "", templates = false, warehouse = true, queries = false, secrets = [] }
     imports           = { publishes = ["subscriber-imports", "subscriber-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = [] }
     triggers          = { publishes = ["render-requests", "analytics-events", "behaviour-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }

@@ -48,6 +48,7 @@ class Subscriber:
     last_open_at: float | None = None
     last_click_at: float | None = None
     recent_outcomes: list[str] = field(default_factory=list)  # newest last: sent|soft|hard
+    soft_bounces: list[list[Any]] = field(default_factory=list)  # [message key, when]: policy
     consent: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -63,6 +64,7 @@ class Subscriber:
             doc[name] = list(doc[name])
         doc["attributes"] = _copy_json(self.attributes)
         doc["consent"] = [dict(c) for c in self.consent]
+        doc["soft_bounces"] = [list(b) for b in self.soft_bounces]
         return doc
 
     @property
