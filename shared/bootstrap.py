@@ -228,15 +228,11 @@ class Container:
     @cached_property
     def feedback(self) -> FeedbackService:
         from shared.domain.feedback import SoftBouncePolicy
-        from shared.services.send_history import SendHistory
 
         s = self.settings
-        history = SendHistory(
-            self.pipeline_warehouse, self.sql_dialect, s.soft_bounce_lookback_days
-        )
-        policy = SoftBouncePolicy(s.soft_bounce_threshold, s.soft_bounce_window)
+        policy = SoftBouncePolicy(s.soft_bounce_threshold, s.soft_bounce_window_days)
         return FeedbackService(self.subscribers, self.suppressions, self.unsubscribe, self.outbox,
-                               self.clock, history, policy, self.machines)  # fmt: skip
+                               self.clock, policy, self.machines)  # fmt: skip
 
     @cached_property
     def machines(self) -> Any:
@@ -392,13 +388,6 @@ class Container:
                                self.unsubscribe, self.outbox, self.clock)  # fmt: skip
 
     @cached_property
-    def import_mapping(self) -> Any:
-        """Another tool's export: columns mapped, previewed, then imported (the console)."""
-        from shared.services.import_mapping import ImportMapping
-
-        return ImportMapping(self.blobs, self.subscriber_import)
-
-    @cached_property
     def audience_estimator(self) -> Any:
         """Audience size and GCP cost before a campaign is sent (the console)."""
         from shared.services.audience_estimate import AudienceEstimator
@@ -410,6 +399,27 @@ class Container:
         from shared.services.subscriber_import import SubscriberImport
 
         return SubscriberImport(self.subscribers, self.suppressions, self.outbox, self.clock)
+
+    @cached_property
+    def import_blobs(self) -> BlobStore:
+        """Import files and their rejects: DATA_DIR/blobs locally, the import bucket on GCP."""
+        if self.settings.is_local:
+            from shared.adapters.local.filesystem_blobs import FilesystemBlobs
+
+            return FilesystemBlobs(self.settings.data_dir / "blobs")
+        from shared.adapters.gcp import clients
+        from shared.adapters.gcp.gcs_blobs import GcsBlobs
+
+        return GcsBlobs(clients.storage_client(self.settings), self.settings.import_bucket)
+
+    @cached_property
+    def imports(self) -> Any:
+        """Imports of any size: upload, inspect, start, progress; the import function's steps."""
+        from shared.repositories.imports import Imports
+        from shared.services.imports import ImportService
+
+        return ImportService(Imports(self.documents), self.import_blobs, self.subscriber_import,
+                             self.outbox, self.clock, self.settings.import_chunk_rows)  # fmt: skip
 
     # --- behavioural triggers (issue 7) -------------------------------------------------
     @cached_property

@@ -57,8 +57,7 @@ class Settings:
     confirmation_ttl_hours: int = 48
     # Feedback policy: suppress after `threshold` soft bounces among the last `window` sends.
     soft_bounce_threshold: int = 3
-    soft_bounce_window: int = 5
-    soft_bounce_lookback_days: int = 90  # sends older than this do not count
+    soft_bounce_window_days: float = 30.0  # soft bounces older than this do not count
     # Tracking: a click this soon after the send is a security scanner, not a person.
     machine_click_within_s: float = 10.0
     machine_ip_ranges: tuple[str, ...] = ()  # extra CIDRs of proxies/scanners, comma list
@@ -68,6 +67,7 @@ class Settings:
     firestore_database: str = "(default)"
     bigquery_dataset: str = "mailpipe"
     template_bucket: str = ""
+    import_bucket: str = ""  # import files and their rejects (GCP); locally DATA_DIR/blobs
     # GCP client endpoints: empty means Google's. A plain-http endpoint is a local emulator or
     # test server and gets anonymous credentials. The SDKs also honour *_EMULATOR_HOST.
     pubsub_transport: str = "grpc"  # grpc | rest (rest reaches an HTTP test server)
@@ -109,6 +109,8 @@ class Settings:
     events_api_key: str = field(default="", repr=False)
     triggers_blob: str = "triggers/triggers.yaml"  # trigger definitions in the template store
     trigger_lease_s: float = 300.0  # a sweep's hold on a run it is sending (then another may)
+    # Subscriber imports (issue 13): rows per chunk, one bus message and one invocation each.
+    import_chunk_rows: int = 5000
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property

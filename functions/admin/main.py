@@ -10,6 +10,7 @@ campaign does not allow answers 409 with the reason.
 
 import functools
 
+import flask
 import functions_framework
 from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -18,9 +19,10 @@ from werkzeug.wrappers import Response
 from shared.bootstrap import container
 from shared.domain.errors import AlreadyExists, Conflict
 from shared.entrypoints.http import HttpError, check_body_size, endpoint, json_response, read_fields
-from shared.services.admin_api import AdminApi, authorized
+from shared.services.admin_api import AdminApi, CsvAnswer, authorized
 
-MAX_BODY_BYTES = 10 * 1024 * 1024  # CSV imports
+MAX_BODY_BYTES = 32 * 1024 * 1024  # import files (Cloud Run's request limit); larger ones
+# go straight into the import bucket (README: imports of any size)
 
 
 CONSOLE = "/dashboard"
@@ -48,7 +50,7 @@ def _api(request):
         raise HttpError(503, "admin API disabled: set MAILPIPE_ADMIN_API_KEY")
     authorized(request.headers.get("Authorization", ""), c.settings.admin_api_key)
     check_body_size(request, MAX_BODY_BYTES)
-    api = AdminApi(c.campaign_service, c.subscriber_import)
+    api = AdminApi(c.campaign_service, c.subscriber_import, c.imports)
     try:
         status, answer = api.handle(
             request.method,
@@ -59,4 +61,6 @@ def _api(request):
         )
     except (Conflict, AlreadyExists) as exc:
         raise HttpError(409, str(exc)) from exc
+    if isinstance(answer, CsvAnswer):
+        return flask.Response(bytes(answer), status, mimetype="text/csv")
     return json_response(answer, status)

@@ -1,44 +1,24 @@
-"""The import screen: upload another tool's export, see its columns mapped to Mailpipe's
-(changeable) with a preview of the first rows and the rows that would be rejected, then start
-the import and watch its progress. The import is the one `mailpipe subscribers import` and the
-admin API run (shared/services/import_mapping.py renames the columns in front of it).
-
-Locally the import runs in a thread of the runner and the progress page refreshes itself (no
-script needed); in GCP it runs within the request and the page shows the result."""
+"""The import screen: upload a file (another tool's export), see its columns mapped to
+Mailpipe's fields (changeable) with the first rows as they would import and the rows that would
+be rejected, start it, then follow a progress bar. Everything is ImportService's, the service
+`mailpipe subscribers import` and the admin API's /subscribers/imports routes call; the import
+itself runs in the pipeline (the imports function), so the page only reads its progress and
+refreshes itself while it runs (no script needed)."""
 
 from __future__ import annotations
 
-import threading
-import uuid
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import flask
 
 from shared.console.render import Routes, container, render
-from shared.domain.errors import InvalidInput, MailpipeError, NotFound
-from shared.services.import_mapping import IGNORE, Inspection, suggest
-from shared.services.subscriber_import import KNOWN_COLUMNS, ImportSummary
+from shared.domain import import_format as fmt
+from shared.domain.errors import Conflict, InvalidInput
+from shared.repositories.imports import FINISHED, UPLOADED
 
-MAX_UPLOAD = 10 * 1024 * 1024
+MAX_UPLOAD = 32 * 1024 * 1024  # the admin function's request limit; larger: the bucket
 routes = Routes()
-
-
-@dataclass
-class Job:
-    """One import started from the console (kept by this process)."""
-
-    id: str
-    upload_id: str
-    total: int
-    done: int = 0
-    summary: ImportSummary | None = None
-    error: str | None = None
-    finished: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-
-JOBS: dict[str, Job] = {}
 
 
 def register(bp: flask.Blueprint) -> None:
@@ -47,83 +27,75 @@ def register(bp: flask.Blueprint) -> None:
 
 @routes.get("/import")
 def imports() -> str:
-    return render("import.html", "import", error=None)
+    return render("import.html", "import", error=None, recent=container().imports.recent(20))
 
 
 @routes.post("/import")
 def upload_import() -> Any:
     upload = flask.request.files.get("file")
+    c = container()
     try:
         if upload is None or not upload.filename:
             raise InvalidInput("choose a CSV file to import", field="file")
         data = upload.read(MAX_UPLOAD + 1)
         if len(data) > MAX_UPLOAD:
             raise InvalidInput(f"the file is larger than {MAX_UPLOAD // 1024 // 1024} MB", "file")
-        upload_id = container().import_mapping.upload(upload.filename, data)
+        job = c.imports.upload(data, upload.filename)
     except InvalidInput as exc:
-        return render("import.html", "import", error=str(exc)), 400
-    return flask.redirect(flask.url_for("console.import_mapping", upload_id=upload_id), 303)
+        page = render("import.html", "import", error=str(exc), recent=c.imports.recent(20))
+        return page, 400
+    return flask.redirect(flask.url_for("console.import_job", import_id=job.id), 303)
 
 
-@routes.get("/import/<upload_id>")
-def import_mapping(upload_id: str) -> str:
-    """The file's columns mapped (as suggested, or as the form chose), first rows, rejects."""
-    mapper = container().import_mapping
-    args = flask.request.args
-    columns = mapper.inspect(upload_id, None).columns
-    mapping = _mapping(columns, args) if "map-0" in args else None
-    return _mapping_page(mapper.inspect(upload_id, mapping), None)
+@routes.get("/import/<import_id>")
+def import_job(import_id: str) -> Any:
+    """Before it starts: the mapping (as suggested, or as the form chose) and the preview;
+    afterwards: its progress."""
+    service = container().imports
+    job = service.status(import_id)  # NotFound: the 404 page
+    if job.status != UPLOADED:
+        return render("import_progress.html", "import", job=job, finished=job.status in FINISHED)
+    headers = service.inspect(import_id).headers
+    chosen = _mapping(headers, flask.request.args) if "map-0" in flask.request.args else None
+    return _mapping_page(import_id, chosen, None)
 
 
-@routes.post("/import/<upload_id>/start")
-def start_import(upload_id: str) -> Any:
-    c = container()
+@routes.post("/import/<import_id>/start")
+def start_import(import_id: str) -> Any:
+    service = container().imports
     form = flask.request.form
-    inspection = c.import_mapping.inspect(upload_id, None)
-    mapping = _mapping(inspection.columns, form)
-    consent = bool(form.get("confirmed_consent"))
-    checked = c.import_mapping.inspect(upload_id, mapping)
-    if checked.error:
-        return _mapping_page(checked, checked.error), 400
-    job = Job(uuid.uuid4().hex[:16], upload_id, checked.rows)
-    JOBS[job.id] = job
-    if c.settings.is_local:
-        threading.Thread(target=_run, args=(c, job, mapping, consent), daemon=True).start()
-    else:
-        _run(c, job, mapping, consent)
-    return flask.redirect(flask.url_for("console.import_progress", job_id=job.id), 303)
-
-
-@routes.get("/import/jobs/<job_id>")
-def import_progress(job_id: str) -> str:
-    job = JOBS.get(job_id)
-    if job is None:
-        raise NotFound(f"no import {job_id!r} in this process")
-    return render("import_progress.html", "import", job=job)
-
-
-def _mapping_page(inspection: Inspection, error: str | None) -> str:
-    choices = [IGNORE, *KNOWN_COLUMNS]
-    options = {c: [*choices, *([suggest(c)] if suggest(c) not in choices else [])]
-               for c in inspection.columns}  # fmt: skip
-    for column, target in inspection.mapping.items():
-        if target not in options[column]:
-            options[column].append(target)
-    return render("import_mapping.html", "import", inspection=inspection, options=options,
-                  error=error or inspection.error)  # fmt: skip
-
-
-def _mapping(columns: list[str], values: Any) -> dict[str, str]:
-    return {c: str(values.get(f"map-{i}", IGNORE)) for i, c in enumerate(columns)}
-
-
-def _run(c: Any, job: Job, mapping: dict[str, str], consent: bool) -> None:
-    def progress(rows: int) -> None:
-        job.done = rows
-
+    mapping = _mapping(service.inspect(import_id).headers, form)
     try:
-        job.summary = c.import_mapping.run(job.upload_id, mapping, consent, on_row=progress)
-    except MailpipeError as exc:
-        job.error = str(exc)
-    finally:
-        job.finished = True
+        service.start(import_id, mapping, bool(form.get("confirmed_consent")))
+    except (InvalidInput, Conflict) as exc:
+        status = 409 if isinstance(exc, Conflict) else 400
+        return _mapping_page(import_id, mapping, str(exc)), status
+    return flask.redirect(flask.url_for("console.import_job", import_id=import_id), 303)
+
+
+@routes.get("/import/<import_id>/rejects")
+def import_rejects(import_id: str) -> Any:
+    data = container().imports.rejects(import_id)  # NotFound while there is none
+    response = flask.Response(data, mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{import_id}-rejects.csv"'
+    return response
+
+
+def _mapping_page(import_id: str, mapping: dict[str, str] | None, error: str | None) -> str:
+    inspection = container().imports.inspect(import_id, mapping)
+    options = {h: _options(h, inspection.mapping.get(h, fmt.IGNORE)) for h in inspection.headers}
+    return render("import_mapping.html", "import", inspection=inspection, options=options,
+                  error=error or inspection.error or None)  # fmt: skip
+
+
+def _options(header: str, chosen: str) -> list[str]:
+    """The fields a column may go to: the known ones, its attribute, and what is chosen."""
+    found = [f for f in fmt.FIELDS if f != "attributes"]
+    for extra in (fmt.default_target(header), chosen):
+        if extra not in found:
+            found.append(extra)
+    return found
+
+
+def _mapping(headers: list[str], values: Mapping[str, str]) -> dict[str, str]:
+    return {h: str(values.get(f"map-{i}", fmt.IGNORE)) for i, h in enumerate(headers)}

@@ -17,7 +17,7 @@ from shared.console.campaign_views import ACTIONS
 ADMIN_KEY, VIEWER_KEY = "test-admin-key", "test-viewer-key"
 SAMPLE_ARGS = {"campaign_id": "c1", "action": "send", "subscriber_id": "s1", "name": "newsletter",
                "subscription": "send-on-send-requests", "message_id": "m1", "key": "k",
-               "upload_id": "0" * 64, "job_id": "j1"}  # fmt: skip
+               "import_id": "i1"}  # fmt: skip
 
 
 @pytest.fixture

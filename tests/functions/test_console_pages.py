@@ -4,6 +4,7 @@ they show, and that their actions change the stores as the CLI's commands do."""
 from __future__ import annotations
 
 import html
+import io
 import json
 import re
 import shutil
@@ -133,3 +134,32 @@ def test_a_template_version_is_previewed_refused_with_file_and_line_and_saved(wo
     old = client.get(f"/templates/newsletter/versions/{kept.key}").get_data(as_text=True)
     assert "Read the release notes" in old
     assert client.get("/templates/newsletter/versions/email/welcome.html").status_code == 404
+
+
+def test_the_import_screen_maps_previews_and_starts_with_the_import_service(world) -> None:
+    container, client, _ = world
+    export = b"E-mail,Vorname,Plan\nann@example.com,Ann,pro\nnope,Bo,free\n"
+    token = _csrf(client.get("/import"))
+    answer = client.post("/import", data={"csrf_token": token,
+                                          "file": (io.BytesIO(export), "x.csv")},
+                         content_type="multipart/form-data")  # fmt: skip
+    assert answer.status_code == 303
+    import_id = answer.location.rsplit("/", 1)[1]
+    page = html.unescape(client.get(f"/import/{import_id}").get_data(as_text=True))
+    assert 'value="attributes.plan" selected' in page and 'value="first_name" selected' in page
+    assert "<td>3</td><td>email is not valid" in page
+    refused = post(client, f"/import/{import_id}/start", **{"map-0": "email", "map-1": "email",
+                                                            "map-2": "ignore"})  # fmt: skip
+    expected = container.imports.inspect(import_id, {"E-mail": "email", "Vorname": "email",
+                                                     "Plan": "ignore"}).error  # fmt: skip
+    assert refused.status_code == 400 and expected
+    assert html.unescape(refused.get_data(as_text=True)).count(expected) >= 1
+    assert container.imports.status(import_id).status == "uploaded"
+    started = post(client, f"/import/{import_id}/start", **{"map-0": "email",
+                                                            "map-1": "first_name",
+                                                            "map-2": "ignore"})  # fmt: skip
+    assert started.status_code == 303
+    job = container.imports.status(import_id)
+    assert job.status == "scanning" and job.mapping["Plan"] == "ignore"
+    progress = client.get(f"/import/{import_id}").get_data(as_text=True)
+    assert 'id="import-progress"' in progress and 'http-equiv="refresh"' in progress
