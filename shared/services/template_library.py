@@ -60,6 +60,16 @@ class DraftBlobs:
             names.add(self._name)
         return sorted(names)
 
+    def read_range(self, name: str, start: int, end: int) -> bytes:
+        return (
+            self.read(name)[start:end]
+            if name == self._name
+            else self._base.read_range(name, start, end)
+        )
+
+    def size(self, name: str) -> int:
+        return len(self._data) if name == self._name else self._base.size(name)
+
     def write(self, name: str, data: bytes) -> None:
         raise NotImplementedError("a draft is never written")
 
