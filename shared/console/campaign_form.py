@@ -28,7 +28,7 @@ DAY_KINDS = ("clicked_within_days", "opened_within_days")
 KINDS = (*MEMBERSHIP_KINDS, *COMPARISON_KINDS, *DATE_KINDS, *DAY_KINDS)
 KIND_LABELS = {
     "list": "is on list", "tag": "has tag", "topic": "follows topic",
-    "field": "field (email, first_name, frequency, timezone)", "attribute": "attribute",
+    "field": "field (email, first_name, …)", "attribute": "attribute",
     "signed_up": "signed up", "confirmed": "confirmed",
     "clicked_within_days": "clicked within (days)", "opened_within_days": "opened within (days)",
 }  # fmt: skip

@@ -79,6 +79,8 @@ def shot(driver, name: str) -> None:
         driver.set_window_size(width, 900)
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(width, min(max(700, height + 40), 5000))
+        driver.execute_script("window.scrollTo(0, 0)")
+        time.sleep(0.5)  # let the preview frames (separate processes) paint at the new size
         assert driver.save_screenshot(str(SCREENSHOTS / f"console-{name}-{width}.png"))
     driver.set_window_size(1280, 1000)
 
