@@ -39,7 +39,12 @@ def _console(c):
 @functions_framework.http
 def admin(request):
     if request.path == CONSOLE or request.path.startswith(CONSOLE + "/"):
-        return Response.from_app(_console(container()), request.environ)
+        try:
+            console = _console(container())
+        except ImportError as exc:  # the dashboards' SQL and charts need sqlglot, matplotlib
+            message = f"the console needs {exc.name} in this function's requirements"
+            return flask.Response(message, status=503, mimetype="text/plain")
+        return Response.from_app(console, request.environ)
     return _api(request)
 
 
