@@ -86,6 +86,7 @@ SEND_REQUESTS = "send-requests"
 ESP_FEEDBACK = "esp-feedback"
 ANALYTICS_EVENTS = "analytics-events"
 BEHAVIOUR_EVENTS = "behaviour-events"  # POST /events, lifecycle events, the trigger sweep
+SUBSCRIBER_IMPORTS = "subscriber-imports"  # one step of an import file: its scan, or a chunk
 
 TOPICS: tuple[str, ...] = (
     SUBSCRIBER_EVENTS,
@@ -95,6 +96,7 @@ TOPICS: tuple[str, ...] = (
     ESP_FEEDBACK,
     ANALYTICS_EVENTS,
     BEHAVIOUR_EVENTS,
+    SUBSCRIBER_IMPORTS,
 )
 
 _FAST = RetryPolicy(minimum_backoff_s=10, maximum_backoff_s=600, max_attempts=5)
@@ -116,6 +118,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("warehouse", "warehouse", trigger_topic=ANALYTICS_EVENTS),
     Function("events", "events", route="/events", public=True),  # API key: customers' backends
     Function("triggers", "triggers", trigger_topic=BEHAVIOUR_EVENTS),
+    Function("imports", "imports", trigger_topic=SUBSCRIBER_IMPORTS, memory_mb=512, timeout_s=540),
 )
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = tuple(

@@ -322,6 +322,22 @@ def cancel(campaign_id: str) -> None:
     console.print(f"Cancelled {cancelled.id}; undelivered batches will be skipped.")
 
 
+@campaign.command()
+@click.argument("campaign_id")
+def duplicate(campaign_id: str) -> None:
+    """Copy a campaign (content, audience, A/B test) into a new draft."""
+    copy = _service().duplicate(campaign_id)
+    console.print(f"Created campaign [bold]{copy.id}[/] (draft), a copy of {campaign_id}.")
+
+
+@campaign.command()
+@click.argument("campaign_id")
+def delete(campaign_id: str) -> None:
+    """Delete a draft (other campaigns are cancelled, not deleted)."""
+    _service().delete_draft(campaign_id)
+    console.print(f"Deleted draft {campaign_id}.")
+
+
 @campaign.command("resend-failed")
 @click.argument("campaign_id")
 def resend_failed(campaign_id: str) -> None:

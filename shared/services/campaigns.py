@@ -22,6 +22,8 @@ from typing import Any
 from shared.domain.ab_test import VariantResult, decide_winner, unit_hash
 from shared.domain.campaign import (
     CANCELLED,
+    DRAFT,
+    MAX_NAME,
     PARK,
     PAUSED,
     PHASE_HOLDOUT,
@@ -61,6 +63,9 @@ _RENDER_SPLIT = re.compile(r"(\.[ab])+$")  # suffixes the render stage adds to s
 # side (an entry holds up to a batch's 250 outcomes): its memory must not grow with the audience.
 LEDGER_PAGE = 20
 SETTLED = ("sent", "permanent", "suppressed", "skipped", "failed")
+# What a duplicate takes over from the campaign it copies.
+COPIED = ("template", "subject", "sender", "segment", "ab", "context", "track_opens",
+          "track_clicks")  # fmt: skip
 
 
 class PreviewFailed(InvalidInput):
@@ -167,6 +172,25 @@ class CampaignService:
     def get(self, campaign_id: str) -> Campaign:
         return self._campaigns.get(campaign_id)
 
+    def duplicate(self, campaign_id: str) -> Campaign:
+        """A new draft with the same content, audience and A/B test (any status may be copied);
+        named "<name> (copy)"."""
+        source = self._campaigns.get(campaign_id)
+        spec = {key: getattr(source, key) for key in COPIED}
+        spec["name"] = f"{source.name} (copy)"[:MAX_NAME]
+        return self.create(spec)
+
+    def delete_draft(self, campaign_id: str) -> None:
+        """Delete a draft; Conflict for any other status (cancel those instead: their history
+        and figures stay)."""
+        campaign = self._campaigns.get(campaign_id)
+        if campaign.status != DRAFT:
+            raise Conflict(
+                f"cannot delete campaign {campaign_id!r}: it is {campaign.status} "
+                "(only drafts can be deleted; cancel it instead)"
+            )
+        self._campaigns.delete(campaign_id)
+
     def list_campaigns(self, statuses: Sequence[str] = (), limit: int = 100) -> list[Campaign]:
         return self._campaigns.query(statuses, limit=limit)
 
@@ -235,6 +259,10 @@ class CampaignService:
         """`variables` (a JSON object) override the campaign's own for this preview only."""
         campaign = _with_variables(self._campaigns.get(campaign_id), variables)
         return self._preview.preview(campaign, sample_size)
+
+    def preview_message(self, campaign_id: str, variant: str | None, sample: str) -> OutgoingEmail:
+        """One variant rendered for one sample (a subscriber id or a synthetic sample)."""
+        return self._preview.message(self._campaigns.get(campaign_id), variant, sample)
 
     def test_send(
         self, campaign_id: str, to: str, variant: str | None = None, variables: object = None
