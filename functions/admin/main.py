@@ -18,7 +18,7 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # CSV imports
 
 
 @functions_framework.http
-@endpoint
+@endpoint(max_body=MAX_BODY_BYTES)
 def admin(request):
     c = container()
     if not c.settings.admin_api_key:

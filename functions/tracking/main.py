@@ -21,7 +21,7 @@ def _hit(request, token: str) -> Hit:
 
 
 @functions_framework.http
-@endpoint
+@endpoint(max_body=0)
 def tracking(request):
     kind, _, token = request.path.strip("/").partition("/")
     service = container().tracking

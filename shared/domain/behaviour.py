@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared.domain import strict_json
 from shared.domain.addresses import normalize_address
 from shared.domain.errors import InvalidInput
 from shared.domain.events import stable_id
@@ -100,15 +101,11 @@ def _first_field(problems: Sequence[Problem]) -> str | None:
 # --- parsing a request body ----------------------------------------------------------------
 def decode_body(data: bytes) -> Any:
     """The JSON of a request body; InvalidInput when it is not JSON (NaN and Infinity, which
-    JSON does not have, included)."""
-
-    def refuse(constant: str) -> Any:
-        raise ValueError(f"{constant} is not a JSON value")
-
+    JSON does not have, included) or nests deeper than strict_json allows."""
     try:
-        return json.loads(data or b"null", parse_constant=refuse)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}", field="events") from exc
+        return strict_json.loads(data or b"null")
+    except InvalidInput as exc:
+        raise InvalidInput(str(exc), field="events") from exc
 
 
 def event_list(body: Any) -> list[Any]:

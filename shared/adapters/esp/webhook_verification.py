@@ -7,11 +7,11 @@ signature holds, so a body that cannot even be searched for its signature is Una
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from shared.domain import strict_json
 from shared.domain.errors import InvalidInput, Unauthorized
 
 MAX_AGE_S = 300  # the issue's 5 minutes; also bounds how long replay tokens must be kept
@@ -51,10 +51,7 @@ def iso_seconds(raw: object, what: str) -> float:
 
 def json_body(body: bytes, what: str) -> Any:
     """The parsed JSON body; InvalidInput saying what is wrong otherwise."""
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{what}: body is not JSON ({exc})") from exc
+    return strict_json.loads(body, f"{what}: body")
 
 
 def text_field(item: Mapping[str, Any], name: str, what: str) -> str:
