@@ -84,7 +84,7 @@ def _register_errors(app: flask.Flask, show: Callable[..., str]) -> None:
         return page(404, "Not found", "There is no dashboard page at this address.")
 
     @app.errorhandler(HTTPException)
-    def refused(exc: HTTPException) -> flask.Response:
+    def refused(exc: HTTPException) -> Any:
         """405 (the dashboard only answers GET) and other protocol errors keep their status
         and headers (Allow), instead of falling to the catch-all 500 below."""
         response = exc.get_response()

@@ -201,6 +201,8 @@ def _timestamp_problems(value: Any, now: float) -> Iterator[tuple[str, str]]:
     at = parse_timestamp(value)
     if at is None:
         yield "timestamp", "must be an RFC 3339 time with an offset, such as 2026-05-01T09:30:00Z"
+    elif at < 0:
+        yield "timestamp", "must be after 1970-01-01T00:00:00Z"
     elif at > now + MAX_FUTURE_S:
         yield "timestamp", f"is more than {int(MAX_FUTURE_S // 60)} minutes in the future"
 

@@ -3,8 +3,8 @@
 Python's `json` accepts NaN and Infinity (JSON has neither) and recurses once per nesting level,
 so a body nested a thousand deep raises RecursionError instead of a ValueError. Every body a
 caller sends (HTTP forms of JSON, webhook payloads, posted events) goes through `loads`, which
-turns all of that (and strings with lone surrogates) into InvalidInput naming the limit, so the caller gets a 400 and nothing
-downstream ever sees a value it cannot store or serialize.
+turns all of that (and strings with lone surrogates) into InvalidInput naming the limit, so the
+caller gets a 400 and nothing downstream ever sees a value it cannot store or serialize.
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ def _require_text(text: str, what: str) -> None:
     try:
         text.encode()
     except UnicodeEncodeError as exc:
-        raise InvalidInput(f"{what} holds a string that is not Unicode text ({exc.reason})") from exc
+        raise InvalidInput(
+            f"{what} holds a string that is not Unicode text ({exc.reason})"
+        ) from exc
 
 
 def _refuse_constant(constant: str) -> Any:

@@ -114,6 +114,7 @@ def check_body_size(request: flask.Request, limit: int = MAX_BODY_BYTES) -> None
     """Read the body (at most `limit` bytes, the rest unread) into the request's cache; 413
     naming the limit when there is more."""
     limit_body(request, limit)
+    request.max_content_length = limit + 1  # a stream without a length: one byte more tells
     try:
         body = request.get_data(cache=True)
     except RequestEntityTooLarge as exc:
@@ -141,7 +142,10 @@ def read_fields(request: flask.Request, limit: int = MAX_BODY_BYTES) -> dict[str
         return payload
     if mimetype in FORM_TYPES:
         check_body_size(request, limit)
-        return {k: v if len(v) > 1 else v[0] for k, v in request.form.lists()}
+        fields = list(request.form.lists())
+        if sum(len(values) for _, values in fields) > MAX_FORM_FIELDS:
+            raise HttpError(413, f"more than {MAX_FORM_FIELDS} form fields")
+        return {k: v if len(v) > 1 else v[0] for k, v in fields}
     raise HttpError(
         415, "send application/json or an HTML form (application/x-www-form-urlencoded)"
     )
@@ -184,7 +188,7 @@ def endpoint(handler: Handler | None = None, *, max_body: int = MAX_BODY_BYTES) 
 
 def _drop_unread_body(request: flask.Request) -> None:
     """Whatever the handler did not read stays unread (see the module docstring)."""
-    request.stream = io.BytesIO()  # type: ignore[misc]
+    request.stream = io.BytesIO()
 
 
 def _trace(request: flask.Request) -> dict[str, str]:

@@ -21,9 +21,9 @@ import threading
 import time
 from typing import Any
 
+from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
-from waitress.adjustments import Adjustments
 from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
 
@@ -50,28 +50,35 @@ class _DeadlineChannel(HTTPChannel):
 
 class _DeadlineServer(TcpWSGIServer):
     channel_class = _DeadlineChannel
+    header_deadline_s: float = HEADER_DEADLINE_S
 
     def maintenance(self, now: float) -> None:
         """Waitress's idle check, plus: close a connection whose request began arriving more
-        than HEADER_DEADLINE_S ago and is still incomplete (a slow drip keeps it 'active')."""
+        than header_deadline_s ago and is still incomplete (a slow drip keeps it 'active')."""
         super().maintenance(now)
-        cutoff = time.monotonic() - HEADER_DEADLINE_S
+        cutoff = time.monotonic() - self.header_deadline_s
         for channel in list(self.active_channels.values()):
             partial = getattr(channel, "request", None)
             if isinstance(partial, _TimedParser) and not channel.requests:
-                if partial.began < cutoff:
-                    channel.will_close = True
+                channel.will_close = channel.will_close or partial.began < cutoff
 
 
 class WaitressServer:
     """Serves `app` on host:port in a background thread; `stop()` closes every connection."""
 
-    def __init__(self, app: Any, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        header_deadline_s: float = HEADER_DEADLINE_S,
+    ) -> None:
         adjustments = Adjustments(
             host=host,
             port=port,
             threads=THREADS,
-            channel_timeout=IDLE_TIMEOUT_S,
+            channel_timeout=idle_timeout_s,
             cleanup_interval=1,
             max_request_body_size=MAX_BODY_BYTES,
             max_request_header_size=MAX_HEADER_BYTES,
@@ -90,6 +97,7 @@ class WaitressServer:
             adj=adjustments,
             sockinfo=adjustments.listen[0],
         )
+        self._server.header_deadline_s = header_deadline_s
         self._thread: threading.Thread | None = None
 
     @property

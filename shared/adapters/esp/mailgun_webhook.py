@@ -128,7 +128,7 @@ def _codes(status: Mapping[str, Any]) -> tuple[str | None, str | None]:
 def _occurred_at(data: Mapping[str, Any]) -> float:
     try:
         return float(data["timestamp"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise InvalidInput("Mailgun event: field 'timestamp' is missing or not a number") from exc
 
 

@@ -7,6 +7,7 @@ signature holds, so a body that cannot even be searched for its signature is Una
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -36,16 +37,19 @@ def epoch_seconds(raw: object) -> float:
     if isinstance(raw, bool) or raw in (None, ""):
         raise Unauthorized("missing signature timestamp")
     try:
-        return float(str(raw))
-    except ValueError as exc:
+        signed_at = float(str(raw))
+    except (ValueError, OverflowError) as exc:
         raise Unauthorized("invalid signature timestamp") from exc
+    if not math.isfinite(signed_at):  # NaN is never "more than 5 minutes" from anything
+        raise Unauthorized("invalid signature timestamp")
+    return signed_at
 
 
 def iso_seconds(raw: object, what: str) -> float:
     """An ISO 8601 instant ("2026-01-27T14:59:38.237Z") as unix seconds; InvalidInput if not."""
     try:
         return datetime.fromisoformat(str(raw)).timestamp()
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise InvalidInput(f"{what} is not an ISO 8601 timestamp: {raw!r}") from exc
 
 
