@@ -77,7 +77,7 @@ class MailgunWebhook:
         if not (token and given and timestamp):
             raise Unauthorized("incomplete Mailgun signature: timestamp, token and signature")
         expected = hmac.new(self._key, (timestamp + token).encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, given.lower()):
+        if not hmac.compare_digest(expected.encode(), given.lower().encode()):
             raise Unauthorized("invalid Mailgun webhook signature")
         signed_at = epoch_seconds(timestamp)
         require_fresh(signed_at, now)
