@@ -4,12 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: help install run test lint typecheck pytest bench package demo clean
+.PHONY: help install run test lint typecheck pytest bench bench-http package demo clean
 
 help:
 	@echo "make run        start the whole pipeline locally (http://127.0.0.1:$${PORT:-8080})"
 	@echo "make test       lint, type-check and run every test"
 	@echo "make bench      render / campaign / cost benchmarks -> $${BENCH_OUT:-var/bench.json}"
+	@echo "make bench-http the runner's memory under a burst of oversized requests"
 	@echo "make package    one reproducible zip per Cloud Function in dist/"
 	@echo "make demo       fill the local data directory with demo data for the dashboard"
 
@@ -40,6 +41,9 @@ pytest: install
 
 bench: install
 	$(PY) -m shared.bench --out "$${BENCH_OUT:-var/bench.json}"
+
+bench-http: install
+	$(PY) -m shared.bench.http_limits --out "$${BENCH_HTTP_OUT:-var/bench-http.json}"
 
 package: install
 	$(PY) -m shared.packaging dist

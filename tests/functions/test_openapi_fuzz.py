@@ -94,6 +94,49 @@ def test_every_operation_answers_without_5xx_or_trace_and_a_refusal_records_noth
         assert recorded(container) == before, shown
 
 
+HOSTILE_BODIES = {
+    "json-1000-deep": (b"[" * 1000 + b"]" * 1000, "application/json"),
+    "json-objects-deep": (b'{"a":' * 1000 + b"1" + b"}" * 1000, "application/json"),
+    "json-nan": (b'{"email": NaN, "timestamp": Infinity, "events": [NaN]}', "application/json"),
+    "json-1e300": (b'{"timestamp": 1e300, "at": -1e300, "sample_size": 1e999}', "application/json"),
+    "json-huge-int": (b'{"sample_size": 1' + b"0" * 5000 + b"}", "application/json"),
+    "json-surrogate": (b'{"email": "\\udfff@x.test", "name": "\\ud800"}', "application/json"),
+    "not-utf8": (b"\xff\xfe\xfa" * 100, "application/json"),
+    "form-deep-keys": (b"a[b][c][d]=1&" * 150, "application/x-www-form-urlencoded"),
+    "form-not-utf8": (b"email=%ff%fe&lists=%c0", "application/x-www-form-urlencoded"),
+    "multipart-garbage": (b"--x\r\nContent-Disposition: form-data\r\n\r\n", "multipart/form-data"),
+    "csv-deep": (b"[" * 1000, "text/csv"),
+}
+
+
+@pytest.mark.parametrize("hostile", sorted(HOSTILE_BODIES))
+def test_every_operation_answers_hostile_bodies_without_5xx_or_trace(api, hostile) -> None:
+    """The same assertions for bodies no generator aims at: each sent to every operation."""
+    from werkzeug.test import Client
+
+    container, app = api
+    body, content_type = HOSTILE_BODIES[hostile]
+    spec = yaml.safe_load(SPEC.read_text())
+    for method, path in sorted(described()):
+        security = spec["paths"][path][method.lower()].get("security") or []
+        key = KEYS[next(iter(security[0]))] if security else "none"
+        concrete = path.replace("{token}", "x").replace("{campaign_id}", "c1")
+        concrete = concrete.replace("{action}", "preview")
+        before = recorded(container)
+        response = Client(app).open(
+            concrete,
+            method=method,
+            data=body,
+            content_type=content_type,
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        shown = f"{hostile}: {method} {concrete} -> {response.status_code} {response.data[:200]!r}"
+        assert response.status_code < 500, shown
+        assert not TRACE.search(response.data), shown
+        if response.status_code >= 400:
+            assert recorded(container) == before, shown
+
+
 # --- the description is accurate ---------------------------------------------------------------
 
 
