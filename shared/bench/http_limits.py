@@ -21,8 +21,11 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from shared import settings as settings_module
 
 CHUNK = b"\0" * (1024 * 1024)
 MB = 1024 * 1024
@@ -90,8 +93,9 @@ PHASES: list[tuple[str, list[tuple[str, int]]]] = [
 
 def run(port: int, smtp_port: int) -> dict[str, Any]:
     data_dir = tempfile.mkdtemp(prefix="mailpipe-bench-http-")
-    env = {**os.environ, "PORT": str(port), "SMTP_PORT": str(smtp_port),
-           "MAILPIPE_DATA_DIR": data_dir}  # fmt: skip
+    settings = replace(settings_module.load(), port=port, smtp_port=smtp_port,
+                       data_dir=Path(data_dir))  # fmt: skip
+    env = settings_module.child_environ(settings)
     command = [sys.executable, "-m", "shared.cli.main", "run"]
     runner = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -117,8 +121,9 @@ def run(port: int, smtp_port: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8099")))
-    parser.add_argument("--smtp-port", type=int, default=int(os.environ.get("SMTP_PORT", "2599")))
+    settings = settings_module.load()
+    parser.add_argument("--port", type=int, default=settings.port)
+    parser.add_argument("--smtp-port", type=int, default=settings.smtp_port)
     parser.add_argument("--out", default="var/bench-http.json")
     args = parser.parse_args()
     report = run(args.port, args.smtp_port)
