@@ -20,13 +20,18 @@ MAX_JSON_DEPTH = 32  # levels of nested arrays/objects; real payloads use fewer 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
+class TooDeep(InvalidInput):
+    """Valid JSON, maybe, but nested deeper than the limit: refused before anything reads it
+    (a webhook answers 400 for it, not the 401 of a body it could not search for a signature)."""
+
+
 def loads(data: bytes | str, what: str = "body", max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The JSON value of `data`; InvalidInput when it is not JSON, holds NaN or Infinity, or
     nests arrays/objects deeper than `max_depth`."""
     try:
         value = json.loads(data, parse_constant=_refuse_constant)
     except RecursionError as exc:
-        raise InvalidInput(_too_deep(what, max_depth)) from exc
+        raise TooDeep(_too_deep(what, max_depth)) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc}") from exc
     raw = data.encode(errors="surrogatepass") if isinstance(data, str) else data
@@ -46,7 +51,7 @@ def _check(value: Any, what: str, max_depth: int, escaped_surrogates: bool) -> N
     while pending:
         item, level = pending.pop()  # the top array/object is level 0
         if level >= max_depth:
-            raise InvalidInput(_too_deep(what, max_depth))
+            raise TooDeep(_too_deep(what, max_depth))
         children = item.values() if isinstance(item, dict) else item
         if escaped_surrogates:
             for text in _strings(item):

@@ -142,9 +142,13 @@ def read_fields(request: flask.Request, limit: int = MAX_BODY_BYTES) -> dict[str
         return payload
     if mimetype in FORM_TYPES:
         check_body_size(request, limit)
-        fields = list(request.form.lists())
+        too_many = HttpError(413, f"a form has at most {MAX_FORM_FIELDS} fields")
+        try:
+            fields = list(request.form.lists())
+        except RequestEntityTooLarge as exc:  # multipart parts over max_form_parts
+            raise too_many from exc
         if sum(len(values) for _, values in fields) > MAX_FORM_FIELDS:
-            raise HttpError(413, f"more than {MAX_FORM_FIELDS} form fields")
+            raise too_many
         return {k: v if len(v) > 1 else v[0] for k, v in fields}
     raise HttpError(
         415, "send application/json or an HTML form (application/x-www-form-urlencoded)"

@@ -33,6 +33,7 @@ from shared.adapters.esp.webhook_verification import (
 from shared.domain import feedback as fb
 from shared.domain.errors import InvalidInput, Unauthorized
 from shared.domain.feedback import FeedbackEvent
+from shared.domain.strict_json import TooDeep
 from shared.repositories.tokens import SeenWebhookTokens
 
 _KINDS = {
@@ -67,6 +68,8 @@ class MailgunWebhook:
     def _verified(self, body: bytes, now: float) -> dict[str, Any]:
         try:
             payload = json_body(body, "Mailgun webhook")
+        except TooDeep:
+            raise
         except InvalidInput as exc:
             raise Unauthorized("missing Mailgun signature: body is not JSON") from exc
         signature = payload.get("signature") if isinstance(payload, dict) else None

@@ -83,6 +83,8 @@ class SesWebhook:
     def _verified(self, body: bytes, now: float) -> dict[str, Any]:
         try:
             envelope = strict_json.loads(body, "SNS message")
+        except strict_json.TooDeep:
+            raise
         except InvalidInput as exc:
             raise Unauthorized("missing SNS signature: body is not a JSON SNS message") from exc
         if not isinstance(envelope, dict) or envelope.get("Type") not in _SIGNED_FIELDS:
