@@ -88,9 +88,10 @@ class WaitressServer:
         dispatcher = ThreadedTaskDispatcher()
         dispatcher.set_thread_count(THREADS)
         # What waitress.create_server does for one TCP address, with our server class.
+        self._channels: dict[int, Any] = {}  # waitress's socket map: listener + connections
         self._server = _DeadlineServer(
             app,
-            {},
+            self._channels,
             False,
             None,
             dispatcher=dispatcher,
@@ -113,7 +114,7 @@ class WaitressServer:
     def stop(self) -> None:
         self._server.task_dispatcher.shutdown(timeout=5)
         self._server.close()
-        for channel in list(self._server._map.values()):
+        for channel in list(self._channels.values()):
             channel.close()
         if self._thread:
             self._thread.join(timeout=5)
