@@ -48,7 +48,7 @@ def admin(request):
     return _api(request)
 
 
-@endpoint
+@endpoint(max_body=MAX_BODY_BYTES)
 def _api(request):
     c = container()
     if not c.settings.admin_api_key:

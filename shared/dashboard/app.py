@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import flask
+from werkzeug.exceptions import HTTPException
 
 from shared.analytics.dashboards import Dashboards
 from shared.dashboard import pages
@@ -83,6 +84,15 @@ def _register_errors(app: flask.Flask, show: Callable[..., str]) -> None:
     @app.errorhandler(404)
     def no_route(exc: Exception) -> tuple[str, int]:
         return page(404, "Not found", "There is no dashboard page at this address.")
+
+    @app.errorhandler(HTTPException)
+    def refused(exc: HTTPException) -> Any:
+        """405 (the dashboard only answers GET) and other protocol errors keep their status
+        and headers (Allow), instead of falling to the catch-all 500 below."""
+        response = exc.get_response()
+        response.set_data(page(exc.code or 400, exc.name, exc.description or exc.name)[0])
+        response.mimetype = "text/html"
+        return response
 
     @app.errorhandler(InvalidInput)
     def bad_input(exc: InvalidInput) -> tuple[str, int]:

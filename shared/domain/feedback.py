@@ -39,10 +39,27 @@ class FeedbackEvent:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """InvalidInput for anything the feedback stage could not use: webhooks build events
+        through here before publishing, so what reaches the bus is usable by construction."""
         if self.kind not in KINDS:
             raise InvalidInput(f"unknown feedback kind {self.kind!r}", field="kind")
         if self.kind == BOUNCE and self.bounce_type not in (HARD, SOFT):
             raise InvalidInput("a bounce needs bounce_type hard or soft", field="bounce_type")
+        for name in _REQUIRED_TEXT:
+            if not _is_text(getattr(self, name)) or not getattr(self, name):
+                raise InvalidInput(f"feedback event: {name} must be non-empty text", field=name)
+        for name in _OPTIONAL_TEXT:
+            value = getattr(self, name)
+            if value is not None and not _is_text(value):
+                raise InvalidInput(f"feedback event: {name} must be text", field=name)
+        if not is_usable_instant(self.occurred_at):
+            raise InvalidInput(
+                f"feedback event: occurred_at must be a time between 1970 and 9999, "
+                f"not {self.occurred_at!r}",
+                field="occurred_at",
+            )
+        if not isinstance(self.extra, dict):
+            raise InvalidInput("feedback event: extra must be an object", field="extra")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +70,33 @@ class FeedbackEvent:
             return cls(**raw)
         except TypeError as exc:
             raise InvalidInput(f"feedback event: {exc}") from exc
+
+
+_REQUIRED_TEXT = ("provider", "provider_event_id", "email")
+_OPTIONAL_TEXT = ("message_id", "campaign_id", "bounce_type", "smtp_code", "enhanced_code", "url",
+                  "user_agent", "ip", "detail")  # fmt: skip
+LATEST_INSTANT = 253402300799.0  # 9999-12-31T23:59:59Z, the last second a timestamp can name
+
+
+def is_usable_instant(value: object) -> bool:
+    """A unix time the pipeline can store and format: a finite number from 1970 to 9999
+    (NaN, infinities and 1e300 are not)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and 0.0 <= value <= LATEST_INSTANT
+    )
+
+
+def _is_text(value: object) -> bool:
+    """Text that can be encoded (a lone surrogate cannot, and would fail every hash of it)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --- bounce classification ---------------------------------------------------------------------

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import flask
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from shared import bootstrap, topology
 from shared import settings as settings_module
@@ -31,6 +30,7 @@ from shared.runner.functions_host import FunctionsHost, prepare_bus_worker_host
 from shared.runner.inbox import create_inbox_app
 from shared.runner.scheduler import Scheduler
 from shared.runner.smtp_sink import SmtpSink
+from shared.runner.waitress_server import WaitressServer
 
 log = logging.getLogger("mailpipe.runner")
 
@@ -63,12 +63,11 @@ class LocalRunner:
         self.settings = self.container.settings
         self.host = FunctionsHost(self.container.meter)
         self.sink: SmtpSink | None = None
-        self.server: BaseWSGIServer | None = None
+        self.server: WaitressServer | None = None
         self.workers: list[BusWorker] = []
         self.processes: list[subprocess.Popen[bytes]] = []
         self.scheduler: Scheduler | None = None
         self.trigger_scheduler: Scheduler | None = None  # the trigger sweep (behaviour-events)
-        self._threads: list[threading.Thread] = []
         self._switch_interval = sys.getswitchinterval()
         # The console's keys; a missing admin key is generated for this run (and printed).
         self.console_access = ConsoleAccess.from_settings(self.settings, generate=True)
@@ -132,10 +131,7 @@ class LocalRunner:
             **self.extra_mounts,
         }
         wsgi = self.host.wsgi(root_app(self.container), mounts)
-        self.server = make_server(self.settings.host, self.settings.port, wsgi, threaded=True)
-        thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        self.server = WaitressServer(wsgi, self.settings.host, self.settings.port).start()
 
     def _start_workers(self) -> None:
         self.workers = self.host.bus_workers(
@@ -146,7 +142,7 @@ class LocalRunner:
 
     @property
     def http_port(self) -> int:
-        return self.server.server_port if self.server else self.settings.port
+        return self.server.port if self.server else self.settings.port
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -165,7 +161,7 @@ class LocalRunner:
         if self.trigger_scheduler:
             self.trigger_scheduler.join(timeout=5)
         if self.server:
-            self.server.shutdown()
+            self.server.stop()
         if self.sink:
             self.sink.stop()
         sys.setswitchinterval(self._switch_interval)
