@@ -6,6 +6,7 @@ as environment variables). Defaults give a working local mode with no configurat
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -16,6 +17,10 @@ from shared.domain.errors import ConfigurationError
 
 Backend = Literal["local", "gcp"]
 _DEV_SECRET = "local-development-secret-do-not-use-in-production"
+# The first version Terraform gives every Secret Manager secret (terraform/secrets.tf), so an
+# apply never waits for values: it means "no value yet", and the setting keeps its default.
+UNSET_SECRET = "unset: add a version to this secret"
+log = logging.getLogger("mailpipe.settings")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,10 @@ class Settings:
     # Tracking: a click this soon after the send is a security scanner, not a person.
     machine_click_within_s: float = 10.0
     machine_ip_ranges: tuple[str, ...] = ()  # extra CIDRs of proxies/scanners, comma list
+    # X-Forwarded-For entries appended by proxies we trust, counted from the right: 1 when
+    # callers reach the function's own URL, 2 behind the HTTPS load balancer (Terraform sets
+    # it); 0 ignores the header (shared/entrypoints/http.py client_ip).
+    trusted_proxy_hops: int = 1
     # GCP.
     gcp_project: str = ""
     gcp_region: str = "europe-west1"
@@ -122,16 +131,27 @@ class Settings:
     def validate(self) -> Settings:
         if self.backend not in ("local", "gcp"):
             raise ConfigurationError(f"MAILPIPE_BACKEND must be local or gcp, not {self.backend!r}")
+        if self.trusted_proxy_hops < 0:
+            raise ConfigurationError("MAILPIPE_TRUSTED_PROXY_HOPS must be 0 or more")
         if self.backend == "gcp":
             missing = [n for n in ("gcp_project", "template_bucket") if not getattr(self, n)]
             if missing:
                 names = ", ".join(f"MAILPIPE_{n.upper()}" for n in missing)
                 raise ConfigurationError(f"backend gcp needs {names}")
-            if _DEV_SECRET in (self.signing_key, self.hash_key):
+            unset = [n for n in ("signing_key", "hash_key") if getattr(self, n) == _DEV_SECRET]
+            if unset:
+                names = " and ".join(f"MAILPIPE_{n.upper()}" for n in unset)
+                secrets = " and ".join(secret_name(n) for n in unset)
                 raise ConfigurationError(
-                    "MAILPIPE_SIGNING_KEY and MAILPIPE_HASH_KEY must be set in production"
+                    f"{names} must be set in production: add a version to the Secret Manager "
+                    f"secret {secrets} (terraform/README.md: secrets)"
                 )
         return self
+
+
+def secret_name(setting: str) -> str:
+    """The Secret Manager secret Terraform creates for a secret setting (terraform/secrets.tf)."""
+    return "mailpipe-" + setting.replace("_", "-")
 
 
 def _convert(kind: object, raw: str, name: str) -> object:
@@ -159,7 +179,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         if f.name == "extra":
             continue
         name = f"MAILPIPE_{f.name.upper()}"
-        if name in env:
+        if env.get(name) == UNSET_SECRET:
+            log.warning("%s has no value yet: add a version to the Secret Manager secret %s;"
+                        " until then it keeps its default", name, secret_name(f.name))  # fmt: skip
+        elif name in env:
             values[f.name] = _convert(f.type, env[name], name)
     if "port" not in values and env.get("PORT"):
         values["port"] = _convert(int, env["PORT"], "PORT")

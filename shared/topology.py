@@ -73,6 +73,11 @@ class Subscription:
         return f"{self.dead_letter_topic}-hold"
 
 
+# How long a hold subscription keeps a dead letter before it expires: 31 days, the most Pub/Sub
+# allows (terraform/pubsub.tf; `mailpipe dlq` warns about dead letters close to it). The local
+# bus never drops them, but warns alike.
+DEAD_LETTER_RETENTION_S = 31 * 24 * 3600
+
 # Topics carrying work between stages.
 SUBSCRIBER_EVENTS = "subscriber-events"
 CAMPAIGN_DISPATCH = "campaign-dispatch"
