@@ -16,6 +16,7 @@ from shared import settings as settings_module
 from shared import topology
 from shared.domain.errors import ConfigurationError
 from shared.domain.links import Links, local_base_urls
+from shared.domain.mailing_lists import ListCatalog
 from shared.metering import NULL_METER, OperationMeter
 from shared.ports import BlobStore, DeadLetters, DocumentStore, Mailer, Publisher, Warehouse
 from shared.repositories.rate_limits import RateLimits
@@ -174,6 +175,11 @@ class Container:
     def ledger(self) -> SendLedger:
         return SendLedger(self.documents, lease_s=self.settings.send_lease_s)
 
+    @cached_property
+    def list_catalog(self) -> ListCatalog:
+        """The mailing lists, their display names and the signup defaults (settings)."""
+        return self.settings.list_catalog
+
     # --- services ----------------------------------------------------------------------
     @cached_property
     def signup(self) -> SignupService:
@@ -185,6 +191,7 @@ class Container:
             self.clock,
             s.signup_ip_limit_per_hour,
             s.signup_address_limit_per_hour,
+            self.list_catalog,
         )
 
     @cached_property
@@ -201,7 +208,8 @@ class Container:
     @cached_property
     def preferences(self) -> PreferenceService:
         return PreferenceService(self.subscribers, self.unsubscribe, self.outbox,
-                                 self.settings.signing_key, self.clock)  # fmt: skip
+                                 self.settings.signing_key, self.clock,
+                                 self.list_catalog)  # fmt: skip
 
     @cached_property
     def preference_sync(self) -> PreferenceSyncService:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
+from shared.domain import mailing_lists
 from shared.domain.errors import ConfigurationError
 
 Backend = Literal["local", "gcp"]
@@ -53,6 +54,9 @@ class Settings:
     signup_ip_limit_per_hour: int = 20
     signup_address_limit_per_hour: int = 3
     confirmation_ttl_hours: int = 48
+    # The list catalogue, `name=Display name` entries, and what a signup naming no list joins.
+    lists: tuple[str, ...] = mailing_lists.DEFAULT_LISTS
+    signup_default_lists: tuple[str, ...] = mailing_lists.DEFAULT_SIGNUP_LISTS
     # Feedback policy: suppress after `threshold` soft bounces among the last `window` sends.
     soft_bounce_threshold: int = 3
     soft_bounce_window_days: float = 30.0  # soft bounces older than this do not count
@@ -128,7 +132,12 @@ class Settings:
     def is_local(self) -> bool:
         return self.backend == "local"
 
+    @property
+    def list_catalog(self) -> mailing_lists.ListCatalog:
+        return mailing_lists.ListCatalog.parse(self.lists, self.signup_default_lists)
+
     def validate(self) -> Settings:
+        self.list_catalog  # noqa: B018 (raises ConfigurationError for a bad catalogue)
         if self.backend not in ("local", "gcp"):
             raise ConfigurationError(f"MAILPIPE_BACKEND must be local or gcp, not {self.backend!r}")
         if self.trusted_proxy_hops < 0:

@@ -56,7 +56,7 @@ MAX_CONTEXT_BYTES = 16_000
 # Keys the renderer sets per recipient; a campaign variable of the same name would be ignored.
 RESERVED_CONTEXT = frozenset(
     {"first_name", "email", "attributes", "unsubscribe_url", "preferences_url", "campaign_id",
-     "variant"}
+     "variant", "subject"}
 )  # fmt: skip
 
 
@@ -457,7 +457,7 @@ def new_campaign(spec: object, campaign_id: str, now: float) -> Campaign:
         sender=_optional_text(spec.get("sender"), "sender", MAX_SUBJECT),
         segment=_segment(spec.get("segment")),
         ab=_ab(spec.get("ab")),
-        context=_context(spec.get("context")),
+        context=template_variables(spec.get("context")),
         track_opens=_flag(spec.get("track_opens", True), "track_opens"),
         track_clicks=_flag(spec.get("track_clicks", True), "track_clicks"),
         created_at=now,
@@ -503,7 +503,8 @@ def _ab(value: object) -> dict[str, Any] | None:
     return ab.to_spec()
 
 
-def _context(value: object) -> dict[str, Any]:
+def template_variables(value: object) -> dict[str, Any]:
+    """A campaign's template variables (`context`), checked; InvalidInput otherwise."""
     if value is None:
         return {}
     if not isinstance(value, dict):

@@ -8,8 +8,9 @@ the key and maps each route to a campaign or import use case.
     GET  /campaigns/<id>                     the campaign, its delivery counts, A/B results
     POST /campaigns/<id>/schedule            {"at": "2026-05-01T09:00:00Z"}
     POST /campaigns/<id>/send | pause | resume | cancel | resend-failed
-    POST /campaigns/<id>/test                {"to": "me@example.com", "variant": "B"?}
-    POST /campaigns/<id>/preview             {"sample_size": 3}?
+    POST /campaigns/<id>/test                {"to": "me@...", "variant": "B"?, "variables": {...}?}
+    POST /campaigns/<id>/preview             {"sample_size": 3?, "variables": {...}?}
+                                             (variables: override the campaign's, this call only)
     POST /campaigns/<id>/pick-winner         {"variant": "B"}
     POST /subscribers/import[?confirmed_consent=true&filename=list.csv]   CSV body, imported
                                              at once (small files; the answer is the summary)
@@ -129,11 +130,13 @@ class AdminApi:
             variant = body.get("variant")
             if variant is not None and not isinstance(variant, str):
                 raise InvalidInput("variant must be a variant name", field="variant")
-            sent = service.test_send(campaign_id, str(body.get("to") or ""), variant)
+            to = str(body.get("to") or "")
+            sent = service.test_send(campaign_id, to, variant, body.get("variables"))
             return {"queued": [{"to": e.recipient, "subject": e.subject,
                                 "message_id": e.message_id} for e in sent]}  # fmt: skip
         if action == "preview":
-            report = service.preview(campaign_id, _sample_size(body.get("sample_size", 3)))
+            samples = _sample_size(body.get("sample_size", 3))
+            report = service.preview(campaign_id, samples, body.get("variables"))
             return {**asdict(report), "ok": report.ok, "summary": report.summary()}
         if action == "resend-failed":
             return service.resend_failed(campaign_id)

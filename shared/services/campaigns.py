@@ -8,6 +8,7 @@ and refuses when any variant fails to render, saying which template and line.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -34,6 +35,7 @@ from shared.domain.campaign import (
     gate_decision,
     new_campaign,
     phase_of,
+    template_variables,
     variant_of,
 )
 from shared.domain.errors import Conflict, InvalidInput, MailpipeError
@@ -210,13 +212,19 @@ class CampaignService:
 
     # -- preview and test ----------------------------------------------------------------
 
-    def preview(self, campaign_id: str, sample_size: int = 3) -> PreviewReport:
-        return self._preview.preview(self._campaigns.get(campaign_id), sample_size)
+    def preview(
+        self, campaign_id: str, sample_size: int = 3, variables: object = None
+    ) -> PreviewReport:
+        """`variables` (a JSON object) override the campaign's own for this preview only."""
+        campaign = _with_variables(self._campaigns.get(campaign_id), variables)
+        return self._preview.preview(campaign, sample_size)
 
     def test_send(
-        self, campaign_id: str, to: str, variant: str | None = None
+        self, campaign_id: str, to: str, variant: str | None = None, variables: object = None
     ) -> list[OutgoingEmail]:
-        return self._preview.test_send(self._campaigns.get(campaign_id), to, variant)
+        """`variables` override the campaign's own for these test messages only."""
+        campaign = _with_variables(self._campaigns.get(campaign_id), variables)
+        return self._preview.test_send(campaign, to, variant)
 
     def _check_renders(self, campaign: Campaign) -> PreviewReport:
         report = self._preview.preview(campaign)
@@ -466,3 +474,12 @@ def _require_previous_resends_done(campaign: Campaign, entries: Sequence[LedgerE
                 f"resend {resend['n']} of campaign {campaign.id!r} is still being delivered "
                 f"({len(done)} of {resend['batches']} batches done); try again when it is"
             )
+
+
+def _with_variables(campaign: Campaign, variables: object) -> Campaign:
+    if not variables:
+        return campaign
+    if not isinstance(variables, dict):
+        raise InvalidInput("variables must be a JSON object", field="variables")
+    merged = template_variables({**campaign.context, **variables})
+    return dataclasses.replace(campaign, context=merged)

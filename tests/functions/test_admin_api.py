@@ -150,6 +150,25 @@ def test_a_broken_template_is_caught_before_the_campaign_starts(api):
     assert queued(api.container, topology.CAMPAIGN_DISPATCH) == []
 
 
+def test_preview_lists_variables_and_warns_about_empty_values(api):
+    (api.container.settings.template_root / "email" / "hello.html").write_text(
+        '{% extends "email/base.html" %}{% block subject %}Hi{% endblock %}\n'
+        "{% block body %}<p>Hello {{ first_name }}, {{ headline | default('news') }}</p>"
+        "{% endblock %}"
+    )
+    campaign_id = create(api, template="hello")
+    preview = api("POST", f"/campaigns/{campaign_id}/preview", {"variables": {"headline": "Hi"}})
+    assert preview.status_code == 200 and preview.json["ok"] is True, preview.json
+    variant = preview.json["variants"][0]
+    assert variant["variables"]["headline"] == "campaign variable"
+    assert variant["variables"]["first_name"] == "built-in"
+    empty = [w for w in variant["warnings"] if w["recipient"] == "synthetic no-name"]
+    assert empty[0]["file"] == "email/hello.html" and empty[0]["line"] == 2
+    assert "prints an empty value" in empty[0]["message"]
+    bad = api("POST", f"/campaigns/{campaign_id}/preview", {"variables": ["x"]})
+    assert bad.status_code == 400 and "variables must be a JSON object" in bad.json["error"]
+
+
 def test_schedule_then_pause_resume_cancel(api):
     campaign_id = create(api)
     at = time.time() + 3600
