@@ -462,6 +462,8 @@ class Container:
         from shared.adapters.gcp import clients
         from shared.adapters.gcp.gcs_blobs import GcsBlobs
 
+        if not self.settings.import_bucket:
+            raise ConfigurationError("imports need MAILPIPE_IMPORT_BUCKET (Terraform sets it)")
         return GcsBlobs(clients.storage_client(self.settings), self.settings.import_bucket)
 
     @cached_property

@@ -19,8 +19,8 @@ locals {
   #   templates  reads the template bucket (roles/storage.objectViewer): email templates, the
   #              trigger definitions, and the HTML error page every HTTP function shows a browser
   #   warehouse  streams event rows: roles/bigquery.dataEditor on the dataset
-  #   queries    runs read-only warehouse queries (segments, A/B results, the soft-bounce
-  #              history): roles/bigquery.dataViewer on the dataset, roles/bigquery.jobUser on
+  #   queries    runs read-only warehouse queries (segments, A/B results):
+  #              roles/bigquery.dataViewer on the dataset, roles/bigquery.jobUser on
   #              the project (a query job is a project-level resource)
   #   secrets    secrets beyond local.common_secrets (dropped when the ESP in use has no such secret)
   function_access = {

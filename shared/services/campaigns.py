@@ -238,7 +238,8 @@ class CampaignService:
         if ab is None:
             return {}
         until = campaign.test_ends_at or self._clock()
-        converted = self._engagement.converters(campaign.id, ab.metric, until)
+        started = campaign.created_at or 0.0  # none of its events is older
+        converted = self._engagement.converters(campaign.id, ab.metric, until, started)
         sent, hits = Counter[str](), Counter[str]()
         for entry in (
             self._ledger.iter_campaign(campaign.id, LEDGER_PAGE) if entries is None else entries
