@@ -7,6 +7,7 @@ for, so a function builds just what it uses.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from functools import cached_property
@@ -138,7 +139,19 @@ class Container:
     def mailer(self) -> Mailer:
         from shared.adapters.esp.providers import mailer_from_settings
 
-        return mailer_from_settings(self.settings)
+        mailer = mailer_from_settings(self.settings)
+        close = getattr(mailer, "close", None)
+        if close is not None:  # an instance the platform shuts down normally says QUIT too
+            atexit.register(close)
+        return mailer
+
+    def close(self) -> None:
+        """End what holds a connection open to someone else: the mailer's (SMTP: QUIT on
+        every pooled connection). Safe to call more than once, or when nothing was built."""
+        mailer = self.__dict__.get("mailer")
+        close = getattr(mailer, "close", None)
+        if close is not None:
+            close()
 
     # --- building blocks ---------------------------------------------------------------
     @cached_property

@@ -145,7 +145,9 @@ _RENDER_REQUEST_FIELDS = tuple(RenderRequest.__dataclass_fields__)
 
 @dataclass(frozen=True)
 class SendBatch:
-    """Rendered messages for one batch; the send ledger is keyed by `batch_id`."""
+    """Rendered messages for one batch; the send ledger is keyed by `batch_id`. `failed`:
+    recipients of the batch the render stage could not render (subscriber id -> reason), so
+    the send stage records their outcome in the same ledger document as everyone else's."""
 
     batch_id: str
     kind: str
@@ -154,6 +156,7 @@ class SendBatch:
     campaign_id: str | None = None
     variant: str | None = None
     trigger_id: str | None = None
+    failed: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         """Zstandard of: a JSON header line (the batch and each message's fields and raw
@@ -169,6 +172,8 @@ class SendBatch:
             "trigger_id": self.trigger_id,
             "emails": [_email_header(e) for e in self.emails],
         }
+        if self.failed:  # absent otherwise: a batch without it reads as before
+            header["failed"] = self.failed
         pieces = [to_json(header), b"\n", *(e.raw for e in self.emails)]
         # Fed piece by piece: joining them first would copy megabytes to compress ~40x.
         stream = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compressobj(size=sum(map(len, pieces)))
