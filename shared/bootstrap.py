@@ -381,7 +381,15 @@ class Container:
             self.clock,
             page_size=s.campaign_page_size,
             stall_s=s.campaign_stall_s,
+            held=self.held_batches.of_campaign,
         )
+
+    @cached_property
+    def held_batches(self) -> Any:
+        """Campaign batches waiting in dead-letter holds (campaign status, mailpipe status)."""
+        from shared.services.held_batches import HeldBatches
+
+        return HeldBatches(self.dead_letters)
 
     @cached_property
     def subscriber_import(self) -> Any:

@@ -26,9 +26,11 @@ MAX_DAYS = 730
 def create_dashboard_app(
     dashboards: Callable[[], Dashboards],
     triggers: Callable[[], dict[str, Any]] | None = None,
+    delivery: Callable[[str], Any] | None = None,
 ) -> flask.Flask:
-    """The dashboard app; `dashboards` gives the figures and `triggers` the triggers page's
-    context (both called per request, so the app can be built before the container)."""
+    """The dashboard app; `dashboards` gives the figures, `triggers` the triggers page's
+    context and `delivery` a campaign's delivery state from the send ledger (campaigns.
+    Delivery), all called per request, so the app can be built before the container."""
     app = flask.Flask("dashboard")
 
     def show(template: str, page: str, **context: Any) -> str:
@@ -40,9 +42,10 @@ def create_dashboard_app(
 
     @app.get("/campaigns/<campaign_id>")
     def campaign(campaign_id: str) -> str:
-        return show(
-            "campaign.html", "campaign", **pages.campaign_context(dashboards(), campaign_id)
-        )
+        context = pages.campaign_context(dashboards(), campaign_id)
+        if delivery is not None:
+            context = pages.with_delivery(context, delivery(campaign_id))
+        return show("campaign.html", "campaign", **context)
 
     @app.get("/deliverability")
     def deliverability() -> str:

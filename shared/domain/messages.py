@@ -202,6 +202,15 @@ def _plain_stream(data: bytes) -> BinaryIO:
     return io.BytesIO(zlib.decompress(data))
 
 
+def send_batch_header(data: bytes) -> dict[str, Any]:
+    """A send batch's header (its ids and message fields) without reading its messages.
+    InvalidInput when `data` is not a send batch."""
+    try:
+        return from_json(_plain_stream(data).readline(), "send batch")
+    except (zstandard.ZstdError, zlib.error) as exc:
+        raise InvalidInput(f"send batch: not a compressed batch ({exc})") from exc
+
+
 def decompress_batch(data: bytes) -> bytes:
     """A send batch's plain bytes, from Zstandard or (batches published before) zlib.
     InvalidInput when `data` is neither (or is corrupt)."""

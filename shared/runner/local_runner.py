@@ -124,7 +124,9 @@ class LocalRunner:
         mounts = {
             "/inbox": create_inbox_app(self.maildir),
             "/dashboard": create_dashboard_app(
-                lambda: self.container.dashboards, self._trigger_page
+                lambda: self.container.dashboards,
+                self._trigger_page,
+                lambda campaign_id: self.container.campaign_service.delivery(campaign_id),
             ),
             **self.extra_mounts,
         }
