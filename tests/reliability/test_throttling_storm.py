@@ -9,7 +9,9 @@ was accepted exactly once, and the ledger says "sent" for exactly those.
 
 from __future__ import annotations
 
+import mailbox
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from contract.fakes.clock import FakeClock
 from contract.fakes.emails import campaign_emails
 from contract.fakes.esp_servers import FakeEspServer, FakeMailgun, FakeSendGrid, FakeSes
 from contract.fakes.smtp_server import smtp_server
+from support import free_port
 
 from shared.adapters.esp.mailgun_mailer import MailgunMailer
 from shared.adapters.esp.rate_limit import RateLimitedMailer
@@ -28,6 +31,7 @@ from shared.adapters.esp.ses_mailer import SesMailer
 from shared.adapters.esp.smtp_mailer import SmtpMailer
 from shared.adapters.local.sqlite_bus import SqliteBus
 from shared.adapters.local.sqlite_documents import SqliteDocuments
+from shared.bench.faulty_sink import FaultySink
 from shared.domain.errors import AlreadyProcessed, TransientError
 from shared.domain.messages import MARKETING, SendBatch
 from shared.ports import Mailer, OutgoingEmail, SendResult
@@ -224,3 +228,37 @@ def test_a_recipient_deferred_every_time_goes_back_to_the_bus_then_fails_with_it
     assert entry is not None and entry.state == DONE
     assert entry.outcomes[stuck] == "failed" and entry.reasons[stuck] == "451 4.3.0 later"
     assert len(inner.accepted) == 19 and set(inner.accepted.values()) == {1}
+
+
+def test_through_the_bench_s_faulty_sink_every_recipient_arrives_once(tmp_path: Path) -> None:
+    """451 to 20 % of RCPTs and 421 to connections (the bench's fault run, small), with real
+    time and the real SMTP client: nearly everything goes in the first delivery of a batch."""
+    sink = FaultySink(tmp_path / "mail", free_port()).start()
+    try:
+        port = sink._controller.port
+        mailer = RateLimitedMailer(SmtpMailer("127.0.0.1", port), 1_000.0)
+        documents = SqliteDocuments(tmp_path / "documents.sqlite3")
+        service = SendService(SendLedger(documents), Suppressions(documents, "k"), mailer,
+                              Outbox(SqliteBus(tmp_path / "bus.sqlite3")), time.time)  # fmt: skip
+        batches = [SendBatch(f"cmp-3-b{b}", MARKETING, time.time(),
+                             campaign_emails(NAMES * 25, start=b * 150), campaign_id="cmp-3")
+                   for b in range(2)]  # fmt: skip
+        deliveries = 0
+        for batch in batches:
+            while True:  # the bus redelivers what is still deferred after the retry passes
+                deliveries += 1
+                try:
+                    service.handle(batch)
+                    break
+                except TransientError:
+                    assert deliveries < 6
+        mailer.close()
+    finally:
+        faults = sink.stop()
+    stored = Counter(
+        str(m["Message-ID"]).strip("<>") for m in mailbox.Maildir(str(tmp_path / "mail"))
+    )
+    assert sorted(stored) == sorted(e.message_id for b in batches for e in b.emails)
+    assert set(stored.values()) == {1}
+    assert faults["rcpts_deferred_451"] >= 30 and faults["connections_refused_421"] >= 1
+    assert deliveries <= 4
