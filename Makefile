@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: help install run test lint typecheck pytest bench package demo clean
+.PHONY: help install run test lint typecheck pytest system-packages bench package demo clean
 
 help:
 	@echo "make run        start the whole pipeline locally (http://127.0.0.1:$${PORT:-8080})"
@@ -34,8 +34,13 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# Debian packages some tests drive (chromium, spamassassin): installed once, before the
+# suites run in parallel, so they never race for dpkg's lock.
+system-packages:
+	@$(PYTHON) tests/system_packages.py
+
 # The official gcloud Firestore/Pub/Sub emulators (when installed) join the contract suites.
-pytest: install
+pytest: install system-packages
 	$(PY) tests/contract/gcloud_emulators.py -- $(PY) -m pytest -n 2 --dist loadgroup -q
 
 bench: install

@@ -8,13 +8,12 @@ ever downloaded by a driver.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import system_packages
 from support import REPO
 
 from shared.bootstrap import Container
@@ -31,20 +30,9 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 
 def ensure_chromium() -> None:
-    """apt-get install chromium and its driver when missing (apt-get update only if that fails)."""
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
-        return
-    if not shutil.which("apt-get"):
-        pytest.fail("chromium is missing and apt-get is not available to install it")
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
-    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    started = time.monotonic()
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
-        done = subprocess.run(install, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.fail(f"could not install chromium: {done.stderr[-2000:]}")
-    print(f"installed chromium in {time.monotonic() - started:.0f}s")
+    problem = system_packages.ensure(["chromium", "chromium-driver"])
+    if problem:
+        pytest.fail(problem)
 
 
 @pytest.fixture(scope="session")
