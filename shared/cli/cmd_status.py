@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.bootstrap import Container, container
+from shared.domain.errors import MailpipeError
 from shared.ports import DeadLetter, paged
 
 CAMPAIGNS = "campaigns"
@@ -68,15 +69,25 @@ def _campaigns_in_flight(c: Container) -> Table:
                 continue
             if state.lower() in ("draft", "cancelled"):
                 continue
-            delivery = c.campaign_service.delivery(campaign_id)
-            shown = delivery.status_of(state)
-            if shown.lower() in SETTLED and not delivery.failed:
-                continue
-            table.add_row(campaign_id, str(doc.get("name") or ""), shown,
-                          delivery.summary() or "all sent")  # fmt: skip
+            row = _in_flight(c, campaign_id, state)
+            if row:
+                table.add_row(campaign_id, str(doc.get("name") or ""), *row)
     if not table.rows:
         table.caption = "None: no campaign is scheduled, sending, delivering or paused."
     return table
+
+
+def _in_flight(c: Container, campaign_id: str, state: str) -> tuple[str, str] | None:
+    """(status as people read it, what is not final) of a campaign still in flight or with
+    failed recipients; None for one settled cleanly."""
+    try:
+        delivery = c.campaign_service.delivery(campaign_id)
+    except (MailpipeError, KeyError, TypeError, ValueError) as exc:  # a document we cannot read
+        return (state, f"delivery unknown ({exc})") if state.lower() not in SETTLED else None
+    shown = delivery.status_of(state)
+    if shown.lower() in SETTLED and not delivery.failed:
+        return None
+    return shown, delivery.summary() or "all sent"
 
 
 def _recent(doc: dict[str, Any], since: float) -> bool:

@@ -15,11 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from campaign_support import Pipeline, add_audience
+from rich.console import Console
 from support import REPO, RecordingMailer
 
 from shared import bootstrap, topology
 from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
+from shared.cli import cmd_status
+from shared.dashboard.app import create_dashboard_app
 from shared.domain.messages import MARKETING, Recipient, RenderRequest
 from shared.ports import OutgoingEmail, SendResult
 from shared.runner.functions_host import FunctionsHost
@@ -72,6 +75,9 @@ def test_two_poison_subscribers_fail_alone_and_every_recipient_has_one_outcome(
         assert (delivery["failed"], delivery["pending"], delivery["complete"]) == (2, 0, True)
         assert shown["status"] == "sent" and "2 failed" in delivery["summary"]
         assert container.dead_letters.counts()[RENDER] == 0, "no batch was dead-lettered"
+        assert "2 failed" in _status_text(container)
+        page = _dashboard_page(container, campaign.id)
+        assert "2 failed" in page and "ZeroDivisionError" in page
 
         result = service.resend_failed(campaign.id)
         assert (result["recipients"], result["batches"]) == (2, 1)
@@ -98,11 +104,31 @@ def test_a_campaign_is_delivering_while_recipients_are_pending(tmp_path, local_s
         assert delivery["outcomes"] == {"sent": 250}
         assert (delivery["pending"], delivery["complete"]) == (50, False)
         assert delivery["summary"] == "50 pending"
+        assert "50 pending" in _status_text(container)
+        page = _dashboard_page(container, campaign.id)
+        assert "<strong>delivering</strong>" in page and "50 pending" in page
 
         pipeline.drain()
         assert service.show(campaign.id)["status"] == "sent"
+        assert "half" not in _status_text(container), "all sent: no longer in flight"
+        assert "<strong>sent</strong>" in _dashboard_page(container, campaign.id)
     finally:
         bootstrap.install(None)
+
+
+def _status_text(container: Container) -> str:
+    """`mailpipe status`'s campaigns table."""
+    console = Console(width=200, record=True)
+    console.print(cmd_status._campaigns_in_flight(container))
+    return console.export_text()
+
+
+def _dashboard_page(container: Container, campaign_id: str) -> str:
+    app = create_dashboard_app(lambda: container.dashboards, None,
+                               container.campaign_service.delivery)  # fmt: skip
+    response = app.test_client().get(f"/campaigns/{campaign_id}")
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
 
 
 class ChokingMailer(RecordingMailer):
