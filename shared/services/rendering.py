@@ -22,6 +22,7 @@ from typing import Any
 from markupsafe import Markup
 
 from shared.domain import events as ev
+from shared.domain.errors import TransientError
 from shared.domain.events import AnalyticsEvent, mailbox_provider, stable_id, utc_iso
 from shared.domain.links import Links
 from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
@@ -179,6 +180,8 @@ class RenderService:
         for recipient in request.recipients:
             try:
                 emails.append(self._renderer.render(compiled, request, recipient, now, False))
+            except TransientError:
+                raise  # not this recipient's doing (a store, say): the batch is retried
             except Exception as exc:  # this recipient's data: it fails alone (module docstring)
                 failed[recipient.subscriber_id] = render_error(exc)
                 failures.append(self._render_failure(request, recipient, exc))
