@@ -245,7 +245,7 @@ class SendService:
         deferred: dict[str, SendResult],
     ) -> None:
         try:
-            results = self._results(chunk)
+            results = self._results(chunk, counts.get("sent", 0) > 0)
         except Throttled:
             log.warning("provider throttled; batch %s will be retried", batch.batch_id)
             raise
@@ -269,20 +269,33 @@ class SendService:
         self._ledger.checkpoint(entry, outcomes, self._clock(), reasons=reasons)
         events += decided  # only once recorded: whoever resends an unrecorded chunk reports it
 
-    def _results(self, chunk: Sequence[OutgoingEmail]) -> list[SendResult]:
-        """The mailer's results; when it breaks on a chunk with something other than our own
-        errors (a message it cannot encode), each message is tried alone, and the one that
-        breaks it fails permanently with the error as its reason."""
+    def _results(self, chunk: Sequence[OutgoingEmail], sent_before: bool) -> list[SendResult]:
+        """The mailer's results. When it breaks on a chunk with something other than our own
+        errors (a message it cannot encode), each message is tried alone, and those that break
+        it fail permanently with the error as their reason; when every one breaks it, the fault
+        is the adapter's, not a message's (unless it is the only message left of a delivery
+        that sent others), and the batch fails: retried, then dead-lettered."""
         try:
             return self._mailer.send(chunk)
         except MailpipeError:
             raise
         except Exception as exc:
-            if len(chunk) == 1:
+            if len(chunk) == 1 and not sent_before:
+                raise
+            first_error = exc
+        results: list[SendResult] = []
+        for email in chunk:
+            try:
+                results += self._mailer.send([email])
+            except MailpipeError:
+                raise
+            except Exception as exc:
                 log.warning("the provider adapter failed on one message: %r", exc)
                 detail = f"{type(exc).__name__}: {exc}"
-                return [SendResult(chunk[0].message_id, "permanent", detail=detail)]
-        return [result for email in chunk for result in self._results([email])]
+                results.append(SendResult(email.message_id, "permanent", detail=detail))
+        if len(chunk) > 1 and all(r.status == "permanent" for r in results):
+            raise first_error
+        return results
 
     def _outcome(self, entry: LedgerEntry, email: OutgoingEmail, result: SendResult) -> str:
         if result.status != "transient":
