@@ -17,6 +17,7 @@ from shared import settings as settings_module
 from shared import topology
 from shared.domain.errors import ConfigurationError
 from shared.domain.links import Links, local_base_urls
+from shared.domain.mailing_lists import ListCatalog
 from shared.metering import NULL_METER, OperationMeter
 from shared.ports import BlobStore, DeadLetters, DocumentStore, Mailer, Publisher, Warehouse
 from shared.repositories.rate_limits import RateLimits
@@ -187,6 +188,11 @@ class Container:
     def ledger(self) -> SendLedger:
         return SendLedger(self.documents, lease_s=self.settings.send_lease_s)
 
+    @cached_property
+    def list_catalog(self) -> ListCatalog:
+        """The mailing lists, their display names and the signup defaults (settings)."""
+        return self.settings.list_catalog
+
     # --- services ----------------------------------------------------------------------
     @cached_property
     def signup(self) -> SignupService:
@@ -198,6 +204,7 @@ class Container:
             self.clock,
             s.signup_ip_limit_per_hour,
             s.signup_address_limit_per_hour,
+            self.list_catalog,
         )
 
     @cached_property
@@ -214,7 +221,8 @@ class Container:
     @cached_property
     def preferences(self) -> PreferenceService:
         return PreferenceService(self.subscribers, self.unsubscribe, self.outbox,
-                                 self.settings.signing_key, self.clock)  # fmt: skip
+                                 self.settings.signing_key, self.clock,
+                                 self.list_catalog)  # fmt: skip
 
     @cached_property
     def preference_sync(self) -> PreferenceSyncService:
@@ -241,15 +249,11 @@ class Container:
     @cached_property
     def feedback(self) -> FeedbackService:
         from shared.domain.feedback import SoftBouncePolicy
-        from shared.services.send_history import SendHistory
 
         s = self.settings
-        history = SendHistory(
-            self.pipeline_warehouse, self.sql_dialect, s.soft_bounce_lookback_days
-        )
-        policy = SoftBouncePolicy(s.soft_bounce_threshold, s.soft_bounce_window)
+        policy = SoftBouncePolicy(s.soft_bounce_threshold, s.soft_bounce_window_days)
         return FeedbackService(self.subscribers, self.suppressions, self.unsubscribe, self.outbox,
-                               self.clock, history, policy, self.machines)  # fmt: skip
+                               self.clock, policy, self.machines)  # fmt: skip
 
     @cached_property
     def machines(self) -> Any:
@@ -281,6 +285,30 @@ class Container:
         from shared.services.deliverability import DeliverabilityService
 
         return DeliverabilityService(self.warehouse, SqlCatalog(self.sql_dialect))
+
+    def domain_doctor(self, dns_server: str = "") -> Any:
+        """The sending-domain checks, asking `dns_server` (HOST[:PORT]) or the system's."""
+        from datetime import UTC, datetime
+
+        from shared.adapters.dns.dnspython_lookup import DnspythonLookup
+        from shared.services.doctor_inputs import marketing_headers, warehouse_rates
+        from shared.services.domain_doctor import DomainDoctor
+
+        headers = marketing_headers(self.campaigns, self.templates, self.renderer, self.clock)
+        return DomainDoctor(DnspythonLookup(dns_server), self.doctor_config,
+                            warehouse_rates(self.deliverability), headers,
+                            lambda: datetime.fromtimestamp(self.clock(), UTC).date())  # fmt: skip
+
+    @cached_property
+    def doctor_config(self) -> Any:
+        from shared.adapters.esp.dkim_signer import load_key
+        from shared.services.domain_doctor import DoctorConfig
+
+        s = self.settings
+        key = load_key(s.dkim_private_key).public_b64 if s.dkim_private_key else ""
+        return DoctorConfig(from_domain=s.sender_domain, esp=s.esp, spf_include=s.spf_include,
+                            dkim_selector=s.dkim_selector, dkim_domain=s.dkim_domain,
+                            dkim_public_key=key)  # fmt: skip
 
     @cached_property
     def sql_dialect(self) -> Any:
@@ -356,7 +384,27 @@ class Container:
         return PhaseDispatcher(self.campaigns, self.audience_pages, self.remainder_stash,
                                self.engagement, self.ledger, self.outbox, self.clock,
                                pages_per_run=s.campaign_pages_per_run, lease_s=s.campaign_lease_s,
-                               batch_size=s.campaign_batch_size)  # fmt: skip
+                               batch_size=s.campaign_batch_size,
+                               allowance=self.daily_allowance)  # fmt: skip
+
+    @cached_property
+    def daily_allowance(self) -> Any:
+        """Daily caps and warm-up per sending domain (issue 18)."""
+        from shared.domain.sending_caps import DailyCap, parse_day
+        from shared.repositories.sending_days import SendingDays
+        from shared.services.daily_allowance import DailyAllowance
+
+        s = self.settings
+        try:
+            volumes = tuple(int(v) for v in s.warmup_volumes)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"MAILPIPE_WARMUP_VOLUMES={','.join(s.warmup_volumes)!r}: whole numbers only"
+            ) from exc
+        cap = DailyCap(daily_cap=s.daily_cap, volumes=volumes,
+                       start_volume=s.warmup_start_volume, growth=s.warmup_growth,
+                       start=parse_day(s.warmup_start, "MAILPIPE_WARMUP_START"))  # fmt: skip
+        return DailyAllowance(SendingDays(self.documents), cap, s.sender, self.clock)
 
     @cached_property
     def campaign_preview(self) -> Any:
@@ -392,10 +440,59 @@ class Container:
         return HeldBatches(self.dead_letters)
 
     @cached_property
+    def template_library(self) -> Any:
+        """Email templates as the console edits them (drafts, versions)."""
+        from shared.services.campaign_preview import CampaignPreview
+        from shared.services.template_library import TemplateLibrary
+
+        def preview_for(blobs: BlobStore) -> CampaignPreview:
+            return CampaignPreview(TemplateCatalog(blobs, check_interval_s=0), self.renderer,
+                                   blobs, self.audience_pages, self.subscribers, self.outbox,
+                                   self.clock)  # fmt: skip
+
+        return TemplateLibrary(self.blobs, preview_for, self.clock)
+
+    @cached_property
+    def subscriber_admin(self) -> Any:
+        """Finding and editing subscribers by hand (the console)."""
+        from shared.services.subscriber_admin import SubscriberAdmin
+
+        return SubscriberAdmin(self.documents, self.subscribers, self.suppressions,
+                               self.unsubscribe, self.outbox, self.clock)  # fmt: skip
+
+    @cached_property
+    def audience_estimator(self) -> Any:
+        """Audience size and GCP cost before a campaign is sent (the console)."""
+        from shared.services.audience_estimate import AudienceEstimator
+
+        return AudienceEstimator(self.audience_pages, self.engagement, self.clock)
+
+    @cached_property
     def subscriber_import(self) -> Any:
         from shared.services.subscriber_import import SubscriberImport
 
         return SubscriberImport(self.subscribers, self.suppressions, self.outbox, self.clock)
+
+    @cached_property
+    def import_blobs(self) -> BlobStore:
+        """Import files and their rejects: DATA_DIR/blobs locally, the import bucket on GCP."""
+        if self.settings.is_local:
+            from shared.adapters.local.filesystem_blobs import FilesystemBlobs
+
+            return FilesystemBlobs(self.settings.data_dir / "blobs")
+        from shared.adapters.gcp import clients
+        from shared.adapters.gcp.gcs_blobs import GcsBlobs
+
+        return GcsBlobs(clients.storage_client(self.settings), self.settings.import_bucket)
+
+    @cached_property
+    def imports(self) -> Any:
+        """Imports of any size: upload, inspect, start, progress; the import function's steps."""
+        from shared.repositories.imports import Imports
+        from shared.services.imports import ImportService
+
+        return ImportService(Imports(self.documents), self.import_blobs, self.subscriber_import,
+                             self.outbox, self.clock, self.settings.import_chunk_rows)  # fmt: skip
 
     # --- behavioural triggers (issue 7) -------------------------------------------------
     @cached_property

@@ -6,16 +6,23 @@ as environment variables). Defaults give a working local mode with no configurat
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 
+from shared.domain import mailing_lists
 from shared.domain.errors import ConfigurationError
 
 Backend = Literal["local", "gcp"]
 _DEV_SECRET = "local-development-secret-do-not-use-in-production"
+# The first version Terraform gives every Secret Manager secret (terraform/secrets.tf), so an
+# apply never waits for values: it means "no value yet", and the setting keeps its default.
+UNSET_SECRET = "unset: add a version to this secret"
+log = logging.getLogger("mailpipe.settings")
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,13 @@ class Settings:
     # Keyed hashes of addresses: subscriber ids, suppression entries that outlive erasure.
     hash_key: str = field(default=_DEV_SECRET, repr=False)
     admin_api_key: str = field(default="", repr=False)
+    # The console (/dashboard): a key that signs in read-only (the dashboards, no actions), and
+    # in GCP Identity-Aware Proxy: the audience of its signed header, the addresses that act as
+    # admins (everyone else IAP lets in reads), and where IAP's public keys are fetched.
+    console_viewer_key: str = field(default="", repr=False)
+    console_iap_audience: str = ""
+    console_admins: tuple[str, ...] = ()
+    console_iap_certs_url: str = "https://www.gstatic.com/iap/verify/public_key"
     # Local bus.
     bus_min_backoff_s: float | None = None  # None: the topology's retry policy
     bus_max_backoff_s: float | None = None
@@ -49,19 +63,26 @@ class Settings:
     signup_ip_limit_per_hour: int = 20
     signup_address_limit_per_hour: int = 3
     confirmation_ttl_hours: int = 48
+    # The list catalogue, `name=Display name` entries, and what a signup naming no list joins.
+    lists: tuple[str, ...] = mailing_lists.DEFAULT_LISTS
+    signup_default_lists: tuple[str, ...] = mailing_lists.DEFAULT_SIGNUP_LISTS
     # Feedback policy: suppress after `threshold` soft bounces among the last `window` sends.
     soft_bounce_threshold: int = 3
-    soft_bounce_window: int = 5
-    soft_bounce_lookback_days: int = 90  # sends older than this do not count
+    soft_bounce_window_days: float = 30.0  # soft bounces older than this do not count
     # Tracking: a click this soon after the send is a security scanner, not a person.
     machine_click_within_s: float = 10.0
     machine_ip_ranges: tuple[str, ...] = ()  # extra CIDRs of proxies/scanners, comma list
+    # X-Forwarded-For entries appended by proxies we trust, counted from the right: 1 when
+    # callers reach the function's own URL, 2 behind the HTTPS load balancer (Terraform sets
+    # it); 0 ignores the header (shared/entrypoints/http.py client_ip).
+    trusted_proxy_hops: int = 1
     # GCP.
     gcp_project: str = ""
     gcp_region: str = "europe-west1"
     firestore_database: str = "(default)"
     bigquery_dataset: str = "mailpipe"
     template_bucket: str = ""
+    import_bucket: str = ""  # import files and their rejects (GCP); locally DATA_DIR/blobs
     # GCP client endpoints: empty means Google's. A plain-http endpoint is a local emulator or
     # test server and gets anonymous credentials. The SDKs also honour *_EMULATOR_HOST.
     pubsub_transport: str = "grpc"  # grpc | rest (rest reaches an HTTP test server)
@@ -82,6 +103,19 @@ class Settings:
     ses_secret_access_key: str = field(default="", repr=False)  # secret
     esp_base_url: str = ""  # overrides the provider's API endpoint (tests, EU regions)
     esp_rate_per_s: float = 0.0  # token-bucket rate; 0 means the provider's default
+    # Deliverability (issue 18). DKIM: the key signs SMTP/SES mail and Mailgun's raw MIME.
+    dkim_private_key: str = field(default="", repr=False)  # secret: PEM (RSA-2048+ or Ed25519)
+    dkim_selector: str = ""  # the key is published at <selector>._domainkey.<domain>
+    dkim_domain: str = ""  # the d= of the signature; empty: MAILPIPE_SENDER's domain
+    spf_include: str = ""  # the SPF include the ESP needs; empty: the provider's own
+    # Daily caps per sending domain: MAILPIPE_WARMUP_VOLUMES (day 1, day 2, ...) or a start
+    # volume growing by a factor per day, from MAILPIPE_WARMUP_START (YYYY-MM-DD, UTC days),
+    # never above MAILPIPE_DAILY_CAP (0: no cap once warmed up).
+    daily_cap: int = 0
+    warmup_volumes: tuple[str, ...] = ()
+    warmup_start_volume: int = 0
+    warmup_growth: float = 1.5
+    warmup_start: str = ""
     log_level: str = "INFO"
     # Local runner: extra processes that run the Pub/Sub-triggered functions, like more
     # function instances (the bus is shared SQLite). 1 keeps everything in one process.
@@ -103,11 +137,22 @@ class Settings:
     events_api_key: str = field(default="", repr=False)
     triggers_blob: str = "triggers/triggers.yaml"  # trigger definitions in the template store
     trigger_lease_s: float = 300.0  # a sweep's hold on a run it is sending (then another may)
+    # Subscriber imports (issue 13): rows per chunk, one bus message and one invocation each.
+    import_chunk_rows: int = 5000
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def sender_domain(self) -> str:
+        return parseaddr(self.sender)[1].rpartition("@")[2].lower()
+
+    @property
+    def signing_domain(self) -> str:
+        """The DKIM d= domain: MAILPIPE_DKIM_DOMAIN, else the sender's."""
+        return (self.dkim_domain or self.sender_domain).lower()
 
     @property
     def warehouse_dir(self) -> Path:
@@ -118,19 +163,35 @@ class Settings:
     def is_local(self) -> bool:
         return self.backend == "local"
 
+    @property
+    def list_catalog(self) -> mailing_lists.ListCatalog:
+        return mailing_lists.ListCatalog.parse(self.lists, self.signup_default_lists)
+
     def validate(self) -> Settings:
+        self.list_catalog  # noqa: B018 (raises ConfigurationError for a bad catalogue)
         if self.backend not in ("local", "gcp"):
             raise ConfigurationError(f"MAILPIPE_BACKEND must be local or gcp, not {self.backend!r}")
+        if self.trusted_proxy_hops < 0:
+            raise ConfigurationError("MAILPIPE_TRUSTED_PROXY_HOPS must be 0 or more")
         if self.backend == "gcp":
             missing = [n for n in ("gcp_project", "template_bucket") if not getattr(self, n)]
             if missing:
                 names = ", ".join(f"MAILPIPE_{n.upper()}" for n in missing)
                 raise ConfigurationError(f"backend gcp needs {names}")
-            if _DEV_SECRET in (self.signing_key, self.hash_key):
+            unset = [n for n in ("signing_key", "hash_key") if getattr(self, n) == _DEV_SECRET]
+            if unset:
+                names = " and ".join(f"MAILPIPE_{n.upper()}" for n in unset)
+                secrets = " and ".join(secret_name(n) for n in unset)
                 raise ConfigurationError(
-                    "MAILPIPE_SIGNING_KEY and MAILPIPE_HASH_KEY must be set in production"
+                    f"{names} must be set in production: add a version to the Secret Manager "
+                    f"secret {secrets} (terraform/README.md: secrets)"
                 )
         return self
+
+
+def secret_name(setting: str) -> str:
+    """The Secret Manager secret Terraform creates for a secret setting (terraform/secrets.tf)."""
+    return "mailpipe-" + setting.replace("_", "-")
 
 
 def _convert(kind: object, raw: str, name: str) -> object:
@@ -158,7 +219,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         if f.name == "extra":
             continue
         name = f"MAILPIPE_{f.name.upper()}"
-        if name in env:
+        if env.get(name) == UNSET_SECRET:
+            log.warning("%s has no value yet: add a version to the Secret Manager secret %s;"
+                        " until then it keeps its default", name, secret_name(f.name))  # fmt: skip
+        elif name in env:
             values[f.name] = _convert(f.type, env[name], name)
     if "port" not in values and env.get("PORT"):
         values["port"] = _convert(int, env["PORT"], "PORT")

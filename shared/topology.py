@@ -73,6 +73,11 @@ class Subscription:
         return f"{self.dead_letter_topic}-hold"
 
 
+# How long a hold subscription keeps a dead letter before it expires: 31 days, the most Pub/Sub
+# allows (terraform/pubsub.tf; `mailpipe dlq` warns about dead letters close to it). The local
+# bus never drops them, but warns alike.
+DEAD_LETTER_RETENTION_S = 31 * 24 * 3600
+
 # Topics carrying work between stages.
 SUBSCRIBER_EVENTS = "subscriber-events"
 CAMPAIGN_DISPATCH = "campaign-dispatch"
@@ -81,6 +86,7 @@ SEND_REQUESTS = "send-requests"
 ESP_FEEDBACK = "esp-feedback"
 ANALYTICS_EVENTS = "analytics-events"
 BEHAVIOUR_EVENTS = "behaviour-events"  # POST /events, lifecycle events, the trigger sweep
+SUBSCRIBER_IMPORTS = "subscriber-imports"  # one step of an import file: its scan, or a chunk
 
 TOPICS: tuple[str, ...] = (
     SUBSCRIBER_EVENTS,
@@ -90,6 +96,7 @@ TOPICS: tuple[str, ...] = (
     ESP_FEEDBACK,
     ANALYTICS_EVENTS,
     BEHAVIOUR_EVENTS,
+    SUBSCRIBER_IMPORTS,
 )
 
 _FAST = RetryPolicy(minimum_backoff_s=10, maximum_backoff_s=600, max_attempts=5)
@@ -115,6 +122,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("warehouse", "warehouse", trigger_topic=ANALYTICS_EVENTS),
     Function("events", "events", route="/events", public=True),  # API key: customers' backends
     Function("triggers", "triggers", trigger_topic=BEHAVIOUR_EVENTS),
+    Function("imports", "imports", trigger_topic=SUBSCRIBER_IMPORTS, memory_mb=512, timeout_s=540),
 )
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = tuple(

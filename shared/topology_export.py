@@ -33,6 +33,7 @@ def _function(f: topology.Function) -> dict[str, Any]:
         "entry_point": f.entry_point,
         "source_dir": f.folder,
         "trigger_topic": f.trigger_topic,
+        "route": f.route,
         "public": f.public,
         "memory_mb": f.memory_mb,
         "timeout_s": f.timeout_s,
@@ -54,11 +55,13 @@ def _subscription(s: topology.Subscription) -> dict[str, Any]:
 
 
 def export() -> dict[str, Any]:
-    """The tfvars document: {"topology": {generated_by, topics, functions, subscriptions}}."""
+    """The tfvars document: {"topology": {generated_by, topics, dead_letter_retention_s,
+    functions, subscriptions}}."""
     return {
         "topology": {
             "generated_by": GENERATED_BY,
             "topics": list(topology.TOPICS),
+            "dead_letter_retention_s": topology.DEAD_LETTER_RETENTION_S,
             "functions": {f.name: _function(f) for f in topology.FUNCTIONS},
             "subscriptions": {s.name: _subscription(s) for s in topology.SUBSCRIPTIONS},
         }

@@ -6,9 +6,11 @@
 # (pubsub.tf); functions-framework converts the push envelope into the CloudEvent their
 # @cloud_event decorator expects.
 #
-# Ingress: HTTP functions take traffic from anywhere, and IAM decides who may invoke them
-# (iam.tf): allUsers for the public ones (signup, confirm, tracking, webhooks, events ...), only
-# var.admin_invokers for the rest (admin). Pub/Sub-pushed functions are ALLOW_INTERNAL_ONLY:
+# Ingress (local.ingress): HTTP functions take traffic from anywhere, and IAM decides who may
+# invoke them (iam.tf): anyone for the public ones (signup, confirm, tracking, webhooks, events
+# ...), only var.admin_invokers for the rest (admin). With var.domain set, the public ones take
+# traffic only from the load balancer (ALLOW_INTERNAL_AND_GCLB), so nothing bypasses it and its
+# Cloud Armor policy. Pub/Sub-pushed functions are ALLOW_INTERNAL_ONLY:
 # Cloud Run counts Pub/Sub push (and Cloud Scheduler, Eventarc, Workflows) from the same project
 # as internal traffic when it calls the service's run.app URL, which is exactly what the push
 # subscriptions use. On top of that, only the pusher service account has run.invoker on them,
@@ -17,8 +19,23 @@
 locals {
   dist_dir = startswith(var.dist_dir, "/") ? var.dist_dir : "${path.module}/${var.dist_dir}"
 
-  public_url = var.public_base_url != "" ? trimsuffix(var.public_base_url, "/") : local.functions_base_url
-  sender     = var.sender_name == "" ? var.sender_address : "${var.sender_name} <${var.sender_address}>"
+  # Links in mail: your own domain (lb.tf), else your own balancer, else each function's URL.
+  behind_balancer = var.domain != "" || var.public_base_url != ""
+  public_url = (
+    var.domain != "" ? "https://${var.domain}" :
+    var.public_base_url != "" ? trimsuffix(var.public_base_url, "/") : local.functions_base_url
+  )
+  # X-Forwarded-For: Cloud Run's front end appends the client (1); a Google load balancer
+  # appends "<client>,<balancer IP>" and Cloud Run then adds nothing (2). README: client addresses.
+  trusted_proxy_hops = var.trusted_proxy_hops != null ? var.trusted_proxy_hops : (local.behind_balancer ? 2 : 1)
+
+  ingress = {
+    for name, f in var.topology.functions : name => (
+      f.trigger_topic != null ? "ALLOW_INTERNAL_ONLY" :
+      f.public && var.domain != "" ? "ALLOW_INTERNAL_AND_GCLB" : "ALLOW_ALL"
+    )
+  }
+  sender = var.sender_name == "" ? var.sender_address : "${var.sender_name} <${var.sender_address}>"
 
   # Plain settings (shared/settings.py reads MAILPIPE_<FIELD>); secrets are in secrets.tf.
   esp_environment = {
@@ -40,14 +57,14 @@ locals {
     }
   }
 
-  # Without a public_base_url (a load balancer serving the local path prefixes), every link
+  # Without a balancer serving the local path prefixes (domain or public_base_url), every link
   # points straight at its function: MAILPIPE_URL_<ROUTE> overrides the route's base URL
   # (shared/bootstrap.py), and a route is named after its HTTP function.
   functions_base_url = "https://${var.region}-${var.project_id}.cloudfunctions.net"
   route_urls = {
     for name, f in var.topology.functions :
     "MAILPIPE_URL_${upper(name)}" => "${local.functions_base_url}/${name}"
-    if f.trigger_topic == null && var.public_base_url == ""
+    if f.trigger_topic == null && !local.behind_balancer
   }
 
   environment = merge(
@@ -58,11 +75,18 @@ locals {
       MAILPIPE_FIRESTORE_DATABASE = google_firestore_database.main.name
       MAILPIPE_BIGQUERY_DATASET   = google_bigquery_dataset.warehouse.dataset_id
       MAILPIPE_TEMPLATE_BUCKET    = google_storage_bucket.templates.name
+      MAILPIPE_IMPORT_BUCKET      = google_storage_bucket.imports.name
       MAILPIPE_ESP                = var.esp
       MAILPIPE_ESP_RATE_PER_S     = tostring(var.esp_rate_per_s)
       MAILPIPE_SENDER             = local.sender
       MAILPIPE_PUBLIC_URL         = local.public_url
+      MAILPIPE_TRUSTED_PROXY_HOPS = tostring(local.trusted_proxy_hops)
       MAILPIPE_LOG_LEVEL          = var.log_level
+      MAILPIPE_DKIM_SELECTOR      = var.dkim_selector # its key is a secret (secrets.tf)
+      MAILPIPE_DKIM_DOMAIN        = var.dkim_domain
+      MAILPIPE_DAILY_CAP          = tostring(var.daily_cap)
+      MAILPIPE_WARMUP_VOLUMES     = join(",", [for v in var.warmup_volumes : tostring(v)])
+      MAILPIPE_WARMUP_START       = var.warmup_start
       MALLOC_ARENA_MAX            = "2" # see shared/runner/allocator.py
     },
     local.esp_environment[var.esp],
@@ -79,7 +103,7 @@ resource "google_storage_bucket_object" "source" {
 }
 
 resource "google_cloudfunctions2_function" "function" {
-  #checkov:skip=CKV_GCP_124:HTTP functions must take internet traffic (forms, links in mail, ESP webhooks, the event API; the admin API for operators, IAM-restricted to var.admin_invokers); every Pub/Sub-pushed function is ALLOW_INTERNAL_ONLY (see ingress_settings, checked by tests/unit/test_terraform.py).
+  #checkov:skip=CKV_GCP_124:HTTP functions must take internet traffic (forms, links in mail, ESP webhooks, the event API; the admin API for operators, IAM-restricted to var.admin_invokers); with var.domain the public ones take only the load balancer's; every Pub/Sub-pushed function is ALLOW_INTERNAL_ONLY (local.ingress, checked by tests/unit/test_terraform.py).
   for_each = var.topology.functions
 
   name        = each.key
@@ -87,9 +111,10 @@ resource "google_cloudfunctions2_function" "function" {
   description = each.value.trigger_topic == null ? "Mailpipe ${each.key} (HTTP)" : "Mailpipe ${each.key} (pushed from ${each.value.trigger_topic})"
 
   build_config {
-    runtime         = "python311"
-    entry_point     = each.value.entry_point
-    service_account = google_service_account.builder.id
+    runtime           = "python311"
+    entry_point       = each.value.entry_point
+    service_account   = google_service_account.builder.id
+    docker_repository = google_artifact_registry_repository.functions.id
 
     source {
       storage_source {
@@ -105,7 +130,7 @@ resource "google_cloudfunctions2_function" "function" {
     max_instance_count               = lookup(var.max_instances, each.key, each.value.max_instances)
     min_instance_count               = lookup(var.min_instances, each.key, 0)
     max_instance_request_concurrency = 1
-    ingress_settings                 = each.value.trigger_topic == null ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+    ingress_settings                 = local.ingress[each.key]
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function[each.key].email
     environment_variables            = local.environment
@@ -135,8 +160,14 @@ resource "google_cloudfunctions2_function" "function" {
     }
   }
 
+  # Grants first (a build or a start without them fails), and every secret has a version (the
+  # placeholder, secrets.tf) so no deploy waits for an operator.
   depends_on = [
     google_project_iam_member.builder,
+    google_artifact_registry_repository_iam_member.builder,
+    google_storage_bucket_iam_member.builder_reads_sources,
     google_secret_manager_secret_iam_member.function_reads_secret,
+    google_secret_manager_secret_version.placeholder,
+    time_sleep.iam_propagation,
   ]
 }

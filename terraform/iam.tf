@@ -4,7 +4,8 @@
 #   mailpipe-<function>     one per function: only what local.function_access lists
 #   mailpipe-pubsub-pusher  the identity in push OIDC tokens: run.invoker on the pushed-to functions
 #   var.admin_invokers      the operators: run.invoker on the non-public HTTP functions (admin)
-#   mailpipe-builder        Cloud Build for the function zips: roles/run.builder
+#   mailpipe-builder        Cloud Build for the function zips: two custom roles, what
+#                           roles/run.builder holds minus what Mailpipe's builds do not use
 #   Pub/Sub service agent   publisher on each dead-letter topic, subscriber on each push
 #                           subscription, token creator on the pusher
 
@@ -29,14 +30,15 @@ locals {
     unsubscribe       = { publishes = ["subscriber-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
     tracking          = { publishes = ["analytics-events"], firestore = "", templates = true, warehouse = false, queries = false, secrets = [] }
     webhooks          = { publishes = ["esp-feedback"], firestore = var.esp == "mailgun" ? "write" : "", templates = true, warehouse = false, queries = false, secrets = ["sendgrid_webhook_public_key", "mailgun_webhook_signing_key"] }
-    admin             = { publishes = ["campaign-dispatch", "render-requests", "send-requests", "subscriber-events"], firestore = "write", templates = true, warehouse = false, queries = true, secrets = ["admin_api_key"] }
+    admin             = { publishes = ["campaign-dispatch", "render-requests", "send-requests", "subscriber-events", "subscriber-imports"], firestore = "write", templates = true, warehouse = false, queries = true, secrets = ["admin_api_key"] }
     events            = { publishes = ["behaviour-events", "analytics-events"], firestore = "read", templates = true, warehouse = false, queries = false, secrets = ["events_api_key"] }
     "preference-sync" = { publishes = ["render-requests", "analytics-events", "behaviour-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = [] }
     dispatch          = { publishes = ["campaign-dispatch", "render-requests"], firestore = "write", templates = true, warehouse = false, queries = true, secrets = [] }
     render            = { publishes = ["send-requests", "analytics-events"], firestore = "", templates = true, warehouse = false, queries = false, secrets = [] }
-    send              = { publishes = ["analytics-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = ["sendgrid_api_key", "mailgun_api_key", "smtp_password", "ses_secret_access_key"] }
-    feedback          = { publishes = ["subscriber-events", "analytics-events"], firestore = "write", templates = false, warehouse = false, queries = true, secrets = [] }
+    send              = { publishes = ["analytics-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = ["sendgrid_api_key", "mailgun_api_key", "smtp_password", "ses_secret_access_key", "dkim_private_key"] }
+    feedback          = { publishes = ["subscriber-events", "analytics-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = [] }
     warehouse         = { publishes = [], firestore = "", templates = false, warehouse = true, queries = false, secrets = [] }
+    imports           = { publishes = ["subscriber-imports", "subscriber-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = [] }
     triggers          = { publishes = ["render-requests", "analytics-events", "behaviour-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
   }
 
@@ -102,13 +104,20 @@ resource "google_pubsub_topic_iam_member" "function_publisher" {
 }
 
 resource "google_project_iam_member" "firestore_user" {
-  # Firestore has no IAM on collections or documents: roles/datastore.user (read and write) or
-  # roles/datastore.viewer (read only) on the project is the narrowest grant that works.
+  # Firestore has no IAM on collections or documents, and the roles are granted on the project;
+  # the condition limits each grant to Mailpipe's database, so another database in the same
+  # project stays out of reach.
   for_each = { for name, access in local.function_access : name => access if access.firestore != "" }
 
   project = var.project_id
   role    = local.firestore_roles[each.value.firestore]
   member  = "serviceAccount:${google_service_account.function[each.key].email}"
+
+  condition {
+    title       = "mailpipe-database-only"
+    description = "Only Mailpipe's Firestore database."
+    expression  = "resource.name == \"projects/${var.project_id}/databases/${google_firestore_database.main.name}\""
+  }
 }
 
 resource "google_storage_bucket_iam_member" "template_reader" {
@@ -116,6 +125,16 @@ resource "google_storage_bucket_iam_member" "template_reader" {
 
   bucket = google_storage_bucket.templates.name
   role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# Import files: the admin API uploads them and reads rejects; the import function reads them
+# and writes rejects. Nothing else touches the bucket.
+resource "google_storage_bucket_iam_member" "import_files" {
+  for_each = toset(["admin", "imports"])
+
+  bucket = google_storage_bucket.imports.name
+  role   = "roles/storage.objectAdmin"
   member = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
@@ -151,8 +170,10 @@ resource "google_project_iam_member" "warehouse_job_user" {
 resource "google_cloud_run_v2_service_iam_member" "public_invoker" {
   # Public by design (topology public=True): the signup form, the links in mail (confirm,
   # preferences, unsubscribe, tracking pixel and redirects) and ESP webhooks. Each checks signed
-  # tokens, webhook signatures or rate limits itself.
-  for_each = local.public_functions
+  # tokens, webhook signatures or rate limits itself. With public_access =
+  # "invoker_check_disabled" there is no allUsers grant (Domain Restricted Sharing refuses it):
+  # invoker_check.tf turns Cloud Run's invoker check off on these functions instead.
+  for_each = var.public_access == "allUsers" ? local.public_functions : toset([])
 
   project  = var.project_id
   location = var.region
@@ -211,11 +232,85 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
 }
 
 # --- builds --------------------------------------------------------------------------------
+# roles/run.builder ("can build Cloud Run functions") is artifactregistry.repositories.
+# {download,upload,delete}Artifacts, logging.logEntries.create, source.repos.get and
+# storage.objects.get, all on the project. Mailpipe's builds need no Cloud Source Repositories,
+# and their images go to one repository of their own, so the builder gets:
+#   on the project      build logs, and reading the staged source (Cloud Functions stages it in a
+#                       bucket of its own, so this one stays project-wide)
+#   on the repository   pushing and pulling the function images and their build cache
+
+resource "google_artifact_registry_repository" "functions" {
+  #checkov:skip=CKV_GCP_84:Google-managed encryption; the images hold only Mailpipe's code, which is no secret, and a customer-managed key adds a KMS key ring.
+  repository_id = "mailpipe-functions"
+  location      = var.region
+  format        = "DOCKER"
+  description   = "Images Cloud Build makes from the function zips."
+
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+
+    most_recent_versions {
+      keep_count = 10
+    }
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_project_iam_custom_role" "build_logs_and_sources" {
+  role_id     = "mailpipeBuildLogsAndSources"
+  title       = "Mailpipe function builds: logs and sources"
+  description = "Write build logs and read the staged function source."
+  permissions = ["logging.logEntries.create", "storage.objects.get"]
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_project_iam_custom_role" "build_artifacts" {
+  role_id     = "mailpipeBuildArtifacts"
+  title       = "Mailpipe function builds: images"
+  description = "Push, pull and clean up function images; granted on Mailpipe's repository only."
+  permissions = [
+    "artifactregistry.repositories.downloadArtifacts",
+    "artifactregistry.repositories.uploadArtifacts",
+    "artifactregistry.repositories.deleteArtifacts",
+  ]
+
+  depends_on = [google_project_service.api]
+}
 
 resource "google_project_iam_member" "builder" {
-  # Artifact Registry upload/download, build logs, and reading the staged source: what Cloud
-  # Build needs to build a function, without the broad default build identity.
   project = var.project_id
-  role    = "roles/run.builder"
+  role    = google_project_iam_custom_role.build_logs_and_sources.id
   member  = "serviceAccount:${google_service_account.builder.email}"
+}
+
+resource "google_artifact_registry_repository_iam_member" "builder" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = google_project_iam_custom_role.build_artifacts.id
+  member     = "serviceAccount:${google_service_account.builder.email}"
+}
+
+resource "google_storage_bucket_iam_member" "builder_reads_sources" {
+  bucket = google_storage_bucket.sources.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.builder.email}"
+}
+
+# New grants take a while to reach every Google service (up to a few minutes, IAM's eventual
+# consistency): builds, the functions' first starts and the push subscriptions wait for it, so a
+# first apply does not fail on a grant that exists but has not propagated yet.
+resource "time_sleep" "iam_propagation" {
+  create_duration = "90s"
+
+  triggers = {
+    builder          = google_project_iam_member.builder.id
+    builder_images   = google_artifact_registry_repository_iam_member.builder.id
+    pubsub_tokens    = google_service_account_iam_member.pubsub_agent_mints_pusher_tokens.id
+    dead_letter_pubs = join(",", sort([for m in google_pubsub_topic_iam_member.dead_letter_publisher : m.id]))
+  }
 }

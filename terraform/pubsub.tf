@@ -3,7 +3,8 @@
 # Pub/Sub-triggered functions are plain HTTP functions and these push subscriptions are ours:
 # Eventarc's managed subscriptions cannot carry a dead-letter policy. Each subscription retries
 # with exponential backoff, then forwards the message to its own dead-letter topic, where a pull
-# subscription keeps it for 7 days until an operator replays or drops it (README: dead letters).
+# subscription keeps it for 31 days (the most Pub/Sub allows) until an operator replays or drops
+# it (README: dead letters); an alert fires on the first one (monitoring.tf).
 
 resource "google_pubsub_topic" "topic" {
   #checkov:skip=CKV_GCP_83:Google-managed encryption; a customer-managed key adds a KMS key ring and per-message KMS calls that this pipeline does not need.
@@ -20,10 +21,9 @@ resource "google_pubsub_topic" "dead_letter" {
 
   name = each.value.dead_letter_topic
 
-  # The hold subscription keeps messages 7 days; the topic keeps them 31 (the most Pub/Sub
-  # allows), so an operator can seek the hold subscription back to an expired or wrongly
-  # acknowledged dead letter.
-  message_retention_duration = "2678400s"
+  # The topic keeps messages 31 days too (the most Pub/Sub allows), so an operator can seek the
+  # hold subscription back to a wrongly acknowledged dead letter.
+  message_retention_duration = "${var.topology.dead_letter_retention_s}s"
 
   depends_on = [google_project_service.api]
 }
@@ -67,6 +67,7 @@ resource "google_pubsub_subscription" "push" {
     google_cloud_run_v2_service_iam_member.pusher_invoker,
     google_pubsub_topic_iam_member.dead_letter_publisher,
     google_service_account_iam_member.pubsub_agent_mints_pusher_tokens,
+    time_sleep.iam_propagation,
   ]
 }
 
@@ -77,9 +78,9 @@ resource "google_pubsub_subscription" "dead_letter_hold" {
   topic                = google_pubsub_topic.dead_letter[each.key].id
   ack_deadline_seconds = 600
 
-  # 7 days in the backlog; after that the dead-letter topic's 31-day retention still lets an
-  # operator seek this subscription back to any dead letter (README: dead letters).
-  message_retention_duration = "604800s"
+  # 31 days (DEAD_LETTER_RETENTION_S in shared/topology.py, the most Pub/Sub allows): unacked
+  # dead letters cost storage only, and `mailpipe dlq` warns a day before they expire.
+  message_retention_duration = "${var.topology.dead_letter_retention_s}s"
   retain_acked_messages      = false
 
   expiration_policy {

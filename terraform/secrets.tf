@@ -1,6 +1,9 @@
 # Secret Manager secrets, one per secret setting (MAILPIPE_<FIELD> in shared/settings.py).
-# Terraform creates them empty and never sees their values: an operator adds versions with
-# `gcloud secrets versions add` (README: secrets) before the functions are deployed. Each
+# Terraform never sees their values: an operator adds versions with `gcloud secrets versions add`
+# (README: secrets). So that one apply works before any value exists, Terraform gives each
+# secret a first version holding a placeholder (settings.UNSET_SECRET); a function reads it as
+# "not set": it starts, and what needs the value fails at use with a log line naming the secret
+# to fill (signing and hash key: every request; an API key: 503; an ESP key: sending). Each
 # function's service account may read only the secrets in its entry of local.function_access.
 
 locals {
@@ -22,7 +25,13 @@ locals {
     ses      = ["ses_secret_access_key"]
   }
 
-  secret_settings = concat(local.common_secrets, local.api_secrets, local.esp_secrets[var.esp])
+  # Must equal shared/settings.py UNSET_SECRET (tests/unit/test_terraform.py checks it).
+  unset_secret = "unset: add a version to this secret"
+
+  # The DKIM private key Mailpipe signs with, when a selector is configured (send reads it).
+  dkim_secrets = var.dkim_selector == "" ? [] : ["dkim_private_key"]
+
+  secret_settings = concat(local.common_secrets, local.api_secrets, local.esp_secrets[var.esp], local.dkim_secrets)
 
   # function -> the secret settings it receives as environment variables.
   function_secrets = {
@@ -55,4 +64,17 @@ resource "google_secret_manager_secret_iam_member" "function_reads_secret" {
   secret_id = google_secret_manager_secret.setting[each.value.secret].id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.function[each.value.function].email}"
+}
+
+resource "google_secret_manager_secret_version" "placeholder" {
+  # Version 1 of every secret; the operator's `gcloud secrets versions add` makes the real value
+  # `latest`. Never changed by Terraform afterwards.
+  for_each = toset(local.secret_settings)
+
+  secret      = google_secret_manager_secret.setting[each.key].id
+  secret_data = local.unset_secret
+
+  lifecycle {
+    ignore_changes = [secret_data, enabled]
+  }
 }

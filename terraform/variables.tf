@@ -155,6 +155,36 @@ variable "ses_topic_arns" {
   default     = []
 }
 
+variable "dkim_selector" {
+  description = "DKIM selector Mailpipe signs with (the key at <selector>._domainkey.<domain>); empty: no signing by Mailpipe. Its private key goes into the mailpipe-dkim-private-key secret (mailpipe dkim keygen)."
+  type        = string
+  default     = ""
+}
+
+variable "dkim_domain" {
+  description = "DKIM signing domain (d=); empty means sender_domain."
+  type        = string
+  default     = ""
+}
+
+variable "daily_cap" {
+  description = "Most campaign recipients dispatched per sending domain per UTC day once warmed up; 0: no cap."
+  type        = number
+  default     = 0
+}
+
+variable "warmup_volumes" {
+  description = "Warm-up: recipients allowed on day 1, 2, ... from warmup_start (then daily_cap); empty: no warm-up."
+  type        = list(number)
+  default     = []
+}
+
+variable "warmup_start" {
+  description = "First day (YYYY-MM-DD, UTC) of the warm-up schedule."
+  type        = string
+  default     = ""
+}
+
 variable "sweep_schedule" {
   description = "Cron schedule of the scheduled-campaign sweep published to the dispatch function's topic."
   type        = string
@@ -204,12 +234,14 @@ variable "labels" {
 variable "topology" {
   description = "Functions, topics and subscriptions, generated from shared/topology.py into topology.auto.tfvars.json by `python -m shared.topology_export` (also run by `make package`). Never set it by hand."
   type = object({
-    generated_by = string
-    topics       = list(string)
+    generated_by            = string
+    topics                  = list(string)
+    dead_letter_retention_s = number
     functions = map(object({
       entry_point   = string
       source_dir    = string
       trigger_topic = string # null for HTTP functions
+      route         = string # the HTTP functions' path prefix (/t ...); null for pushed ones
       public        = bool
       memory_mb     = number
       timeout_s     = number
@@ -244,4 +276,90 @@ variable "topology" {
     ])
     error_message = "Pub/Sub retry backoff must satisfy 0 <= minimum <= maximum <= 600 seconds."
   }
+}
+
+# --- your own domain (lb.tf, armor.tf) -----------------------------------------------------------
+
+variable "domain" {
+  description = "Your own domain for the public functions, e.g. mail.example.com: Terraform creates a global HTTPS load balancer with a Google-managed certificate for it (point its DNS A record at output lb_ip), links in mail use https://DOMAIN, and the public functions take traffic only from the balancer. Empty: no balancer; links point at each function's own URL."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.domain == "" || can(regex("^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$", var.domain))
+    error_message = "domain must be a bare lowercase host name such as mail.example.com (no scheme, no path)."
+  }
+}
+
+variable "public_access" {
+  description = "How anonymous callers may reach the public functions: \"allUsers\" grants roles/run.invoker to allUsers on each; \"invoker_check_disabled\" grants nothing and turns off Cloud Run's invoker IAM check on those functions only (the way through an organisation's Domain Restricted Sharing policy, which refuses allUsers; needs domain and gcloud where Terraform runs). README: who may call the public functions."
+  type        = string
+  default     = "allUsers"
+
+  validation {
+    condition     = contains(["allUsers", "invoker_check_disabled"], var.public_access)
+    error_message = "public_access must be allUsers or invoker_check_disabled."
+  }
+}
+
+variable "trusted_proxy_hops" {
+  description = "MAILPIPE_TRUSTED_PROXY_HOPS: X-Forwarded-For entries appended by Google, counted from the right. null: 2 behind a load balancer (domain or public_base_url set), else 1 (README: client addresses)."
+  type        = number
+  default     = null
+}
+
+variable "edge_signup_limit_per_minute" {
+  description = "Cloud Armor: signup POSTs allowed per client address and minute at the load balancer (429 beyond); 0 creates no policy. Needs domain."
+  type        = number
+  default     = 0
+}
+
+# --- alerts and dashboard (monitoring.tf) ----------------------------------------------------
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channels every alert goes to, as projects/PROJECT/notificationChannels/ID (create them in the console or with gcloud). Empty: alerts still open incidents in the console, nobody is notified."
+  type        = list(string)
+  default     = []
+}
+
+variable "backlog_age_alert_s" {
+  description = "Alert when the oldest unacknowledged message of a work subscription is older than this many seconds."
+  type        = number
+  default     = 900
+}
+
+variable "error_rate_alert" {
+  description = "Alert when more than this share of a function's requests answered 5xx over 5 minutes."
+  type        = number
+  default     = 0.05
+}
+
+variable "bounce_rate_alert" {
+  description = "Alert when bounces exceed this share of sends over the last day (mailbox providers start refusing mail above about 2 %)."
+  type        = number
+  default     = 0.02
+}
+
+variable "complaint_rate_alert" {
+  description = "Alert when spam complaints exceed this share of sends over the last day (Gmail and Yahoo require staying below 0.1 %, and never reaching 0.3 %)."
+  type        = number
+  default     = 0.001
+}
+
+variable "billing_account" {
+  description = "Billing account id (XXXXXX-XXXXXX-XXXXXX) for a monthly budget on this project; empty creates no budget. The identity running Terraform needs roles/billing.costsManager on it."
+  type        = string
+  default     = ""
+}
+
+variable "monthly_budget" {
+  description = "Budget amount per month in budget_currency; alerts at 50 %, 90 % and 100 % of it, and at 100 % of the forecast."
+  type        = number
+  default     = 100
+}
+
+variable "budget_currency" {
+  description = "Currency of monthly_budget; must be the billing account's currency."
+  type        = string
+  default     = "USD"
 }

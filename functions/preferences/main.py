@@ -1,12 +1,14 @@
 """preferences: the token-based preference center (lists, topics, frequency, or leave all)."""
 
+from urllib.parse import quote
+
 import functions_framework
 
 from shared.bootstrap import container
 from shared.domain import template_names
 from shared.entrypoints.http import client_ip, endpoint, json_response, read_fields, wants_html
 from shared.entrypoints.pages import render_message, render_page
-from shared.services.preferences import LISTS, TOPICS, PreferenceChange, choices
+from shared.services.preferences import TOPICS, PreferenceChange, choices
 
 
 def _tracking(request, fields) -> bool:
@@ -32,7 +34,7 @@ def preferences(request):
                 }
             )
         return render_page(template_names.PREFERENCES_PAGE, token=token, subscriber=subscriber,
-                           all_lists=LISTS, all_topics=TOPICS)  # fmt: skip
+                           all_lists=service.lists.lists, all_topics=TOPICS)  # fmt: skip
     fields = read_fields(request)
     token = token or str(fields.get("token") or "")
     if fields.get("action") == "leave":
@@ -40,7 +42,7 @@ def preferences(request):
         message = "You left every list and will get no more mail from us."
     else:
         change = PreferenceChange(
-            lists=choices(fields.get("lists"), LISTS, "lists"),
+            lists=service.lists.choose(fields.get("lists")),
             topics=choices(fields.get("topics"), TOPICS, "topics"),
             frequency=str(fields.get("frequency") or "all"),
             tracking=_tracking(request, fields),
@@ -48,5 +50,6 @@ def preferences(request):
         service.update(token, change, client_ip(request))
         message = "Your preferences are saved."
     if wants_html(request):
-        return render_message("Saved", message)
+        back = f"?token={quote(token)}" if fields.get("action") != "leave" else None
+        return render_message("Saved", message, link=(back, "Back to your preferences"))
     return json_response({"status": "saved", "message": message})

@@ -6,7 +6,6 @@ from shared.bootstrap import container
 from shared.domain import template_names
 from shared.entrypoints.http import client_ip, endpoint, json_response, read_fields, wants_html
 from shared.entrypoints.pages import render_message, render_page
-from shared.services.preferences import LISTS, choices
 from shared.services.signup import CONSENT_TEXTS, FORM_VERSION, SignupForm
 
 ACCEPTED = "Thanks! Check your inbox for a link to confirm your subscription."
@@ -16,8 +15,10 @@ ACCEPTED = "Thanks! Check your inbox for a link to confirm your subscription."
 @endpoint
 def signup(request):
     if request.method == "GET":
+        lists = container().list_catalog
+        joins = [lists.display_name(name) for name in lists.signup_defaults]
         return render_page(template_names.SIGNUP_PAGE, form_version=FORM_VERSION,
-                           consent_text=CONSENT_TEXTS[FORM_VERSION])  # fmt: skip
+                           consent_text=CONSENT_TEXTS[FORM_VERSION], joins=joins)  # fmt: skip
     if request.method != "POST":
         return json_response({"error": "use GET for the form or POST to sign up"}, 405)
     fields = read_fields(request)
@@ -25,7 +26,7 @@ def signup(request):
         SignupForm(
             email=fields.get("email"),
             first_name=fields.get("first_name", ""),
-            lists=choices(fields.get("lists"), LISTS, "lists"),
+            lists=fields.get("lists"),
             source=str(fields.get("source") or "form")[:50],
             ip=client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),

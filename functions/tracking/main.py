@@ -10,6 +10,7 @@ import functions_framework
 from shared.bootstrap import container
 from shared.domain.errors import InvalidToken
 from shared.entrypoints.http import client_ip, endpoint, json_response
+from shared.entrypoints.routes import path_below_route
 from shared.services.tracking import Hit
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -23,7 +24,7 @@ def _hit(request, token: str) -> Hit:
 @functions_framework.http
 @endpoint
 def tracking(request):
-    kind, _, token = request.path.strip("/").partition("/")
+    kind, _, token = path_below_route(request, "tracking").strip("/").partition("/")
     service = container().tracking
     if kind == "o" and token:
         # Still a pixel for a bad token: a broken image in someone's mail helps nobody.

@@ -7,6 +7,7 @@ import functions_framework
 
 from shared.bootstrap import container
 from shared.entrypoints.http import check_body_size, endpoint, json_response
+from shared.entrypoints.routes import path_below_route
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
 
@@ -16,7 +17,7 @@ MAX_WEBHOOK_BYTES = 1024 * 1024
 def webhooks(request):
     if request.method != "POST":
         return json_response({"error": "webhooks accept POST only"}, 405)
-    provider = request.path.strip("/").split("/")[0]
+    provider = path_below_route(request, "webhooks").strip("/").split("/")[0]
     check_body_size(request, MAX_WEBHOOK_BYTES)
     accepted = container().webhooks.receive(
         provider, dict(request.headers), request.get_data(cache=True)

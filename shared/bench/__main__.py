@@ -149,6 +149,9 @@ def _table(figures: dict[str, Any]) -> Table:
         table.add_row("  bare Jinja2 render/s (ceiling)", f"{render['bare_jinja_per_s']:,}", "")
         table.add_row("  naive Jinja2 + EmailMessage/s", f"{render['naive_per_s']:,}", "")
         table.add_row("  vs naive", f"{render['vs_naive']}x", f">= {GOALS['render_vs_naive']}x")
+        for kind, label in (("rsa", "RSA-2048"), ("ed25519", "Ed25519")):
+            table.add_row(f"  render + DKIM {label}/s", f"{render[f'render_sign_{kind}_per_s']:,}",
+                          f"+{render[f'sign_{kind}_ms']} ms/message")  # fmt: skip
     for name, run in figures.get("campaign", {}).items():
         # The throughput goals are the 100,000-subscriber A/B runs'; the others are comparisons.
         goal = GOALS["smtp_per_s"] if run["provider"] == "smtp" else GOALS["null_per_s"]

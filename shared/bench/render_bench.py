@@ -1,6 +1,7 @@
 """Render benchmark: complete personalized MIME messages per second on one core, beside the
-same template's bare Jinja2 render (the ceiling) and a naive Jinja2 + EmailMessage baseline,
-measured in the same run, interleaved, best of several rounds."""
+same template's bare Jinja2 render (the ceiling), a naive Jinja2 + EmailMessage baseline, and
+render + DKIM signing (RSA-2048 and Ed25519, as the send stage signs: DkimSigner), measured in
+the same run, interleaved, best of several rounds."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from shared.adapters.esp.dkim_signer import DkimSigner, generate_key
 from shared.adapters.local.filesystem_blobs import FilesystemBlobs
 from shared.domain.links import Links, local_base_urls
 from shared.domain.messages import MARKETING, Recipient, RenderRequest
@@ -56,6 +58,10 @@ class RenderBench:
         )
         bare = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         self.bare = bare.get_template(f"email/{TEMPLATE}.html")
+        self.signers = {
+            kind: DkimSigner(generate_key(kind)[1], "example.com", "bench")
+            for kind in ("rsa", "ed25519")
+        }
 
     def _context(self, recipient: Recipient) -> dict[str, Any]:
         links = {"unsubscribe_url": "https://mail.example.com/u",
@@ -66,6 +72,17 @@ class RenderBench:
     def mailpipe(self) -> int:
         for recipient in self.recipients:
             self.renderer.render(self.compiled, self.request, recipient)
+        return len(self.recipients)
+
+    def signed_rsa(self) -> int:
+        return self._render_and_sign(self.signers["rsa"])
+
+    def signed_ed25519(self) -> int:
+        return self._render_and_sign(self.signers["ed25519"])
+
+    def _render_and_sign(self, signer: DkimSigner) -> int:
+        for recipient in self.recipients:
+            signer.sign(self.renderer.render(self.compiled, self.request, recipient).raw)
         return len(self.recipients)
 
     def bare_jinja(self) -> int:
@@ -106,6 +123,11 @@ def _tracked(html: str, track: Callable[[str], str]) -> str:
     return _HREF.sub(lambda m: m.group(1) + track(m.group(2)) + m.group(3), html)
 
 
+def _cost_ms(with_signing: float, render_alone: float) -> float:
+    """What signing adds per message, in milliseconds."""
+    return round(1000 * (1 / with_signing - 1 / render_alone), 3)
+
+
 def best_rate(fn: Callable[[], int], rounds: int) -> float:
     rates = []
     for _ in range(rounds):
@@ -118,7 +140,9 @@ def best_rate(fn: Callable[[], int], rounds: int) -> float:
 def run(n: int = 2000, rounds: int = 5) -> dict[str, Any]:
     bench = RenderBench(n)
     bench.mailpipe()  # warm caches (compiled template, encoded fragments, URL parts)
-    rates: dict[str, list[float]] = {"mailpipe": [], "bare_jinja": [], "naive": []}
+    rates: dict[str, list[float]] = {
+        "mailpipe": [], "bare_jinja": [], "naive": [], "signed_rsa": [], "signed_ed25519": []
+    }  # fmt: skip
     for _ in range(rounds):  # interleaved, so machine noise hits all three alike
         for name in rates:
             rates[name].append(best_rate(getattr(bench, name), 1))
@@ -129,6 +153,10 @@ def run(n: int = 2000, rounds: int = 5) -> dict[str, Any]:
         "naive_per_s": round(best["naive"]),
         "vs_naive": round(best["mailpipe"] / best["naive"], 2),
         "of_ceiling": round(best["mailpipe"] / best["bare_jinja"], 2),
+        "render_sign_rsa_per_s": round(best["signed_rsa"]),
+        "render_sign_ed25519_per_s": round(best["signed_ed25519"]),
+        "sign_rsa_ms": _cost_ms(best["signed_rsa"], best["mailpipe"]),
+        "sign_ed25519_ms": _cost_ms(best["signed_ed25519"], best["mailpipe"]),
         "messages_per_round": n,
         "rounds": rounds,
         **bench.sample_sizes(),

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -68,6 +69,42 @@ def _json_option(value: str | None, name: str) -> Any:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint=name) from exc
 
 
+def variable_options(command: Any) -> Any:
+    """--var, --var-json and --vars: template variables (README: "Template variables")."""
+    options = (
+        click.option("--var", "variables", multiple=True,
+                     help="Template variable KEY=VALUE, the value as text (repeat)."),
+        click.option("--var-json", "json_variables", multiple=True,
+                     help="Template variable KEY=JSON, e.g. items='[{\"name\": \"Mug\"}]'."),
+        click.option("--vars", "variables_file",
+                     help="Template variables as one JSON object, inline or @file.json."),
+    )  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _template_variables(options: dict[str, Any]) -> dict[str, Any]:
+    """--vars first, then each --var-json and --var (a later one wins for the same name)."""
+    found = _json_option(options.pop("variables_file"), "--vars") or {}
+    if not isinstance(found, dict):
+        raise click.BadParameter("must be a JSON object of name: value", param_hint="--vars")
+    for pair in options.pop("json_variables"):
+        key, value = _pair(pair, "--var-json")
+        found[key] = _json_option(value, f"--var-json {key}")
+    for pair in options.pop("variables"):
+        key, value = _pair(pair, "--var")
+        found[key] = value
+    return found
+
+
+def _pair(pair: str, option: str) -> tuple[str, str]:
+    key, sep, value = pair.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=option)
+    return key, value
+
+
 @campaign.command()
 @click.option("--name", help="What the campaign is called (required unless in --spec).")
 @click.option("--template", help="Email template name, e.g. newsletter (templates/email/).")
@@ -75,7 +112,7 @@ def _json_option(value: str | None, name: str) -> Any:
 @click.option("--sender", help='From address, e.g. "News <news@example.com>".')
 @click.option("--segment", help="Segment JSON, inline or @file.json (default: everyone).")
 @click.option("--ab", help="A/B test JSON, inline or @file.json.")
-@click.option("--var", "variables", multiple=True, help="Template variable KEY=VALUE (repeat).")
+@variable_options
 @click.option("--id", "campaign_id", help="Choose the id (default: from the name).")
 @click.option("--spec", help="The whole campaign as JSON (@file.json); options override it.")
 def create(**options: Any) -> None:
@@ -89,8 +126,9 @@ def create(**options: Any) -> None:
     for key in ("segment", "ab"):
         if options[key] is not None:
             spec[key] = _json_option(options[key], f"--{key}")
-    if options["variables"]:
-        spec["context"] = {**spec.get("context", {}), **_variables(options["variables"])}
+    variables = _template_variables(options)
+    if variables:
+        spec["context"] = {**spec.get("context", {}), **variables}
     created = _service().create(spec)
     console.print(f"Created campaign [bold]{created.id}[/] (draft).")
     console.print(
@@ -98,16 +136,6 @@ def create(**options: Any) -> None:
         f"mailpipe campaign test {created.id} --to you@example.com  |  "
         f"mailpipe campaign send {created.id}"
     )
-
-
-def _variables(pairs: tuple[str, ...]) -> dict[str, str]:
-    found = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--var")
-        found[key] = value
-    return found
 
 
 @campaign.command("list")
@@ -160,6 +188,7 @@ def _print_summary(shown: dict[str, Any]) -> None:
                       markup=False, style=None if delivery["complete"] else "yellow")  # fmt: skip
     for subscriber_id, reason in delivery.get("reasons", {}).items():
         console.print(f"  failed {subscriber_id}: {reason}", markup=False)
+    _print_allowance(shown.get("allowance"))
     for result in shown.get("variant_results", []):
         console.print(
             f"  variant {result['name']}: {result['converted']}/{result['exposed']} "
@@ -173,6 +202,20 @@ def _print_summary(shown: dict[str, Any]) -> None:
         console.print("  the A/B window starts once the test cohort has been delivered")
 
 
+def _print_allowance(allowance: dict[str, Any] | None) -> None:
+    """The sending domain's daily cap: how much is left today, and when a held campaign goes on."""
+    if not allowance:
+        return
+    console.print(
+        f"  daily cap of {allowance['domain']}: {allowance['used']} of {allowance['limit']} "
+        f"recipients dispatched today ({allowance['day']}), {allowance['left_today']} left"
+    )
+    if allowance.get("held_until"):
+        console.print(
+            f"  today's allowance is used up: the rest goes at {_when(allowance['held_until'])}"
+        )
+
+
 # -- preview and test --------------------------------------------------------------------------
 
 
@@ -180,9 +223,11 @@ def _print_summary(shown: dict[str, Any]) -> None:
 @click.argument("campaign_id")
 @click.option("--samples", default=3, show_default=True, help="Subscribers from the audience.")
 @click.option("--text", "show_text", is_flag=True, help="Also print the start of the text part.")
-def preview(campaign_id: str, samples: int, show_text: bool) -> None:
-    """Render every variant for sample subscribers and synthetic edge cases."""
-    report = _service().preview(campaign_id, samples)
+@variable_options
+def preview(campaign_id: str, samples: int, show_text: bool, **variables: Any) -> None:
+    """Render every variant for sample subscribers and synthetic edge cases; --var and the
+    like override the campaign's variables for this preview only."""
+    report = _service().preview(campaign_id, samples, _template_variables(variables))
     _print_report(report, show_text)
     if not report.ok:
         raise click.ClickException(report.summary())
@@ -199,8 +244,12 @@ def _print_report(report: PreviewReport, show_text: bool = False) -> None:
         )
         for subject in v.subjects:
             console.print(f"  subject: {subject}", markup=False)
+        for name, origin in v.variables.items():
+            console.print(f"  variable {name}: {origin}", markup=False)
         for problem in v.problems:
-            console.print(f"  [red]error[/] {problem.describe()}")
+            console.print(f"  [red]error[/] {escape(problem.describe())}")
+        for warning in v.warnings:
+            console.print(f"  [yellow]warning[/] {escape(warning.describe())}")
         if show_text and v.text_excerpt:
             console.print(v.text_excerpt, markup=False)
 
@@ -209,9 +258,11 @@ def _print_report(report: PreviewReport, show_text: bool = False) -> None:
 @click.argument("campaign_id")
 @click.option("--to", "to", required=True, help="The address to send the test message to.")
 @click.option("--variant", help="Only this variant (default: one message per variant).")
-def test_(campaign_id: str, to: str, variant: str | None) -> None:
-    """Send one [TEST] message per variant to an address (not to the audience)."""
-    sent = _service().test_send(campaign_id, to, variant)
+@variable_options
+def test_(campaign_id: str, to: str, variant: str | None, **variables: Any) -> None:
+    """Send one [TEST] message per variant to an address (not to the audience); --var and the
+    like override the campaign's variables for these messages only."""
+    sent = _service().test_send(campaign_id, to, variant, _template_variables(variables))
     for email in sent:
         console.print(f"Queued [TEST] message to {email.recipient}: {email.subject}", markup=False)
     _remind_if_idle()
@@ -274,6 +325,22 @@ def cancel(campaign_id: str) -> None:
     """Stop for good: nothing not yet sent will be."""
     cancelled = _service().cancel(campaign_id)
     console.print(f"Cancelled {cancelled.id}; undelivered batches will be skipped.")
+
+
+@campaign.command()
+@click.argument("campaign_id")
+def duplicate(campaign_id: str) -> None:
+    """Copy a campaign (content, audience, A/B test) into a new draft."""
+    copy = _service().duplicate(campaign_id)
+    console.print(f"Created campaign [bold]{copy.id}[/] (draft), a copy of {campaign_id}.")
+
+
+@campaign.command()
+@click.argument("campaign_id")
+def delete(campaign_id: str) -> None:
+    """Delete a draft (other campaigns are cancelled, not deleted)."""
+    _service().delete_draft(campaign_id)
+    console.print(f"Deleted draft {campaign_id}.")
 
 
 @campaign.command("resend-failed")

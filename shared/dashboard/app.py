@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import flask
@@ -26,11 +27,13 @@ MAX_DAYS = 730
 def create_dashboard_app(
     dashboards: Callable[[], Dashboards],
     triggers: Callable[[], dict[str, Any]] | None = None,
+    sending: Callable[[str], dict[str, Any] | None] | None = None,
     delivery: Callable[[str], Any] | None = None,
 ) -> flask.Flask:
     """The dashboard app; `dashboards` gives the figures, `triggers` the triggers page's
-    context and `delivery` a campaign's delivery state from the send ledger (campaigns.
-    Delivery), all called per request, so the app can be built before the container."""
+    context, `sending` a campaign's dispatch state (daily cap) and `delivery` its delivery
+    state from the send ledger (campaigns.Delivery), all called per request, so the app can
+    be built before the container."""
     app = flask.Flask("dashboard")
 
     def show(template: str, page: str, **context: Any) -> str:
@@ -43,8 +46,10 @@ def create_dashboard_app(
     @app.get("/campaigns/<campaign_id>")
     def campaign(campaign_id: str) -> str:
         context = pages.campaign_context(dashboards(), campaign_id)
+        context["sending"] = sending(campaign_id) if sending else None
         if delivery is not None:
-            context = pages.with_delivery(context, delivery(campaign_id))
+            with suppress(NotFound):  # events without a campaign document: no ledger view
+                context = pages.with_delivery(context, delivery(campaign_id))
         return show("campaign.html", "campaign", **context)
 
     @app.get("/deliverability")

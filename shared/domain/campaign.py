@@ -56,7 +56,7 @@ MAX_CONTEXT_BYTES = 16_000
 # Keys the renderer sets per recipient; a campaign variable of the same name would be ignored.
 RESERVED_CONTEXT = frozenset(
     {"first_name", "email", "attributes", "unsubscribe_url", "preferences_url", "campaign_id",
-     "variant"}
+     "variant", "subject"}
 )  # fmt: skip
 
 
@@ -111,6 +111,10 @@ class PhaseProgress:
     held_out: int = 0
     excluded: int = 0
     batches: int = 0
+    # Daily caps: the UTC day whose allowance the planned page was reserved from, and, while
+    # today's allowance is used up, when dispatch goes on (the sweep restarts it then).
+    reserved_day: str = ""
+    held_until: float = 0.0
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> PhaseProgress:
@@ -373,16 +377,20 @@ class Campaign:
             return False
         progress.lease_owner = owner
         progress.lease_until = now + lease_s
+        progress.held_until = 0.0
         progress.updated_at = now
         return True
 
     def holds_lease(self, phase: str, owner: str) -> bool:
         return self.progress_of(phase).lease_owner == owner
 
-    def plan_page(self, phase: str, owner: str, last_id: str, now: float, lease_s: float) -> None:
-        """Record the end of the page about to be published."""
+    def plan_page(
+        self, phase: str, owner: str, last_id: str, now: float, lease_s: float, day: str = ""
+    ) -> None:
+        """Record the end of the page about to be published (and the day it was reserved on)."""
         progress = self._leased(phase, owner)
         progress.planned_end = last_id
+        progress.reserved_day = day
         progress.lease_until = now + lease_s
         progress.updated_at = now
 
@@ -394,11 +402,14 @@ class Campaign:
         next_end: str | None,
         now: float,
         lease_s: float,
+        next_day: str = "",
     ) -> None:
-        """The planned page is published; plan the next one (None: there is none)."""
+        """The planned page is published; plan the next one (None: there is none, or none
+        within today's allowance)."""
         progress = self._leased(phase, owner)
         progress.cursor = progress.planned_end
         progress.planned_end = next_end
+        progress.reserved_day = next_day
         progress.page += 1
         progress.recipients += outcome.recipients
         progress.held_out += outcome.held_out
@@ -412,6 +423,17 @@ class Campaign:
         self._leased(phase, owner)
         self.rotate_token(phase, token, now)
 
+    def hold(self, phase: str, owner: str, token: str, until: float, now: float) -> None:
+        """Today's allowance is used up: give the lease back; the sweep goes on at `until`."""
+        self.release(phase, owner, token, now)
+        self.progress_of(phase).held_until = until
+
+    def held_until(self) -> float | None:
+        """When a sending campaign waiting for the next day's allowance goes on."""
+        if self.status != SENDING or not self.phase:
+            return None
+        return self.progress_of(self.phase).held_until or None
+
     def _leased(self, phase: str, owner: str) -> PhaseProgress:
         progress = self.progress_of(phase)
         if progress.lease_owner != owner:
@@ -424,6 +446,8 @@ class Campaign:
         if self.status != SENDING or not self.phase:
             return False
         progress = self.progress_of(self.phase)
+        if progress.held_until:  # waiting for tomorrow's allowance: go on once it is there
+            return not progress.done and progress.held_until <= now and progress.lease_until <= now
         return (
             not progress.done
             and progress.lease_until <= now
@@ -457,7 +481,7 @@ def new_campaign(spec: object, campaign_id: str, now: float) -> Campaign:
         sender=_optional_text(spec.get("sender"), "sender", MAX_SUBJECT),
         segment=_segment(spec.get("segment")),
         ab=_ab(spec.get("ab")),
-        context=_context(spec.get("context")),
+        context=template_variables(spec.get("context")),
         track_opens=_flag(spec.get("track_opens", True), "track_opens"),
         track_clicks=_flag(spec.get("track_clicks", True), "track_clicks"),
         created_at=now,
@@ -503,7 +527,8 @@ def _ab(value: object) -> dict[str, Any] | None:
     return ab.to_spec()
 
 
-def _context(value: object) -> dict[str, Any]:
+def template_variables(value: object) -> dict[str, Any]:
+    """A campaign's template variables (`context`), checked; InvalidInput otherwise."""
     if value is None:
         return {}
     if not isinstance(value, dict):

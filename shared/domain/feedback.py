@@ -100,56 +100,38 @@ def clean_code(value: object) -> str | None:
 
 # --- soft-bounce policy ------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class HistoryRow:
-    """One of a subscriber's recent `send` or soft `bounce` events, newest first."""
-
-    event_type: str  # "send" | "bounce"
-    message_key: str  # the Message-ID, or the event id when the provider gave none
-    occurred_at: float
-    message_known: bool = True  # False: a bounce that named no Message-ID
+DAY_S = 86400.0
 
 
 @dataclass(frozen=True)
 class SoftBouncePolicy:
-    """Suppress after `threshold` soft-bounced messages among the last `window` sends.
+    """Suppress after `threshold` distinct soft-bounced messages within `window_days`.
 
-    A message counts once however often it soft-bounced (Mailgun reports every temporary
-    failure of one message), so retries and redeliveries cannot inflate the count. A bounce
-    that names its message counts when that message is one of the last `window` sends; one that
-    does not (no correlation data) counts when it happened after the oldest of those sends.
-    The bounce being processed always counts unless its message is known to be older than the
-    window: the warehouse is eventually consistent and may not hold it (or its send) yet.
+    Counted on the subscriber document (`soft_bounces`: [message key, when] of the recent
+    ones), which feedback changes only when a soft bounce arrives: no warehouse query per
+    bounce and no write per send. A message counts once however often it soft-bounced (Mailgun
+    reports every temporary failure of one message), so retries and redeliveries cannot
+    inflate the count; a bounce that names no message counts by its provider event id.
     """
 
     threshold: int = 3
-    window: int = 5
+    window_days: float = 30.0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.threshold <= self.window:
-            raise InvalidInput("soft bounce policy needs 1 <= threshold <= window")
+        if self.threshold < 1 or self.window_days <= 0:
+            raise InvalidInput("soft bounce policy needs threshold >= 1 and a positive window")
 
-    def bounced_messages(self, history: list[HistoryRow], current: HistoryRow) -> int:
-        """How many distinct messages in the window soft-bounced, `current` included."""
-        known_sends = [r.message_key for r in history if r.event_type == "send"]
-        recent = list(dict.fromkeys(known_sends))[: self.window]
-        if current.message_known and current.message_key not in known_sends:
-            recent = [current.message_key, *recent][: self.window]  # its send is not stored yet
-        starts_at = min(
-            (r.occurred_at for r in history if r.event_type == "send" and r.message_key in recent),
-            default=float("-inf"),
-        )
-        if len(recent) < self.window:
-            starts_at = float("-inf")  # fewer sends than the window: every bounce is in it
+    def record(
+        self, recent: list[list[Any]], message_key: str, at: float, now: float
+    ) -> list[list[Any]]:
+        """`recent` with this bounce added (once per message) and what left the window gone;
+        at most `threshold` entries are kept, the newest."""
+        since = now - self.window_days * DAY_S
+        kept = [[key, when] for key, when in recent if when >= since]
+        if at >= since and all(key != message_key for key, _ in kept):
+            kept.append([message_key, at])
+        kept.sort(key=lambda entry: entry[1])
+        return kept[-self.threshold :]
 
-        def in_window(row: HistoryRow) -> bool:
-            if row.message_known and row.message_key in known_sends:
-                return row.message_key in recent
-            return row.occurred_at >= starts_at
-
-        bounces = [r for r in history if r.event_type == "bounce"] + [current]
-        return len({r.message_key for r in bounces if in_window(r)})
-
-    def suppresses(self, history: list[HistoryRow], current: HistoryRow) -> bool:
-        return self.bounced_messages(history, current) >= self.threshold
+    def suppresses(self, recent: list[list[Any]]) -> bool:
+        return len({key for key, _ in recent}) >= self.threshold

@@ -65,11 +65,25 @@ def json_response(body: Any, status: int = 200) -> flask.Response:
     return flask.Response(json.dumps(body, default=str), status=status, mimetype="application/json")
 
 
-def client_ip(request: flask.Request) -> str:
-    """The caller's address: the LAST X-Forwarded-For hop, the one Google's front end appends
-    (earlier hops are whatever the client chose to send, so they cannot be trusted)."""
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    return forwarded.split(",")[-1].strip() or (request.remote_addr or "")
+def client_ip(request: flask.Request, trusted_hops: int | None = None) -> str:
+    """The caller's address from X-Forwarded-For, trusting the last `trusted_hops` entries
+    (MAILPIPE_TRUSTED_PROXY_HOPS by default). Each proxy appends the address it saw, so the
+    entry that many from the right is what the outermost trusted proxy saw: the client. Entries
+    left of it are whatever the client sent. Google's layouts (README: client addresses):
+      1  straight to the function's own URL: Cloud Run's front end appends "<client>"
+      2  behind the HTTPS load balancer: it appends "<client>,<balancer IP>" and Cloud Run's
+         front end adds nothing
+    0 ignores the header. No header, or fewer entries than hops: the leftmost entry, else the
+    socket's peer."""
+    if trusted_hops is None:
+        from shared.bootstrap import container
+
+        trusted_hops = container().settings.trusted_proxy_hops
+    header = ",".join(request.headers.getlist("X-Forwarded-For"))
+    entries = [entry.strip() for entry in header.split(",") if entry.strip()]
+    if trusted_hops <= 0 or not entries:
+        return request.remote_addr or ""
+    return entries[-min(trusted_hops, len(entries))]
 
 
 def check_body_size(request: flask.Request, limit: int = MAX_BODY_BYTES) -> None:

@@ -15,5 +15,13 @@ def render_page(name: str, status: int = 200, **context: Any) -> flask.Response:
     return flask.Response(html, status=status, mimetype="text/html")
 
 
-def render_message(title: str, message: str, status: int = 200) -> flask.Response:
-    return render_page(template_names.MESSAGE_PAGE, status, title=title, message=message)
+def render_message(
+    title: str,
+    message: str,
+    status: int = 200,
+    link: tuple[str | None, str] = (None, ""),
+) -> flask.Response:
+    """A short page; `link` (href, label) is where a person goes next, when there is one."""
+    href, label = link
+    return render_page(template_names.MESSAGE_PAGE, status, title=title, message=message,
+                       link_href=href, link_label=label)  # fmt: skip

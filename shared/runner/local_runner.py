@@ -25,7 +25,8 @@ from shared import bootstrap, topology
 from shared import settings as settings_module
 from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
-from shared.dashboard.app import create_dashboard_app
+from shared.console.access import ConsoleAccess
+from shared.console.app import create_console_app
 from shared.runner.functions_host import FunctionsHost, prepare_bus_worker_host
 from shared.runner.inbox import create_inbox_app
 from shared.runner.scheduler import Scheduler
@@ -69,6 +70,8 @@ class LocalRunner:
         self.trigger_scheduler: Scheduler | None = None  # the trigger sweep (behaviour-events)
         self._threads: list[threading.Thread] = []
         self._switch_interval = sys.getswitchinterval()
+        # The console's keys; a missing admin key is generated for this run (and printed).
+        self.console_access = ConsoleAccess.from_settings(self.settings, generate=True)
 
     @property
     def maildir(self):
@@ -123,10 +126,8 @@ class LocalRunner:
     def _start_http(self) -> None:
         mounts = {
             "/inbox": create_inbox_app(self.maildir),
-            "/dashboard": create_dashboard_app(
-                lambda: self.container.dashboards,
-                self._trigger_page,
-                lambda campaign_id: self.container.campaign_service.delivery(campaign_id),
+            "/dashboard": create_console_app(
+                lambda: self.container, self.console_access, self._trigger_page
             ),
             **self.extra_mounts,
         }
@@ -177,7 +178,8 @@ class LocalRunner:
             "Mailpipe is running locally.",
             f"  signup form    {base}/signup",
             f"  inbox          {base}/inbox",
-            f"  dashboard      {base}/dashboard",
+            f"  dashboard      {base}/dashboard (the console: sign in with the key below)",
+            f"  console key    {self._console_key()}",
             f"  health         {base}/healthz",
             f"  SMTP sink      {self.settings.smtp_host}:{self.settings.smtp_port} "
             f"(Maildir: {self.maildir})",
@@ -185,6 +187,12 @@ class LocalRunner:
             "Press Ctrl-C to stop.",
         ]
         return "\n".join(lines)
+
+    def _console_key(self) -> str:
+        if self.console_access.generated:
+            return (f"{self.console_access.admin_key} (generated for this run; set "
+                    "MAILPIPE_ADMIN_API_KEY to keep one)")  # fmt: skip
+        return "MAILPIPE_ADMIN_API_KEY"
 
     def serve_forever(self) -> None:
         """Run until SIGINT/SIGTERM, then stop cleanly."""

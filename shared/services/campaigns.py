@@ -8,6 +8,7 @@ and refuses when any variant fails to render, saying which template and line.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -15,11 +16,14 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.domain.ab_test import VariantResult, decide_winner, unit_hash
 from shared.domain.campaign import (
     CANCELLED,
+    DRAFT,
+    MAX_NAME,
     PARK,
     PAUSED,
     PHASE_HOLDOUT,
@@ -34,9 +38,10 @@ from shared.domain.campaign import (
     gate_decision,
     new_campaign,
     phase_of,
+    template_variables,
     variant_of,
 )
-from shared.domain.errors import Conflict, InvalidInput, MailpipeError
+from shared.domain.errors import Conflict, InvalidInput, MailpipeError, NotFound
 from shared.domain.segment import parse_moment
 from shared.domain.subscriber import Subscriber
 from shared.ports import OutgoingEmail
@@ -65,6 +70,9 @@ _RENDER_SPLIT = re.compile(r"(\.[ab])+$")  # suffixes the render stage adds to s
 LEDGER_PAGE = 20
 SETTLED = ("sent", "permanent", "suppressed", "skipped", "failed")
 MAX_REASONS_SHOWN = 20  # failure reasons a campaign's view carries (a sample, by recipient)
+# What a duplicate takes over from the campaign it copies.
+COPIED = ("template", "subject", "sender", "segment", "ab", "context", "track_opens",
+          "track_clicks")  # fmt: skip
 
 
 class PreviewFailed(InvalidInput):
@@ -215,6 +223,25 @@ class CampaignService:
     def get(self, campaign_id: str) -> Campaign:
         return self._campaigns.get(campaign_id)
 
+    def duplicate(self, campaign_id: str) -> Campaign:
+        """A new draft with the same content, audience and A/B test (any status may be copied);
+        named "<name> (copy)"."""
+        source = self._campaigns.get(campaign_id)
+        spec = {key: getattr(source, key) for key in COPIED}
+        spec["name"] = f"{source.name} (copy)"[:MAX_NAME]
+        return self.create(spec)
+
+    def delete_draft(self, campaign_id: str) -> None:
+        """Delete a draft; Conflict for any other status (cancel those instead: their history
+        and figures stay)."""
+        campaign = self._campaigns.get(campaign_id)
+        if campaign.status != DRAFT:
+            raise Conflict(
+                f"cannot delete campaign {campaign_id!r}: it is {campaign.status} "
+                "(only drafts can be deleted; cancel it instead)"
+            )
+        self._campaigns.delete(campaign_id)
+
     def list_campaigns(self, statuses: Sequence[str] = (), limit: int = 100) -> list[Campaign]:
         return self._campaigns.query(statuses, limit=limit)
 
@@ -229,10 +256,27 @@ class CampaignService:
         shown["dispatched"] = delivery.dispatched
         shown["dispatch_status"] = campaign.status
         shown["status"] = delivery.status_of(campaign.status)
+        shown["allowance"] = self._dispatcher.allowance(campaign)
         if campaign.ab and (PHASE_TEST in campaign.progress):
             results = self.variant_results(campaign, entries)
             shown["variant_results"] = [asdict(r) | {"rate": r.rate} for r in results.values()]
         return shown
+
+    def sending(self, campaign_id: str) -> dict[str, Any] | None:
+        """Dispatch progress and the sending domain's daily cap, for the campaign page; None
+        for a campaign this store does not know."""
+        try:
+            campaign = self._campaigns.get(campaign_id)
+        except NotFound:
+            return None
+        allowance = self._dispatcher.allowance(campaign)
+        held = allowance.get("held_until") if allowance else None
+        return {
+            "status": campaign.status,
+            "dispatched": sum(p.recipients for p in campaign.progress.values()),
+            "allowance": allowance,
+            "held_until": datetime.fromtimestamp(held, UTC) if held else None,
+        }
 
     def delivery(self, campaign_id: str) -> Delivery:
         campaign = self._campaigns.get(campaign_id)
@@ -269,13 +313,23 @@ class CampaignService:
 
     # -- preview and test ----------------------------------------------------------------
 
-    def preview(self, campaign_id: str, sample_size: int = 3) -> PreviewReport:
-        return self._preview.preview(self._campaigns.get(campaign_id), sample_size)
+    def preview(
+        self, campaign_id: str, sample_size: int = 3, variables: object = None
+    ) -> PreviewReport:
+        """`variables` (a JSON object) override the campaign's own for this preview only."""
+        campaign = _with_variables(self._campaigns.get(campaign_id), variables)
+        return self._preview.preview(campaign, sample_size)
+
+    def preview_message(self, campaign_id: str, variant: str | None, sample: str) -> OutgoingEmail:
+        """One variant rendered for one sample (a subscriber id or a synthetic sample)."""
+        return self._preview.message(self._campaigns.get(campaign_id), variant, sample)
 
     def test_send(
-        self, campaign_id: str, to: str, variant: str | None = None
+        self, campaign_id: str, to: str, variant: str | None = None, variables: object = None
     ) -> list[OutgoingEmail]:
-        return self._preview.test_send(self._campaigns.get(campaign_id), to, variant)
+        """`variables` override the campaign's own for these test messages only."""
+        campaign = _with_variables(self._campaigns.get(campaign_id), variables)
+        return self._preview.test_send(campaign, to, variant)
 
     def _check_renders(self, campaign: Campaign) -> PreviewReport:
         report = self._preview.preview(campaign)
@@ -525,3 +579,12 @@ def _require_previous_resends_done(campaign: Campaign, entries: Sequence[LedgerE
                 f"resend {resend['n']} of campaign {campaign.id!r} is still being delivered "
                 f"({len(done)} of {resend['batches']} batches done); try again when it is"
             )
+
+
+def _with_variables(campaign: Campaign, variables: object) -> Campaign:
+    if not variables:
+        return campaign
+    if not isinstance(variables, dict):
+        raise InvalidInput("variables must be a JSON object", field="variables")
+    merged = template_variables({**campaign.context, **variables})
+    return dataclasses.replace(campaign, context=merged)

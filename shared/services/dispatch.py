@@ -29,6 +29,10 @@ makes the second copy harmless. A lease on the phase keeps two invocations from 
 once; the continuation message carries a token and only the latest token is honoured, so a
 duplicated or stale message does nothing. If an invocation dies between two writes, the sweep
 notices the stalled phase and sends a fresh continuation.
+
+Daily caps (shared/services/daily_allowance.py): a page is planned only as far as today's
+allowance of the sending domain reaches; when nothing is left, the phase is held (lease given
+back, `held_until` the next UTC midnight) and the sweep restarts it then, from its cursor.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from shared.domain.campaign import (
     SENDING,
     Campaign,
     PageOutcome,
+    PhaseProgress,
     batch_id,
 )
 from shared.domain.errors import Conflict, InvalidInput
@@ -64,6 +69,7 @@ from shared.services.audience import (
     recipient,
     render_requests,
 )
+from shared.services.daily_allowance import DailyAllowance, Taken
 from shared.services.engagement import EngagementQueries
 from shared.services.publishing import Outbox
 
@@ -91,6 +97,10 @@ def _nothing(rows: list[Any]) -> None:
     return None
 
 
+def _one(row: Any) -> int:
+    return 1
+
+
 @dataclass(frozen=True)
 class PhaseRoute(Generic[Row]):
     """Where a phase's pages come from, how one page is published (campaign, page number,
@@ -99,6 +109,7 @@ class PhaseRoute(Generic[Row]):
     source: PageSource[Row]
     publish: Callable[[Campaign, int, list[Row]], PageOutcome]
     done: Callable[[list[Row]], None] = _nothing
+    weight: Callable[[Row], int] = _one  # recipients a row may become (for daily caps)
 
 
 def new_token() -> str:
@@ -137,8 +148,10 @@ class PhaseDispatcher:
         pages_per_run: int = 50,
         lease_s: float = 300.0,
         batch_size: int = BATCH_SIZE,
+        allowance: DailyAllowance | None = None,
     ) -> None:
         self._campaigns = campaigns
+        self._allowance = allowance if allowance is not None and allowance.enabled else None
         self._pages = pages
         self._stash = stash
         self._engagement = engagement
@@ -202,27 +215,95 @@ class PhaseDispatcher:
         while True:
             progress = campaign.progress_of(phase)
             if progress.planned_end is None:
-                rows = route.source.page(progress.cursor)
-                if not rows:
-                    self._finish(campaign.id, phase, owner)
+                planned = self._plan_first(campaign, phase, owner, route)
+                if planned is None:
                     return published
-                campaign = self._plan_page(campaign.id, phase, owner, rows[-1].id)
+                campaign, rows = planned
                 progress = campaign.progress_of(phase)
             elif rows is None:
                 rows = route.source.page(progress.cursor, until=progress.planned_end)
             outcome = route.publish(campaign, progress.page, rows)
+            self._allowance_settle(campaign, phase, progress, outcome)
             following = route.source.page(progress.planned_end)
-            next_end = following[-1].id if following else None
-            campaign = self._page_done(campaign.id, phase, owner, outcome, next_end)
+            taken = self._allowed(campaign, phase, progress.page + 1, following, route)
+            next_end = taken.rows[-1].id if taken.rows else None
+            campaign = self._page_done(campaign.id, phase, owner, outcome, next_end, taken.day)
             route.done(rows)
             published += 1
-            if next_end is None:
-                self._finish(campaign.id, phase, owner)
+            if not self._goes_on(campaign, phase, owner, following, taken.rows, published):
                 return published
-            if campaign.status != SENDING or published >= self._pages_per_run:
-                self._hand_over(campaign, phase, owner)
-                return published
-            rows = following
+            rows = taken.rows
+
+    def _plan_first(
+        self, campaign: Campaign, phase: str, owner: str, route: PhaseRoute[Any]
+    ) -> tuple[Campaign, list[Any]] | None:
+        """Plan the page after the cursor (within today's allowance); None when the phase is
+        finished or held until tomorrow."""
+        progress = campaign.progress_of(phase)
+        rows = route.source.page(progress.cursor)
+        if not rows:
+            self._finish(campaign.id, phase, owner)
+            return None
+        taken = self._allowed(campaign, phase, progress.page, rows, route)
+        if not taken.rows:
+            self._hold(campaign, phase, owner)
+            return None
+        last = taken.rows[-1].id
+        return self._plan_page(campaign.id, phase, owner, last, taken.day), taken.rows
+
+    def _goes_on(
+        self,
+        campaign: Campaign,
+        phase: str,
+        owner: str,
+        following: list[Any],
+        allowed: list[Any],
+        published: int,
+    ) -> bool:
+        """After a page: finish, hold for tomorrow, hand over, or go on in this invocation."""
+        if not following:
+            self._finish(campaign.id, phase, owner)
+            return False
+        if not allowed:
+            self._hold(campaign, phase, owner)
+            return False
+        if campaign.status != SENDING or published >= self._pages_per_run:
+            self._hand_over(campaign, phase, owner)
+            return False
+        return True
+
+    # -- daily caps (shared/services/daily_allowance.py) ----------------------------------
+
+    def _allowed(
+        self, campaign: Campaign, phase: str, page: int, rows: list[Any], route: PhaseRoute[Any]
+    ) -> Taken:
+        if self._allowance is None or not rows:
+            return Taken(rows, "")
+        return self._allowance.take(campaign, phase, page, rows, route.weight)
+
+    def _allowance_settle(
+        self, campaign: Campaign, phase: str, progress: PhaseProgress, outcome: PageOutcome
+    ) -> None:
+        if self._allowance is not None:
+            self._allowance.settle(
+                campaign, phase, progress.page, progress.reserved_day, outcome.recipients
+            )
+
+    def _hold(self, campaign: Campaign, phase: str, owner: str) -> None:
+        """Today's allowance is used up: the sweep goes on when the next day's begins."""
+        assert self._allowance is not None
+        until, token = self._allowance.resumes_at(), new_token()
+
+        def hold(c: Campaign) -> None:
+            c.hold(phase, owner, token, until, self._clock())
+
+        self._campaigns.change(campaign.id, hold)
+        log.info("daily cap reached; dispatch goes on tomorrow",
+                 extra={"campaign_id": campaign.id, "phase": phase, "until": until})  # fmt: skip
+
+    def allowance(self, campaign: Campaign) -> dict[str, Any] | None:
+        """Today's allowance of the campaign's sending domain (None: no cap)."""
+        return None if self._allowance is None else self._allowance.status(campaign)
 
     def _route(self, campaign: Campaign, phase: str) -> PhaseRoute[Any]:
         """A stashed remainder walks the stash; every other phase walks the audience."""
@@ -231,6 +312,7 @@ class PhaseDispatcher:
                 self._stash.pages(campaign.id),
                 self._publish_stashed,
                 lambda rows: self._stash.discard(campaign.id, rows),
+                lambda stashed: len(stashed.members),
             )
         plan = self.plan(campaign)
 
@@ -239,17 +321,25 @@ class PhaseDispatcher:
 
         return PhaseRoute(self._pages, publish)
 
-    def _plan_page(self, campaign_id: str, phase: str, owner: str, last_id: str) -> Campaign:
+    def _plan_page(
+        self, campaign_id: str, phase: str, owner: str, last_id: str, day: str = ""
+    ) -> Campaign:
         def plan(c: Campaign) -> None:
-            c.plan_page(phase, owner, last_id, self._clock(), self._lease_s)
+            c.plan_page(phase, owner, last_id, self._clock(), self._lease_s, day)
 
         return self._campaigns.change(campaign_id, plan)[0]
 
     def _page_done(
-        self, campaign_id: str, phase: str, owner: str, outcome: PageOutcome, next_end: str | None
+        self,
+        campaign_id: str,
+        phase: str,
+        owner: str,
+        outcome: PageOutcome,
+        next_end: str | None,
+        next_day: str = "",
     ) -> Campaign:
         def done(c: Campaign) -> None:
-            c.page_done(phase, owner, outcome, next_end, self._clock(), self._lease_s)
+            c.page_done(phase, owner, outcome, next_end, self._clock(), self._lease_s, next_day)
 
         return self._campaigns.change(campaign_id, done)[0]
 

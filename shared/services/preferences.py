@@ -9,13 +9,13 @@ from shared import topology
 from shared.domain import links, tokens
 from shared.domain.errors import InvalidInput
 from shared.domain.events import stable_id
+from shared.domain.mailing_lists import ListCatalog
 from shared.domain.messages import PREFERENCES_CHANGED, SubscriberEvent
 from shared.domain.subscriber import FREQUENCIES, ConsentRecord, Subscriber
 from shared.repositories.subscribers import Subscribers
 from shared.services.publishing import Outbox
 from shared.services.unsubscribe import UnsubscribeService
 
-LISTS = ("newsletter", "product-updates", "offers")
 TOPICS = ("news", "tips", "events", "deals")
 
 
@@ -43,10 +43,8 @@ def choices(raw: object, allowed: Sequence[str], field: str) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def validate_change(change: PreferenceChange) -> PreferenceChange:
-    unknown = [x for x in change.lists if x not in LISTS]
-    if unknown:
-        raise InvalidInput(f"unknown lists: {', '.join(unknown)}", field="lists")
+def validate_change(change: PreferenceChange, lists: ListCatalog) -> PreferenceChange:
+    lists.choose(list(change.lists))  # InvalidInput naming an unknown list
     unknown = [x for x in change.topics if x not in TOPICS]
     if unknown:
         raise InvalidInput(f"unknown topics: {', '.join(unknown)}", field="topics")
@@ -63,7 +61,9 @@ class PreferenceService:
         outbox: Outbox,
         signing_key: str,
         clock: Callable[[], float],
+        lists: ListCatalog,
     ) -> None:
+        self.lists = lists  # the catalogue the page shows and changes are checked against
         self._subscribers = subscribers
         self._unsubscribe = unsubscribe
         self._outbox = outbox
@@ -76,7 +76,7 @@ class PreferenceService:
         return self._subscribers.get(str(payload["s"]))
 
     def update(self, token: str, change: PreferenceChange, ip: str = "") -> Subscriber:
-        change = validate_change(change)
+        change = validate_change(change, self.lists)
         subscriber_id = self.subscriber(token).id
         now = self._clock()
 

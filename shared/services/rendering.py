@@ -35,10 +35,18 @@ from shared.services.templating import (
     TRACKER_VARIABLE,
     CompiledEmail,
     TemplateCatalog,
+    TestableUndefined,
+    subject_template,
 )
 
 log = logging.getLogger(__name__)
 
+# What `{{ subject }}` is while the template's <title> is rendered to be the subject.
+_NO_SUBJECT = TestableUndefined(
+    "the campaign has no subject, so the template's <title> is the subject and cannot use "
+    "{{ subject }}: give the campaign one (--subject)",
+    name="subject",
+)
 MAX_BATCH_BYTES = 400_000  # compressed; the 2nd-gen event limit is 512 KB
 # A batch is split by its messages' raw size first: unlike the compressed size, it is the same
 # on every render of the batch (timestamps have a fixed width), so a redelivered render splits
@@ -68,19 +76,21 @@ class Renderer:
         recipient: Recipient,
         now: float | None = None,
         keep_bodies: bool = True,
+        subject_prefix: str = "",
     ) -> OutgoingEmail:
         """The message; without `keep_bodies` only its raw MIME carries the HTML and text
-        (a send batch sends nothing else, and a batch of 250 copies would hold them twice)."""
+        (a send batch sends nothing else, and a batch of 250 copies would hold them twice).
+        `subject_prefix` goes before the rendered subject (test sends: "[TEST] ")."""
         sent_at = time.time() if now is None else now
         message_id = self.message_id(
             request.campaign_id or request.batch_id, recipient.subscriber_id
         )
-        unsubscribe_url = self._links.unsubscribe(recipient.subscriber_id, request.campaign_id)
-        context = self._context(request, recipient, unsubscribe_url)
+        context = self.template_context(compiled, request, recipient)
+        unsubscribe_url = context["unsubscribe_url"]
         context.update(self._tracking(compiled, request, recipient, message_id, sent_at))
         html_parts = list(compiled.html.generate(context))
         text_parts = list(compiled.text.generate(context))
-        subject = request.subject or compiled.subject.render(context)
+        subject = subject_prefix + context["subject"]
         headers = {}
         if request.kind == MARKETING:
             headers = {
@@ -112,19 +122,35 @@ class Renderer:
             campaign_id=request.campaign_id,
         )
 
-    def _context(
-        self, request: RenderRequest, recipient: Recipient, unsubscribe_url: str
+    def template_context(
+        self, compiled: CompiledEmail, request: RenderRequest, recipient: Recipient
     ) -> dict[str, Any]:
-        return {
+        """Every name the template sees (README, "Template variables"). Later wins: the
+        subscriber's attributes, then the campaign's variables, then the recipient's own
+        variables (`attributes`; a trigger's event properties), then the built-ins."""
+        attributes = recipient.variables.get("attributes")
+        context = {
+            **(attributes if type(attributes) is dict else {}),
             **request.context,
             **recipient.variables,
             "first_name": recipient.first_name,
             "email": recipient.email,
-            "unsubscribe_url": unsubscribe_url,
+            "unsubscribe_url": self._links.unsubscribe(
+                recipient.subscriber_id, request.campaign_id
+            ),
             "preferences_url": self._links.preferences(recipient.subscriber_id),
             "campaign_id": request.campaign_id,
             "variant": request.variant,
         }
+        # The subject is rendered with the same names, and is then one of them.
+        if request.subject is None:
+            context["subject"] = _NO_SUBJECT
+            context["subject"] = compiled.subject.render(context)
+        elif "{" in request.subject:
+            context["subject"] = subject_template(request.subject).render(context)
+        else:
+            context["subject"] = request.subject
+        return context
 
     def _tracking(
         self,

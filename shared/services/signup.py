@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from shared import topology
 from shared.domain.addresses import normalize_address
 from shared.domain.errors import AlreadyExists, InvalidInput
+from shared.domain.mailing_lists import ListCatalog
 from shared.domain.messages import SIGNED_UP, SubscriberEvent
 from shared.domain.subscriber import CONFIRMED, PENDING, ConsentRecord, Subscriber
 from shared.repositories.rate_limits import RateLimits
@@ -49,7 +50,7 @@ def consent_text_hash(form_version: str, posted_text: str) -> str:
 class SignupForm:
     email: object
     first_name: object = ""
-    lists: list[str] = field(default_factory=list)
+    lists: object = None  # as posted: a name or a list of names; none means the defaults
     source: str = "form"
     ip: str = ""
     user_agent: str = ""
@@ -66,7 +67,7 @@ def clean_name(raw: object) -> str:
     name = " ".join(raw.split())
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidInput(f"first_name is longer than {MAX_NAME_LENGTH} characters", "first_name")
-    if any(c in name for c in "<>\0") or not all(c.isprintable() for c in name):
+    if "<" in name or ">" in name or not name.isprintable():  # NUL is not printable
         raise InvalidInput("first_name contains characters that are not allowed", "first_name")
     return name
 
@@ -80,6 +81,7 @@ class SignupService:
         clock: Callable[[], float],
         ip_limit_per_hour: int,
         address_limit_per_hour: int,
+        lists: ListCatalog,
     ) -> None:
         self._subscribers = subscribers
         self._rate_limits = rate_limits
@@ -87,6 +89,7 @@ class SignupService:
         self._clock = clock
         self._ip_limit = ip_limit_per_hour
         self._address_limit = address_limit_per_hour
+        self._lists = lists
 
     def signup(self, form: SignupForm) -> None:
         """Accept a signup. Raises InvalidInput or RateLimited; otherwise it is durable."""
@@ -94,6 +97,7 @@ class SignupService:
             return  # pretend success; a bot learns nothing and nothing is stored
         email = normalize_address(form.email)
         first_name = clean_name(form.first_name)
+        lists = self._lists.for_signup(self._lists.choose(form.lists))
         now = self._clock()
         if form.ip:
             ip_key = hashlib.sha256(form.ip.encode()).hexdigest()[:24]
@@ -109,7 +113,7 @@ class SignupService:
             form_version=form.form_version,
             text_hash=consent_text_hash(form.form_version, form.consent_text),
         )
-        if self._record(subscriber_id, email, first_name, form.lists, consent, now):
+        if self._record(subscriber_id, email, first_name, lists, consent, now):
             # 128 random bits: the confirmation token is derived from this id (preference_sync).
             event = SubscriberEvent(secrets.token_hex(16), SIGNED_UP, subscriber_id, now)
             self._outbox.publish_json(topology.SUBSCRIBER_EVENTS, [asdict(event)])
@@ -128,7 +132,7 @@ class SignupService:
             id=subscriber_id,
             email=email,
             first_name=first_name,
-            lists=list(lists),
+            lists=sorted(set(lists)),
             created_at=now,
             consent=[asdict(consent)],
         )

@@ -8,6 +8,7 @@ resolved, CSS inlined (css-inline), text part derived (inscriptis) when there is
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import threading
@@ -22,6 +23,7 @@ import jinja2
 import markupsafe
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
+from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shared.domain.errors import NotFound, PermanentFailure
@@ -35,7 +37,13 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 _TABLE_TAGS = re.compile(r"<(/?)(?:table|thead|tbody|tfoot|tr|td|th)\b[^>]*>", re.IGNORECASE)
 _MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
 _TEXT_CONFIG = ParserConfig(display_links=True)
-_INLINER = css_inline.CSSInliner(keep_style_tags=False, keep_link_tags=True)
+# `<style>` blocks are inlined and removed, but what cannot be inlined (`@media`, `@font-face`,
+# `@supports` ...) stays in a `<style>` of its own: a responsive template needs its media
+# queries. Nothing is ever fetched: templates with stylesheet links are refused before this.
+_INLINER = css_inline.CSSInliner(
+    keep_style_tags=False, keep_at_rules=True, keep_link_tags=False, load_remote_stylesheets=False
+)
+_STYLESHEET_LINK = re.compile(r"<link\b[^>]*\brel\s*=\s*[\"']?stylesheet\b[^>]*>", re.IGNORECASE)
 
 
 def email_source_names(name: str) -> tuple[str, str]:
@@ -51,11 +59,33 @@ class CompiledEmail:
     html: jinja2.Template
     text: jinja2.Template
     html_source: str  # flattened, CSS inlined, before link and pixel instrumentation
+    variables: frozenset[str] = frozenset()  # every free name of the subject, HTML and text
     links: tuple[str, ...] = ()  # the literal http(s) links, in `mailpipe_links[i]` order
     escaped_links: tuple[markupsafe.Markup, ...] = ()  # the same, untracked, HTML-escaped
     # Quoted-printable encoders that know each template's literal text (mime.FragmentEncoder).
     html_encoder: FragmentEncoder = field(default_factory=FragmentEncoder, compare=False)
     text_encoder: FragmentEncoder = field(default_factory=FragmentEncoder, compare=False)
+
+
+class TestableUndefined(jinja2.StrictUndefined):
+    """Strict undefined that may be tested: `{% if city %}` and `{% if city == "Paris" %}` are
+    false for a subscriber without a city, while printing, iterating or using a missing name
+    is still an error (`{{ city | default("") }}` prints nothing). A subscriber attribute is
+    missing for some subscribers by nature; a misspelt name is listed by the preview."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:  # type: ignore[override]  # StrictUndefined raises here
+        return False
+
+    def __eq__(self, other: object) -> bool:  # type: ignore[override]
+        return type(self) is type(other)
+
+    def __ne__(self, other: object) -> bool:  # type: ignore[override]
+        return type(self) is not type(other)
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return id(type(self))
 
 
 class MailSandbox(ImmutableSandboxedEnvironment):
@@ -130,7 +160,7 @@ class TemplateCatalog:
         return MailSandbox(
             loader=loader,
             autoescape=autoescape,
-            undefined=jinja2.StrictUndefined,
+            undefined=TestableUndefined,
             auto_reload=True,
             keep_trailing_newline=True,
         )
@@ -188,6 +218,7 @@ class TemplateCatalog:
                 html=html_template,
                 text=text_template,
                 html_source=flat_html,
+                variables=self._free_names(subject_source, flat_html, text_source),
                 links=links,
                 escaped_links=escaped_links,
                 html_encoder=FragmentEncoder(literal_fragments(html_template)),
@@ -198,11 +229,18 @@ class TemplateCatalog:
         except jinja2.TemplateError as exc:
             raise PermanentFailure(f"email template {name!r} does not compile: {exc}") from exc
 
+    def _free_names(self, *sources: str) -> frozenset[str]:
+        names: set[str] = set()
+        for source in sources:
+            names |= meta.find_undeclared_variables(self._plain_env.parse(source))
+        return frozenset(n for n in names if not n.startswith("mailpipe_"))
+
     def _render_layout(
         self, template: str, protection: Protection, loaded: list[str], comments: bool = True
     ) -> str:
         def protect(name: str, source: str) -> str:
             loaded.append(name)
+            refuse_stylesheet_links(name, source)
             return protection.protect(source, comments=comments)
 
         loader = _BlobLoader(self._blobs, 0, protect)
@@ -217,6 +255,46 @@ class TemplateCatalog:
             return flatten(
                 lambda p: self._render_layout(html_name, p, [], comments=False), _to_text
             )
+
+
+class StylesheetLinked(PermanentFailure):
+    """An email template links a stylesheet. Rendering never fetches one (it would make a
+    request to wherever a template points, per template version), so the template is refused
+    with the file and line of the link."""
+
+    def __init__(self, file: str, line: int, href: str) -> None:
+        self.reason = (
+            f"links the stylesheet {href or '(no href)'}: email templates cannot load "
+            "stylesheets; put the CSS in a <style> block"
+        )
+        super().__init__(f"{file} line {line} {self.reason}")
+        self.file = file
+        self.line = line
+
+
+_HREF = re.compile(r"""\bhref\s*=\s*["']?([^"'\s>]*)""", re.IGNORECASE)
+
+
+def refuse_stylesheet_links(file: str, source: str) -> None:
+    """Raises StylesheetLinked for the first `<link rel="stylesheet">` in `source`."""
+    found = _STYLESHEET_LINK.search(source)
+    if found:
+        href = _HREF.search(found.group(0))
+        line = source.count("\n", 0, found.start()) + 1
+        raise StylesheetLinked(file, line, href.group(1) if href else "")
+
+
+@functools.cache
+def _subject_environment() -> jinja2.Environment:
+    return MailSandbox(autoescape=False, undefined=TestableUndefined)
+
+
+@functools.lru_cache(maxsize=256)
+def subject_template(source: str) -> jinja2.Template:
+    """A campaign's subject line as a template (compiled once per distinct subject): it may
+    use every name the body sees except `subject` itself. Plain text, no autoescape: it is a
+    header, which the MIME builder encodes."""
+    return _subject_environment().from_string(source)
 
 
 def literal_fragments(template: jinja2.Template) -> frozenset[int]:

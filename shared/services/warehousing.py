@@ -2,13 +2,22 @@
 
 An unknown event type is a bug upstream: the batch fails (and so lands in the dead-letter queue
 for an operator) rather than being dropped.
+
+Each stored batch logs one line per event type with its count (`event_type`, `event_count`):
+the log-based metric behind the bounce and complaint rate alerts reads them
+(terraform/monitoring.tf), so the rates need no warehouse query.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+
 from shared.domain.errors import PermanentFailure
 from shared.domain.events import EVENT_TYPES, AnalyticsEvent
 from shared.ports import Warehouse
+
+log = logging.getLogger("mailpipe.warehouse")
 
 
 class WarehouseService:
@@ -20,4 +29,7 @@ class WarehouseService:
         if unknown:
             raise PermanentFailure(f"unknown event types: {', '.join(unknown)}")
         self._warehouse.append([e.to_row() for e in events])
+        for event_type, count in sorted(Counter(e.event_type for e in events).items()):
+            log.info("warehoused %d %s events", count, event_type,
+                     extra={"event_type": event_type, "event_count": count})  # fmt: skip
         return len(events)

@@ -124,8 +124,8 @@ def _status_text(container: Container) -> str:
 
 
 def _dashboard_page(container: Container, campaign_id: str) -> str:
-    app = create_dashboard_app(lambda: container.dashboards, None,
-                               container.campaign_service.delivery)  # fmt: skip
+    app = create_dashboard_app(lambda: container.dashboards,
+                               delivery=container.campaign_service.delivery)  # fmt: skip
     response = app.test_client().get(f"/campaigns/{campaign_id}")
     assert response.status_code == 200
     return response.get_data(as_text=True)

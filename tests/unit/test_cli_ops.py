@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared import topology
+from shared.adapters.local.sqlite_bus import SqliteBus
 from shared.bootstrap import Container
 from shared.cli.main import main
 from shared.domain.messages import MARKETING, ZSTD_JSON, SendBatch
@@ -61,6 +62,36 @@ def test_dlq_list_and_show_one_subscription(dead: Container, monkeypatch, capsys
     assert code == 0 and "3 dead letters" in out and f"boom {first.message_id}" in out
     code, out = run(monkeypatch, capsys, "dlq", "show", WAREHOUSE_SUB, "--id", first.message_id)
     assert code == 0 and '"n": 0' in out and f"last error:       boom {first.message_id}" in out
+
+
+def test_dlq_warns_about_dead_letters_close_to_expiry(
+    make_container: Callable[..., Container], monkeypatch, capsys
+) -> None:
+    """Hold subscriptions keep a dead letter DEAD_LETTER_RETENTION_S; list and show say which
+    are about to go, counted from when each was dead-lettered (the local store's timestamps)."""
+    now = [time.time() - topology.DEAD_LETTER_RETENTION_S + 6 * 3600]  # expire in 6 h
+    bus = SqliteBus(make_container().settings.data_dir / "bus.sqlite3", clock=lambda: now[0],
+                    retry_override=topology.RetryPolicy(0.01, 0.01, 1))  # fmt: skip
+    c = make_container(overrides={"bus": bus})
+    c.bus.publish("analytics-events", [OutboundMessage(b"[]") for _ in range(3)])
+    for d in c.bus.pull(WAREHOUSE_SUB, 10):
+        c.bus.nack(WAREHOUSE_SUB, d.message_id, "boom")
+    now[0] = time.time() - 3600  # one more, dead-lettered an hour ago: 31 days left
+    c.bus.publish("analytics-events", [OutboundMessage(b"[]")])
+    for d in c.bus.pull(WAREHOUSE_SUB, 10):
+        c.bus.nack(WAREHOUSE_SUB, d.message_id, "boom")
+    warning = f"{WAREHOUSE_SUB}: 3 messages expire within 24 h"
+    code, out = run(monkeypatch, capsys, "dlq", "list")
+    assert code == 0 and "4 dead letters in all." in out and warning in out
+    code, out = run(monkeypatch, capsys, "dlq", "list", WAREHOUSE_SUB)
+    assert code == 0 and warning in out and "Expires at" in out
+    code, out = run(monkeypatch, capsys, "dlq", "list", "--warn-within", "1")
+    assert code == 0 and "expire within" not in out  # 6 h left: not within the hour
+    oldest, *_, newest = c.bus.list(WAREHOUSE_SUB)
+    code, out = run(monkeypatch, capsys, "dlq", "show", WAREHOUSE_SUB, "--id", oldest.message_id)
+    assert "expires at:" in out and f"{WAREHOUSE_SUB}: 1 messages expire within 24 h" in out
+    code, out = run(monkeypatch, capsys, "dlq", "show", WAREHOUSE_SUB, "--id", newest.message_id)
+    assert code == 0 and "expire within" not in out
 
 
 def test_dlq_show_reads_a_compressed_send_batch(make_container, monkeypatch, capsys) -> None:

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from shared.domain.errors import ConfigurationError
-from shared.settings import load
+from shared.settings import UNSET_SECRET, load
 
 
 def test_defaults_give_a_working_local_mode():
@@ -35,3 +36,33 @@ def test_production_refuses_development_secrets():
         load(env)
     ok = load({**env, "MAILPIPE_SIGNING_KEY": "s" * 32, "MAILPIPE_HASH_KEY": "h" * 32})
     assert ok.backend == "gcp"
+
+
+GCP = {"MAILPIPE_BACKEND": "gcp", "MAILPIPE_GCP_PROJECT": "p", "MAILPIPE_TEMPLATE_BUCKET": "b"}
+
+
+def test_a_secret_still_holding_terraforms_placeholder_names_the_secret_to_fill():
+    """terraform/secrets.tf gives every secret a placeholder first version so an apply never
+    waits for values; a function then fails at use, naming what to fill, never with the
+    placeholder taken for a key."""
+    env = {**GCP, "MAILPIPE_SIGNING_KEY": UNSET_SECRET, "MAILPIPE_HASH_KEY": "h" * 32}
+    with pytest.raises(ConfigurationError, match="mailpipe-signing-key") as raised:
+        load(env)
+    assert "hash" not in str(raised.value)
+
+
+def test_a_placeholder_api_key_counts_as_no_key_and_is_logged(caplog):
+    keys = {"MAILPIPE_SIGNING_KEY": "s" * 32, "MAILPIPE_HASH_KEY": "h" * 32}
+    unset = {"MAILPIPE_EVENTS_API_KEY": UNSET_SECRET, "MAILPIPE_SENDGRID_API_KEY": UNSET_SECRET}
+    env = {**GCP, **keys, **unset}
+    with caplog.at_level(logging.WARNING, logger="mailpipe.settings"):
+        settings = load(env)
+    assert settings.events_api_key == "" and settings.sendgrid_api_key == ""
+    assert "mailpipe-events-api-key" in caplog.text and "mailpipe-sendgrid-api-key" in caplog.text
+
+
+def test_trusted_proxy_hops_is_read_and_checked():
+    assert load({}).trusted_proxy_hops == 1
+    assert load({"MAILPIPE_TRUSTED_PROXY_HOPS": "2"}).trusted_proxy_hops == 2
+    with pytest.raises(ConfigurationError, match="TRUSTED_PROXY_HOPS"):
+        load({"MAILPIPE_TRUSTED_PROXY_HOPS": "-1"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from shared.adapters.local.filesystem_blobs import FilesystemBlobs
 from shared.domain.errors import NotFound, PermanentFailure
-from shared.services.templating import TemplateCatalog
+from shared.services.templating import StylesheetLinked, TemplateCatalog
 
 BASE = """<html><head><title>{% block subject %}{% endblock %}</title>
 <style>td { color: red } .big { font-size: 20px }</style></head>
@@ -93,3 +95,66 @@ def test_layout_statements_cannot_run_code_while_flattening(tmp_path):
     with pytest.raises(jinja2.exceptions.SecurityError):
         TemplateCatalog(blobs).email("evil").html.render(cycler=None)
     assert not marker.exists()
+
+
+RESPONSIVE = """<html><head><title>Sale</title><style>
+.grid { width: 600px }
+@media only screen and (max-width: 620px) { .grid { width: 100% !important } }
+@font-face { font-family: Brand; src: url(https://fonts.example.com/brand.woff2) }
+@supports (display: grid) { .grid { display: grid } }
+</style></head><body><table class="grid"><tr><td>x</td></tr></table></body></html>"""
+
+
+def test_at_rules_that_cannot_be_inlined_are_kept_in_a_style_block(tmp_path):
+    blobs = FilesystemBlobs(tmp_path)
+    blobs.write("email/sale.html", RESPONSIVE.encode())
+    html = TemplateCatalog(blobs).email("sale").html.render()
+    assert '<table class="grid" style="width: 600px;">' in html  # the plain rule is inlined
+    style = html[html.index("<style>") : html.index("</style>")]
+    assert "@media only screen and (max-width: 620px)" in style
+    assert ".grid { width: 100% !important }" in style
+    assert "@font-face" in style and "@supports" in style
+    assert ".grid { width: 600px }" not in style  # what was inlined is not kept twice
+
+
+class _StylesheetServer(http.server.BaseHTTPRequestHandler):
+    requests: list[str] = []
+
+    def do_GET(self) -> None:
+        _StylesheetServer.requests.append(self.path)
+        body = b"td { color: red }"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/css")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def stylesheet_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StylesheetServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _StylesheetServer.requests = []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_linked_stylesheet_is_refused_with_file_and_line_and_never_fetched(
+    tmp_path, stylesheet_server
+):
+    blobs = FilesystemBlobs(tmp_path)
+    layout = BASE.replace(
+        "</head>", f'\n\n<link rel="stylesheet" href="{stylesheet_server}/x.css">\n</head>'
+    )
+    blobs.write("email/base.html", layout.encode())
+    blobs.write("email/news.html", CHILD.encode())
+    with pytest.raises(StylesheetLinked) as refused:
+        TemplateCatalog(blobs).email("news")
+    assert refused.value.file == "email/base.html" and refused.value.line == 4
+    assert f"{stylesheet_server}/x.css" in str(refused.value)
+    assert _StylesheetServer.requests == []

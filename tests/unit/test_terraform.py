@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import hcl2
@@ -41,6 +42,7 @@ from sqlglot import exp
 
 from shared import settings, topology, topology_export
 from shared.domain import events, links
+from shared.services import warehousing
 
 REPO_ROOT = topology.REPO_ROOT
 TF_DIR = REPO_ROOT / "terraform"
@@ -161,12 +163,14 @@ def test_topology_tfvars_is_up_to_date() -> None:
 def test_topology_tfvars_matches_topology_both_ways() -> None:
     data = tfvars()
     assert data["topics"] == list(topology.TOPICS)
+    assert data["dead_letter_retention_s"] == topology.DEAD_LETTER_RETENTION_S
     assert set(data["functions"]) == {f.name for f in topology.FUNCTIONS}
     for f in topology.FUNCTIONS:
         assert data["functions"][f.name] == {
             "entry_point": f.entry_point,
             "source_dir": f.folder,
             "trigger_topic": f.trigger_topic,
+            "route": f.route,
             "public": f.public,
             "memory_mb": f.memory_mb,
             "timeout_s": f.timeout_s,
@@ -267,7 +271,9 @@ def test_dead_letters_are_kept(sub: topology.Subscription) -> None:
         "google_pubsub_topic", "dead_letter", sub.name, "id"
     )
     assert "push_config" not in hold, "the hold subscription must be a pull subscription"
-    assert hold["message_retention_duration"] == "604800s"
+    retention = "${var.topology.dead_letter_retention_s}s"
+    assert hold["message_retention_duration"] == topic["message_retention_duration"] == retention
+    assert tfvars()["dead_letter_retention_s"] == topology.DEAD_LETTER_RETENTION_S == 31 * 86400
     assert block(hold, "expiration_policy")["ttl"] == ""
 
 
@@ -307,10 +313,10 @@ def test_function(fn: topology.Function) -> None:
     assert at(service["max_instance_count"]) == (
         f'${{lookup(var.max_instances, "{fn.name}", {fn.max_instances})}}'
     )
-    # HTTP functions take internet traffic (IAM decides who may call them); pushed ones only
-    # internal traffic (Pub/Sub push from the project).
-    expected_ingress = "ALLOW_ALL" if fn.is_http else "ALLOW_INTERNAL_ONLY"
-    assert at(service["ingress_settings"]) == expected_ingress
+    # HTTP functions take internet traffic (IAM decides who may call them), the public ones
+    # only the load balancer's when there is one; pushed ones only internal traffic (Pub/Sub
+    # push from the project). local.ingress is evaluated in test_ingress_per_function.
+    assert at(service["ingress_settings"]) == f'${{local.ingress["{fn.name}"]}}'
     assert at(service["service_account_email"]) == ref(
         "google_service_account", "function", fn.name, "email"
     )
@@ -334,7 +340,9 @@ def test_only_public_functions_are_open_to_everyone() -> None:
     local = tf()["locals"]["public_functions"]
     assert local == "${toset([for name, f in var.topology.functions : name if f.public])}"
     public = resource("google_cloud_run_v2_service_iam_member", "public_invoker")
-    assert public["for_each"] == "${local.public_functions}"
+    assert public["for_each"] == (
+        '${var.public_access == "allUsers" ? local.public_functions : toset([])}'
+    )
     assert public["role"] == "roles/run.invoker"
     assert public["member"] == "allUsers"
     for rtype, named in tf()["resource"].items():
@@ -397,9 +405,10 @@ def test_every_secret_has_a_reader() -> None:
     """Each secret Terraform can create is read by some function (else it is dead weight, or a
     function is missing its grant)."""
     found = tf()["locals"]
-    creatable = set(found["common_secrets"]) | set(found["api_secrets"])
+    creatable = set(found["common_secrets"]) | set(found["api_secrets"]) | {"dkim_private_key"}
     for names in found["esp_secrets"].values():
         creatable |= set(names)
+    assert "dkim_private_key" in found["dkim_secrets"], "the DKIM key is a secret"
     read = set(found["common_secrets"])
     for grants in found["function_access"].values():
         read |= set(grants["secrets"])
@@ -407,6 +416,7 @@ def test_every_secret_has_a_reader() -> None:
     assert creatable <= SETTING_FIELDS
     assert "admin_api_key" in found["function_access"]["admin"]["secrets"]
     assert "events_api_key" in found["function_access"]["events"]["secrets"]
+    assert "dkim_private_key" in found["function_access"]["send"]["secrets"]
 
 
 def test_only_operators_may_call_the_private_http_functions() -> None:
@@ -744,3 +754,392 @@ def test_checkov_finds_no_failed_check() -> None:
     parse_errors = [r["summary"].get("parsing_errors", 0) for r in reports if "summary" in r]
     assert not failed, "checkov failed checks:\n" + "\n".join(failed)
     assert not any(parse_errors), f"checkov could not parse terraform/: {parse_errors}"
+
+
+# --- evaluating the few HCL expressions the tests below need ------------------------------------
+
+
+def _python(expression: str) -> str:
+    """An HCL condition/ternary chain as Python: `a ? "x" : b ? "y" : "z"`, `&&`, `||`, `!`,
+    `null`, `==`/`!=` (what local.ingress, local.public_url ... use; nothing more)."""
+    text = expression.strip()
+    while text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
+        text = text[1:-1].strip()
+    question = next((i for i, c, depth in _outside_strings(text) if c == "?" and depth == 0), -1)
+    if question < 0:
+        text = text.replace("&&", " and ").replace("||", " or ").replace("null", "None")
+        return re.sub(r"!(?!=)", " not ", text)
+    condition, rest = text[:question], text[question + 1 :]
+    pending = 0  # nested "?" in the yes-branch waiting for their ":"
+    for i, char, depth in _outside_strings(rest):
+        if depth == 0 and char == "?":
+            pending += 1
+        elif depth == 0 and char == ":":
+            if pending == 0:
+                yes, no = rest[:i], rest[i + 1 :]
+                return f"(({_python(yes)}) if ({_python(condition)}) else ({_python(no)}))"
+            pending -= 1
+    raise AssertionError(f"no ':' for '?' in {expression}")
+
+
+def _outside_strings(text: str) -> Iterator[tuple[int, str, int]]:
+    """(index, char, paren depth) of every character outside "..." literals."""
+    depth, quoted = 0, False
+    for i, char in enumerate(text):
+        if char == '"':
+            quoted = not quoted
+            continue
+        if quoted:
+            continue
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        yield i, char, depth
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _hcl_eval(expression: str, **names: Any) -> Any:
+    body = expression.removeprefix("${").removesuffix("}")
+    helpers = {"coalesce": lambda *v: next(x for x in v if x is not None),
+               "trimsuffix": lambda t, s: t.removesuffix(s), "toset": set}  # fmt: skip
+    code = re.sub(r'"([^"]*)\$\{(\w+)\.(\w+)\}"', r'("\1" + \2.\3)', body)
+    return eval(_python(code), {"__builtins__": {}}, {**helpers, **names})
+
+
+def _var(**values: Any) -> SimpleNamespace:
+    defaults = {"domain": "", "public_base_url": "", "trusted_proxy_hops": None}
+    return SimpleNamespace(**{**defaults, **values})
+
+
+def _local(name: str) -> str:
+    return str(tf()["locals"][name])
+
+
+def _topology_function(fn: topology.Function) -> SimpleNamespace:
+    return SimpleNamespace(**tfvars()["functions"][fn.name])
+
+
+# --- your own domain: load balancer, ingress, links, client addresses --------------------------
+
+DOMAIN = "mail.example.com"
+
+
+@pytest.mark.parametrize("domain", ["", DOMAIN])
+def test_ingress_per_function(domain: str) -> None:
+    body = re.fullmatch(
+        r"\$\{\{for name, f in var\.topology\.functions : name => (.+)\}\}", _local("ingress")
+    )
+    assert body, _local("ingress")
+    for fn in topology.FUNCTIONS:
+        ingress = _hcl_eval(body[1], f=_topology_function(fn), var=_var(domain=domain))
+        if not fn.is_http:
+            assert ingress == "ALLOW_INTERNAL_ONLY", fn.name
+        elif fn.public and domain:
+            assert ingress == "ALLOW_INTERNAL_AND_GCLB", fn.name  # nothing bypasses the balancer
+        else:
+            assert ingress == "ALLOW_ALL", fn.name
+
+
+@pytest.mark.parametrize(
+    ("variables", "public_url", "hops", "route_urls"),
+    [
+        ({}, "${local.functions_base_url}", 1, True),
+        ({"domain": DOMAIN}, f"https://{DOMAIN}", 2, False),
+        ({"public_base_url": "https://lb.example.org/"}, "https://lb.example.org", 2, False),
+        ({"domain": DOMAIN, "trusted_proxy_hops": 3}, f"https://{DOMAIN}", 3, False),
+    ],
+)
+def test_public_url_and_trusted_hops_follow_the_domain(
+    variables: dict, public_url: str, hops: int, route_urls: bool
+) -> None:
+    var = _var(**variables)
+    behind = _hcl_eval(_local("behind_balancer"), var=var)
+    base = "${local.functions_base_url}"
+    local = SimpleNamespace(behind_balancer=behind, functions_base_url=base)
+    assert _hcl_eval(_local("public_url"), var=var, local=local) == public_url
+    assert _hcl_eval(_local("trusted_proxy_hops"), var=var, local=local) == hops
+    assert ("!local.behind_balancer" in _local("route_urls")) and (not behind) == route_urls
+    environment = _local("environment")
+    assert "MAILPIPE_PUBLIC_URL = local.public_url," in environment
+    assert "MAILPIPE_TRUSTED_PROXY_HOPS = tostring(local.trusted_proxy_hops)," in environment
+
+
+def test_the_default_hops_match_the_settings_default() -> None:
+    """Without a balancer Terraform sets 1, which is also the code's default (direct URLs)."""
+    assert settings.Settings().trusted_proxy_hops == 1
+
+
+def test_the_load_balancer_routes_every_public_route_and_nothing_else() -> None:
+    public = {f.name for f in topology.FUNCTIONS if f.public}
+    routes = {f.route: f.name for f in topology.FUNCTIONS if f.public}
+    assert set(routes) == {"/signup", "/confirm", "/preferences", "/unsubscribe", "/t",
+                           "/webhooks", "/events"}  # fmt: skip
+    assert _local("lb_backends") == "${local.lb_enabled ? local.public_functions : toset([])}"
+    assert _local("lb_routes") == (
+        "${{for name in local.lb_backends : var.topology.functions[name].route => name}}"
+    )
+    assert all(tfvars()["functions"][name]["route"] == topology.function(name).route
+               for name in public)  # fmt: skip
+    assert "admin" not in public
+    for rtype in ("google_compute_region_network_endpoint_group", "google_compute_backend_service"):
+        assert resource(rtype, "function")["for_each"] == "${local.lb_backends}", rtype
+    neg = resource("google_compute_region_network_endpoint_group", "function")
+    assert neg["network_endpoint_type"] == "SERVERLESS"
+    assert block(neg, "cloud_run")["service"] == (
+        "${google_cloudfunctions2_function.function[each.key].service_config[0].service}"
+    )
+    backend = resource("google_compute_backend_service", "function")
+    assert backend["load_balancing_scheme"] == "EXTERNAL_MANAGED"
+    assert block(backend, "backend")["group"] == (
+        "${google_compute_region_network_endpoint_group.function[each.key].id}"
+    )
+    matcher = block(resource("google_compute_url_map", "lb"), "path_matcher")
+    (rule,) = matcher["dynamic"]
+    assert rule["path_rule"]["for_each"] == "${local.lb_routes}"
+    (content,) = rule["path_rule"]["content"]
+    # No path rewrite: each function answers its full path (shared/entrypoints/routes.py).
+    assert content["paths"] == ["${path_rule.key}", "${path_rule.key}/*"]
+    assert "route_action" not in content and "url_rewrite" not in str(matcher)
+    proxy = resource("google_compute_target_https_proxy", "lb")
+    assert proxy["ssl_certificates"] == ["${google_compute_managed_ssl_certificate.lb[0].id}"]
+    policy = resource("google_compute_ssl_policy", "lb")
+    assert policy["min_tls_version"] == "TLS_1_2"
+    https = resource("google_compute_global_forwarding_rule", "https")
+    assert https["port_range"] == "443" and https["load_balancing_scheme"] == "EXTERNAL_MANAGED"
+    assert block(resource("google_compute_managed_ssl_certificate", "lb"), "managed")[
+        "domains"
+    ] == ["${var.domain}"]
+
+
+def test_cloud_armor_limits_signup_posts_per_client() -> None:
+    armor = resource("google_compute_security_policy", "signup")
+    throttle = next(r for r in armor["rule"] if r["action"] == "throttle")
+    options = block(throttle, "rate_limit_options")
+    assert options["enforce_on_key"] == "IP" and options["exceed_action"] == "deny(429)"
+    threshold = block(options, "rate_limit_threshold")
+    assert threshold["count"] == "${var.edge_signup_limit_per_minute}"
+    assert "POST" in block(block(throttle, "match"), "expr")["expression"]
+    assert any(r["priority"] == 2147483647 for r in armor["rule"]), "a default rule is required"
+    backend = resource("google_compute_backend_service", "function")
+    assert 'each.key == "signup"' in backend["security_policy"]
+
+
+# --- public access: allUsers or Cloud Run's invoker check off ---------------------------------
+
+
+def test_public_access_modes() -> None:
+    public = resource("google_cloud_run_v2_service_iam_member", "public_invoker")
+    assert public["for_each"] == (
+        '${var.public_access == "allUsers" ? local.public_functions : toset([])}'
+    )
+    assert _local("invoker_check_disabled") == (
+        '${var.public_access == "invoker_check_disabled" ? local.public_functions : toset([])}'
+    )
+    disabled = resource("terraform_data", "invoker_check_disabled")
+    assert disabled["for_each"] == "${local.invoker_check_disabled}"
+    (provisioner,) = disabled["provisioner"]
+    command = provisioner["local-exec"]["command"]
+    assert "--no-invoker-iam-check" in command
+    assert "service_config[0].service" in command  # the function's own Cloud Run service
+    (check,) = block(disabled, "lifecycle")["precondition"]
+    assert check["condition"] == '${var.domain != ""}'
+    variable = tf()["variable"]["public_access"]
+    assert variable["default"] == "allUsers"
+
+
+# --- a first apply that works --------------------------------------------------------------------
+
+
+def test_apis_are_enabled_before_the_project_is_read() -> None:
+    apis = _local("apis")
+    for api in ("cloudresourcemanager", "compute", "monitoring", "logging", "billingbudgets"):
+        assert f"{api}.googleapis.com" in apis, api
+    project = tf()["data"]["google_project"]["this"]
+    assert project["depends_on"] == [
+        '${google_project_service.api["cloudresourcemanager.googleapis.com"]}'
+    ]
+
+
+def test_provider_versions_are_pinned_to_one_major_version() -> None:
+    text = (TF_DIR / "versions.tf").read_text(encoding="utf-8")
+    parsed = hcl2.loads(text)
+    (providers,) = parsed["terraform"][0]["required_providers"]
+    providers = {k: v for k, v in providers.items() if not k.startswith("__")}
+    assert set(providers) == {"google", "time"}
+    for name, spec in providers.items():
+        version = spec["version"].strip('"')
+        assert re.fullmatch(r"~> \d+\.\d+", version), f"{name}: {version} spans majors"
+
+
+def test_terraform_tfvars_is_ignored_by_git() -> None:
+    result = subprocess.run(
+        ["git", "check-ignore", "-q", "terraform/terraform.tfvars"],
+        cwd=REPO_ROOT, check=False, capture_output=True,
+    )  # fmt: skip
+    assert result.returncode == 0, "terraform/terraform.tfvars must be in .gitignore"
+    tracked = subprocess.run(
+        ["git", "check-ignore", "-q", "terraform/topology.auto.tfvars.json"],
+        cwd=REPO_ROOT, check=False, capture_output=True,
+    )  # fmt: skip
+    assert tracked.returncode == 1, "the generated topology file must stay committed"
+
+
+def test_every_secret_gets_the_placeholder_the_code_reads_as_unset() -> None:
+    assert _local("unset_secret") == settings.UNSET_SECRET
+    version = resource("google_secret_manager_secret_version", "placeholder")
+    assert version["for_each"] == "${toset(local.secret_settings)}"
+    assert version["secret_data"] == "${local.unset_secret}"
+    assert version["secret"] == "${google_secret_manager_secret.setting[each.key].id}"
+    function = resource("google_cloudfunctions2_function", "function")
+    for needed in ("google_secret_manager_secret_version.placeholder", "time_sleep.iam_propagation",
+                   "google_project_iam_member.builder"):  # fmt: skip
+        assert f"${{{needed}}}" in function["depends_on"], needed
+    push = resource("google_pubsub_subscription", "push")
+    assert "${time_sleep.iam_propagation}" in push["depends_on"]
+
+
+def test_secret_names_match_the_settings_module() -> None:
+    secret = resource("google_secret_manager_secret", "setting")
+    assert secret["secret_id"] == 'mailpipe-${replace(each.key, "_", "-")}'
+    for name in ("signing_key", "events_api_key", "ses_secret_access_key"):
+        assert settings.secret_name(name) == "mailpipe-" + name.replace("_", "-")
+
+
+# --- least privilege ----------------------------------------------------------------------------
+
+
+def test_firestore_grants_are_limited_to_mailpipes_database() -> None:
+    grant = resource("google_project_iam_member", "firestore_user")
+    condition = block(grant, "condition")
+    assert condition["expression"] == (
+        'resource.name == "projects/${var.project_id}/databases/'
+        '${google_firestore_database.main.name}"'
+    )
+
+
+def test_builds_get_custom_roles_not_run_builder() -> None:
+    texts = list(strings(tf()["resource"]))
+    assert not any("roles/run.builder" in t for t in texts), "roles/run.builder is project-wide"
+    logs = resource("google_project_iam_custom_role", "build_logs_and_sources")
+    assert set(logs["permissions"]) == {"logging.logEntries.create", "storage.objects.get"}
+    images = resource("google_project_iam_custom_role", "build_artifacts")
+    assert all(p.startswith("artifactregistry.repositories.") for p in images["permissions"])
+    on_repo = resource("google_artifact_registry_repository_iam_member", "builder")
+    assert on_repo["role"] == "${google_project_iam_custom_role.build_artifacts.id}"
+    build = block(resource("google_cloudfunctions2_function", "function"), "build_config")
+    assert build["docker_repository"] == "${google_artifact_registry_repository.functions.id}"
+
+
+# --- alerts and the dashboard --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sub", topology.SUBSCRIPTIONS, ids=lambda s: s.name)
+def test_every_subscription_has_its_alerts(sub: topology.Subscription) -> None:
+    values = tfvars()["subscriptions"][sub.name]
+    dead = resource("google_monitoring_alert_policy", "dead_letters")
+    backlog = resource("google_monitoring_alert_policy", "backlog")
+    for policy in (dead, backlog):
+        assert policy["for_each"] == "${var.topology.subscriptions}"
+        assert policy["notification_channels"] == "${var.notification_channels}"
+    dead_filter = instantiate(block(block(dead, "conditions"), "condition_threshold")["filter"],
+                              sub.name, values)  # fmt: skip
+    assert f'subscription_id = "{sub.dead_letter_subscription}"' in dead_filter
+    assert "num_undelivered_messages" in dead_filter
+    assert block(block(dead, "conditions"), "condition_threshold")["threshold_value"] == 0
+    age = block(block(backlog, "conditions"), "condition_threshold")
+    assert f'subscription_id = "{sub.name}"' in instantiate(age["filter"], sub.name, values)
+    assert "oldest_unacked_message_age" in age["filter"]
+    assert age["threshold_value"] == "${var.backlog_age_alert_s}"
+
+
+def test_error_rate_alert_is_a_5xx_ratio_per_function() -> None:
+    condition = block(block(resource("google_monitoring_alert_policy", "errors"), "conditions"),
+                      "condition_threshold")  # fmt: skip
+    assert condition["filter"].endswith('metric.labels.response_code_class = "5xx"')
+    assert "5xx" not in condition["denominator_filter"]
+    for text in (condition["filter"], condition["denominator_filter"]):
+        assert "${local.mailpipe_services}" in text, "only Mailpipe's services"
+    assert _local("mailpipe_services").startswith("resource.labels.service_name = one_of(")
+    assert "google_cloudfunctions2_function.function" in _local("mailpipe_services")
+    assert block(condition, "aggregations")["group_by_fields"] == ["resource.labels.service_name"]
+
+
+def test_bounce_and_complaint_alerts_read_what_the_warehouse_logs() -> None:
+    """The log-based metric extracts the fields shared/services/warehousing.py logs."""
+    metric = resource("google_logging_metric", "warehoused_events")
+    assert f'jsonPayload.logger = "{warehousing.log.name}"' in metric["filter"]
+    assert metric["value_extractor"] == "EXTRACT(jsonPayload.event_count)"
+    assert metric["label_extractors"] == {"event_type": "EXTRACT(jsonPayload.event_type)"}
+    source = (REPO_ROOT / "shared" / "services" / "warehousing.py").read_text(encoding="utf-8")
+    assert '"event_type": event_type, "event_count": count' in source
+    rates = tf()["locals"]["rate_alerts"]
+    assert rates["bounce"]["event_type"] == events.BOUNCE
+    assert rates["complaint"]["event_type"] == events.COMPLAINT
+    assert f'{{event_type="{events.SEND}"}}[1d]' in _local("sends_per_day")
+    variables = tf()["variable"]
+    assert variables["bounce_rate_alert"]["default"] == 0.02
+    assert variables["complaint_rate_alert"]["default"] == 0.001
+
+
+def test_budget_is_optional_and_uses_the_channels() -> None:
+    budget = resource("google_billing_budget", "monthly")
+    assert budget["count"] == '${var.billing_account != "" ? 1 : 0}'
+    rule = block(budget, "all_updates_rule")
+    assert rule["monitoring_notification_channels"] == "${var.notification_channels}"
+
+
+def test_dashboard_shows_throughput_backlog_errors_and_latency() -> None:
+    charts = " ".join(str(c) for c in tf()["locals"]["dashboard_charts"])
+    for metric in (
+        "run.googleapis.com/request_count",
+        "num_undelivered_messages",
+        "oldest_unacked_message_age",
+        "5xx",
+        "run.googleapis.com/request_latencies",
+    ):
+        assert metric in charts, metric  # fmt: skip
+
+
+# --- terraform validate, where the providers are here -----------------------------------------
+
+
+def _local_provider_mirror() -> Path | None:
+    """A directory laid out as a provider mirror (registry.terraform.io/hashicorp/<name>/...)
+    holding both providers: TF_PLUGIN_CACHE_DIR, ~/.terraform.d/plugins, or
+    terraform/.terraform/providers from an earlier `terraform init`."""
+    candidates = [os.environ.get("TF_PLUGIN_CACHE_DIR", ""),
+                  str(Path.home() / ".terraform.d" / "plugins"),
+                  str(TF_DIR / ".terraform" / "providers")]  # fmt: skip
+    for candidate in filter(None, candidates):
+        base = Path(candidate) / "registry.terraform.io" / "hashicorp"
+        if all(any((base / name).glob("*/*/terraform-provider-*")) for name in ("google", "time")):
+            return Path(candidate)
+    return None
+
+
+def test_terraform_validate_where_the_providers_are_available(tmp_path: Path) -> None:
+    mirror = _local_provider_mirror()
+    if mirror is None:
+        pytest.skip(
+            "terraform validate NOT RUN: the google and time providers are not available "
+            "locally (no TF_PLUGIN_CACHE_DIR, ~/.terraform.d/plugins or terraform/.terraform "
+            "holding them) and cannot be downloaded here; the hcl2 tests and checkov above are "
+            "the offline coverage. Run `terraform init && terraform validate` where they can be."
+        )
+    work = tmp_path / "terraform"
+    shutil.copytree(TF_DIR, work, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*"))
+    terraform = _terraform()
+    env = {**os.environ, "TF_IN_AUTOMATION": "1"}
+    init = subprocess.run([terraform, "init", "-backend=false", "-input=false",
+                           f"-plugin-dir={mirror}"], cwd=work, capture_output=True, text=True,
+                          check=False, env=env)  # fmt: skip
+    assert init.returncode == 0, init.stderr[-3000:]
+    result = subprocess.run([terraform, "validate", "-no-color"], cwd=work, capture_output=True,
+                            text=True, check=False, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -5,6 +5,10 @@ settings.esp_rate_per_s messages per second (per process), or the provider's def
 when that is 0 (local mode's SMTP sink: 1,000/s). A missing setting is a ConfigurationError
 that names it; secret values never appear in errors, logs or reprs. Each provider's module is
 imported only when chosen, so boto3 is loaded only for SES.
+
+DKIM: with MAILPIPE_DKIM_PRIVATE_KEY set, SMTP and SES messages are signed just before they
+leave (DkimSigningMailer, inside the rate limiter), and so are Mailgun's raw-MIME sends (its
+batch requests carry no MIME of ours; Mailgun signs those with the domain's key).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from email.utils import parseaddr
 
+from shared.adapters.esp.dkim_mailer import DkimSigningMailer
+from shared.adapters.esp.dkim_signer import DkimSigner, load_key
 from shared.adapters.esp.rate_limit import DEFAULT_RATE_PER_S, RateLimitedMailer
 from shared.domain.errors import ConfigurationError
 from shared.ports import Mailer
@@ -27,7 +33,25 @@ def mailer_from_settings(settings: Settings) -> RateLimitedMailer:
         raise ConfigurationError(f"MAILPIPE_ESP={settings.esp!r} is not a provider; use {choices}")
     if settings.esp_rate_per_s < 0:
         raise ConfigurationError("MAILPIPE_ESP_RATE_PER_S must be positive (0: provider default)")
-    return RateLimitedMailer(build(settings), settings.esp_rate_per_s or _default_rate(settings))
+    mailer = build(settings)
+    signer = dkim_signer_from_settings(settings)
+    if signer is not None and settings.esp in ("smtp", "ses"):  # Mailgun: see _mailgun
+        mailer = DkimSigningMailer(mailer, signer)
+    return RateLimitedMailer(mailer, settings.esp_rate_per_s or _default_rate(settings))
+
+
+def dkim_signer_from_settings(settings: Settings) -> DkimSigner | None:
+    """The DKIM signer when MAILPIPE_DKIM_PRIVATE_KEY is set (else None: mail goes unsigned,
+    or signed by the provider with its own key)."""
+    if not settings.dkim_private_key:
+        return None
+    if not settings.dkim_selector:
+        raise ConfigurationError(
+            "MAILPIPE_DKIM_PRIVATE_KEY is set but MAILPIPE_DKIM_SELECTOR is not"
+        )
+    return DkimSigner(
+        load_key(settings.dkim_private_key), settings.signing_domain, settings.dkim_selector
+    )
 
 
 def _default_rate(settings: Settings) -> float:
@@ -72,9 +96,17 @@ def _mailgun(settings: Settings) -> Mailer:
     domain = settings.mailgun_domain or parseaddr(settings.sender)[1].partition("@")[2]
     if not domain:
         raise ConfigurationError("MAILPIPE_ESP=mailgun needs MAILPIPE_MAILGUN_DOMAIN")
+    signer = dkim_signer_from_settings(settings)  # only its raw-MIME sends carry our bytes
     return MailgunMailer(
-        settings.mailgun_api_key, domain, settings.esp_base_url or DEFAULT_BASE_URL
+        settings.mailgun_api_key,
+        domain,
+        settings.esp_base_url or DEFAULT_BASE_URL,
+        sign=signer.sign if signer else _unsigned,
     )
+
+
+def _unsigned(raw: bytes) -> bytes:
+    return raw
 
 
 def _ses(settings: Settings) -> Mailer:
