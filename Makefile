@@ -4,12 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: help install run test lint typecheck pytest system-packages bench package demo clean
+.PHONY: help install run test lint typecheck pytest system-packages bench bench-scale bench-http package demo clean
 
 help:
 	@echo "make run        start the whole pipeline locally (http://127.0.0.1:$${PORT:-8080})"
 	@echo "make test       lint, type-check and run every test"
 	@echo "make bench      render / campaign / cost benchmarks -> $${BENCH_OUT:-var/bench.json}"
+	@echo "make bench-scale  1 M-row import (issue 13) -> $${BENCH_OUT:-var/bench-scale.json}"
+	@echo "make bench-http the runner's memory under a burst of oversized requests"
 	@echo "make package    one reproducible zip per Cloud Function in dist/"
 	@echo "make demo       fill the local data directory with demo data for the dashboard"
 
@@ -45,6 +47,12 @@ pytest: install system-packages
 
 bench: install
 	$(PY) -m shared.bench --out "$${BENCH_OUT:-var/bench.json}"
+
+bench-scale: install
+	$(PY) -m shared.bench.scale_bench --out "$${BENCH_OUT:-var/bench-scale.json}"
+
+bench-http: install
+	$(PY) -m shared.bench.http_limits --out "$${BENCH_HTTP_OUT:-var/bench-http.json}"
 
 package: install
 	$(PY) -m shared.packaging dist

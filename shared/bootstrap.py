@@ -7,6 +7,7 @@ for, so a function builds just what it uses.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from functools import cached_property
@@ -139,7 +140,19 @@ class Container:
     def mailer(self) -> Mailer:
         from shared.adapters.esp.providers import mailer_from_settings
 
-        return mailer_from_settings(self.settings)
+        mailer = mailer_from_settings(self.settings)
+        close = getattr(mailer, "close", None)
+        if close is not None:  # an instance the platform shuts down normally says QUIT too
+            atexit.register(close)
+        return mailer
+
+    def close(self) -> None:
+        """End what holds a connection open to someone else: the mailer's (SMTP: QUIT on
+        every pooled connection). Safe to call more than once, or when nothing was built."""
+        mailer = self.__dict__.get("mailer")
+        close = getattr(mailer, "close", None)
+        if close is not None:
+            close()
 
     # --- building blocks ---------------------------------------------------------------
     @cached_property
@@ -236,15 +249,11 @@ class Container:
     @cached_property
     def feedback(self) -> FeedbackService:
         from shared.domain.feedback import SoftBouncePolicy
-        from shared.services.send_history import SendHistory
 
         s = self.settings
-        history = SendHistory(
-            self.pipeline_warehouse, self.sql_dialect, s.soft_bounce_lookback_days
-        )
-        policy = SoftBouncePolicy(s.soft_bounce_threshold, s.soft_bounce_window)
+        policy = SoftBouncePolicy(s.soft_bounce_threshold, s.soft_bounce_window_days)
         return FeedbackService(self.subscribers, self.suppressions, self.unsubscribe, self.outbox,
-                               self.clock, history, policy, self.machines)  # fmt: skip
+                               self.clock, policy, self.machines)  # fmt: skip
 
     @cached_property
     def machines(self) -> Any:
@@ -420,13 +429,72 @@ class Container:
             self.clock,
             page_size=s.campaign_page_size,
             stall_s=s.campaign_stall_s,
+            held=self.held_batches.of_campaign,
         )
+
+    @cached_property
+    def held_batches(self) -> Any:
+        """Campaign batches waiting in dead-letter holds (campaign status, mailpipe status)."""
+        from shared.services.held_batches import HeldBatches
+
+        return HeldBatches(self.dead_letters)
+
+    @cached_property
+    def template_library(self) -> Any:
+        """Email templates as the console edits them (drafts, versions)."""
+        from shared.services.campaign_preview import CampaignPreview
+        from shared.services.template_library import TemplateLibrary
+
+        def preview_for(blobs: BlobStore) -> CampaignPreview:
+            return CampaignPreview(TemplateCatalog(blobs, check_interval_s=0), self.renderer,
+                                   blobs, self.audience_pages, self.subscribers, self.outbox,
+                                   self.clock)  # fmt: skip
+
+        return TemplateLibrary(self.blobs, preview_for, self.clock)
+
+    @cached_property
+    def subscriber_admin(self) -> Any:
+        """Finding and editing subscribers by hand (the console)."""
+        from shared.services.subscriber_admin import SubscriberAdmin
+
+        return SubscriberAdmin(self.documents, self.subscribers, self.suppressions,
+                               self.unsubscribe, self.outbox, self.clock)  # fmt: skip
+
+    @cached_property
+    def audience_estimator(self) -> Any:
+        """Audience size and GCP cost before a campaign is sent (the console)."""
+        from shared.services.audience_estimate import AudienceEstimator
+
+        return AudienceEstimator(self.audience_pages, self.engagement, self.clock)
 
     @cached_property
     def subscriber_import(self) -> Any:
         from shared.services.subscriber_import import SubscriberImport
 
         return SubscriberImport(self.subscribers, self.suppressions, self.outbox, self.clock)
+
+    @cached_property
+    def import_blobs(self) -> BlobStore:
+        """Import files and their rejects: DATA_DIR/blobs locally, the import bucket on GCP."""
+        if self.settings.is_local:
+            from shared.adapters.local.filesystem_blobs import FilesystemBlobs
+
+            return FilesystemBlobs(self.settings.data_dir / "blobs")
+        from shared.adapters.gcp import clients
+        from shared.adapters.gcp.gcs_blobs import GcsBlobs
+
+        if not self.settings.import_bucket:
+            raise ConfigurationError("imports need MAILPIPE_IMPORT_BUCKET (Terraform sets it)")
+        return GcsBlobs(clients.storage_client(self.settings), self.settings.import_bucket)
+
+    @cached_property
+    def imports(self) -> Any:
+        """Imports of any size: upload, inspect, start, progress; the import function's steps."""
+        from shared.repositories.imports import Imports
+        from shared.services.imports import ImportService
+
+        return ImportService(Imports(self.documents), self.import_blobs, self.subscriber_import,
+                             self.outbox, self.clock, self.settings.import_chunk_rows)  # fmt: skip
 
     # --- behavioural triggers (issue 7) -------------------------------------------------
     @cached_property

@@ -44,6 +44,12 @@ EXCLUDED_FROM_ZIPS: tuple[str, ...] = (
     "shared/topology_export.py",  # writes terraform/topology.auto.tfvars.json
 )
 
+# Besides shared/, per function: the admin function serves the console (/dashboard), so it
+# carries the console's and the dashboards' page templates and the dashboards' SQL.
+EXTRA_FILES: Mapping[str, tuple[str, ...]] = {
+    "admin": ("templates/dashboard/", "templates/console/", "sql/"),
+}
+
 # The Cloud Functions runtime the requirements are resolved for (markers such as
 # `python_version < "3.12"` are evaluated against it, not against the building machine).
 TARGET_ENVIRONMENT: Mapping[str, str] = {
@@ -84,6 +90,15 @@ def shared_files(repo_root: Path = topology.REPO_ROOT) -> list[str]:
     shared_dir = repo_root / "shared"
     found = (p.relative_to(repo_root).as_posix() for p in shared_dir.rglob("*") if p.is_file())
     return sorted(rel for rel in found if not _is_excluded(rel))
+
+
+def extra_files(function: topology.Function, repo_root: Path = topology.REPO_ROOT) -> list[str]:
+    """The files under EXTRA_FILES' directories for `function`, sorted."""
+    found: list[str] = []
+    for folder in EXTRA_FILES.get(function.name, ()):
+        found += [p.relative_to(repo_root).as_posix() for p in (repo_root / folder).rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts]  # fmt: skip
+    return sorted(found)
 
 
 def _constraints(path: Path) -> dict[str, tuple[str, str]]:
@@ -163,6 +178,7 @@ def zip_entries(
         "main.py": source.read_bytes(),
         "requirements.txt": requirements.encode(),
         **{rel: (repo_root / rel).read_bytes() for rel in shared_files(repo_root)},
+        **{rel: (repo_root / rel).read_bytes() for rel in extra_files(function, repo_root)},
     }
     for name in sorted(files):
         yield _entry(name, files[name])

@@ -11,11 +11,35 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from shared.domain.errors import InvalidInput
+
 if TYPE_CHECKING:
     from shared.domain.feedback import FeedbackEvent
 
 Document = dict[str, Any]
 FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "array_contains", "in"]
+
+
+MAX_BATCH_WRITES = 500  # Firestore's limit of writes in one commit
+
+
+@dataclass(frozen=True)
+class BatchWrite:
+    """One write of a batch: replace `collection/doc_id` with `data`, or with `create_only`
+    create it only if absent."""
+
+    collection: str
+    doc_id: str
+    data: dict[str, Any]
+    create_only: bool = False
+
+
+def check_batch(writes: Sequence[BatchWrite]) -> None:
+    """The port's limits on one batch (both adapters check them the same way)."""
+    if len(writes) > MAX_BATCH_WRITES:
+        raise InvalidInput(f"a batch takes at most {MAX_BATCH_WRITES} writes, not {len(writes)}")
+    if len({(w.collection, w.doc_id) for w in writes}) != len(writes):
+        raise InvalidInput("a batch names the same document twice")
 
 
 @dataclass(frozen=True)
@@ -55,6 +79,11 @@ class DocumentStore(Protocol):
 
     def delete(self, collection: str, doc_id: str) -> None:
         """Remove the document; absent is fine. One write."""
+
+    def write_batch(self, writes: Sequence[BatchWrite]) -> None:
+        """Commit up to MAX_BATCH_WRITES writes atomically: all or none. One write each.
+        Raises AlreadyExists (and writes nothing) when a `create_only` document exists,
+        InvalidInput for more than MAX_BATCH_WRITES writes or one document named twice."""
 
     def query(
         self,
@@ -131,6 +160,13 @@ class BlobStore(Protocol):
 
     def write(self, name: str, data: bytes) -> None:
         """Create or replace the object."""
+
+    def read_range(self, name: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the object (fewer at its end; empty past it). Raises NotFound.
+        Large objects (an import file) are read a piece at a time with it."""
+
+    def size(self, name: str) -> int:
+        """The object's size in bytes. Raises NotFound."""
 
 
 class Warehouse(Protocol):

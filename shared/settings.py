@@ -41,6 +41,7 @@ class Settings:
     # Local runner's SMTP sink: on, off, or auto (on when mail goes to the sink's address,
     # 127.0.0.1; off when MAILPIPE_SMTP_HOST names another server, so a real one is used).
     smtp_sink: str = "auto"
+    smtp_helo_name: str = ""  # the name we give in EHLO; empty: this host's FQDN
     public_url: str = ""  # base URL links in mail point at; derived from host/port locally
     sender: str = "Mailpipe <hello@mailpipe.local>"
     esp: str = "smtp"  # smtp | sendgrid | mailgun | ses | null
@@ -50,6 +51,13 @@ class Settings:
     # Keyed hashes of addresses: subscriber ids, suppression entries that outlive erasure.
     hash_key: str = field(default=_DEV_SECRET, repr=False)
     admin_api_key: str = field(default="", repr=False)
+    # The console (/dashboard): a key that signs in read-only (the dashboards, no actions), and
+    # in GCP Identity-Aware Proxy: the audience of its signed header, the addresses that act as
+    # admins (everyone else IAP lets in reads), and where IAP's public keys are fetched.
+    console_viewer_key: str = field(default="", repr=False)
+    console_iap_audience: str = ""
+    console_admins: tuple[str, ...] = ()
+    console_iap_certs_url: str = "https://www.gstatic.com/iap/verify/public_key"
     # Local bus.
     bus_min_backoff_s: float | None = None  # None: the topology's retry policy
     bus_max_backoff_s: float | None = None
@@ -64,8 +72,7 @@ class Settings:
     signup_default_lists: tuple[str, ...] = mailing_lists.DEFAULT_SIGNUP_LISTS
     # Feedback policy: suppress after `threshold` soft bounces among the last `window` sends.
     soft_bounce_threshold: int = 3
-    soft_bounce_window: int = 5
-    soft_bounce_lookback_days: int = 90  # sends older than this do not count
+    soft_bounce_window_days: float = 30.0  # soft bounces older than this do not count
     # Tracking: a click this soon after the send is a security scanner, not a person.
     machine_click_within_s: float = 10.0
     machine_ip_ranges: tuple[str, ...] = ()  # extra CIDRs of proxies/scanners, comma list
@@ -79,6 +86,7 @@ class Settings:
     firestore_database: str = "(default)"
     bigquery_dataset: str = "mailpipe"
     template_bucket: str = ""
+    import_bucket: str = ""  # import files and their rejects (GCP); locally DATA_DIR/blobs
     # GCP client endpoints: empty means Google's. A plain-http endpoint is a local emulator or
     # test server and gets anonymous credentials. The SDKs also honour *_EMULATOR_HOST.
     pubsub_transport: str = "grpc"  # grpc | rest (rest reaches an HTTP test server)
@@ -133,6 +141,8 @@ class Settings:
     events_api_key: str = field(default="", repr=False)
     triggers_blob: str = "triggers/triggers.yaml"  # trigger definitions in the template store
     trigger_lease_s: float = 300.0  # a sweep's hold on a run it is sending (then another may)
+    # Subscriber imports (issue 13): rows per chunk, one bus message and one invocation each.
+    import_chunk_rows: int = 5000
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property

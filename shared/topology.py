@@ -86,6 +86,7 @@ SEND_REQUESTS = "send-requests"
 ESP_FEEDBACK = "esp-feedback"
 ANALYTICS_EVENTS = "analytics-events"
 BEHAVIOUR_EVENTS = "behaviour-events"  # POST /events, lifecycle events, the trigger sweep
+SUBSCRIBER_IMPORTS = "subscriber-imports"  # one step of an import file: its scan, or a chunk
 
 TOPICS: tuple[str, ...] = (
     SUBSCRIBER_EVENTS,
@@ -95,10 +96,15 @@ TOPICS: tuple[str, ...] = (
     ESP_FEEDBACK,
     ANALYTICS_EVENTS,
     BEHAVIOUR_EVENTS,
+    SUBSCRIBER_IMPORTS,
 )
 
 _FAST = RetryPolicy(minimum_backoff_s=10, maximum_backoff_s=600, max_attempts=5)
-_SENDING = RetryPolicy(minimum_backoff_s=30, maximum_backoff_s=600, max_attempts=10)
+# Send: what comes back to the bus is a few recipients the provider still defers after the
+# send function's own retry passes (see services/sending.py), not the whole batch: a short,
+# flat backoff suits a per-recipient retry; a doubling up to ten minutes left the last ones of
+# a batch waiting that long between tries. Server-wide throttling is the rate limiter's part.
+_SENDING = RetryPolicy(minimum_backoff_s=10, maximum_backoff_s=60, max_attempts=10)
 
 FUNCTIONS: tuple[Function, ...] = (
     Function("signup", "signup", route="/signup", public=True),
@@ -116,6 +122,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("warehouse", "warehouse", trigger_topic=ANALYTICS_EVENTS),
     Function("events", "events", route="/events", public=True),  # API key: customers' backends
     Function("triggers", "triggers", trigger_topic=BEHAVIOUR_EVENTS),
+    Function("imports", "imports", trigger_topic=SUBSCRIBER_IMPORTS, memory_mb=512, timeout_s=540),
 )
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = tuple(

@@ -75,6 +75,7 @@ locals {
       MAILPIPE_FIRESTORE_DATABASE = google_firestore_database.main.name
       MAILPIPE_BIGQUERY_DATASET   = google_bigquery_dataset.warehouse.dataset_id
       MAILPIPE_TEMPLATE_BUCKET    = google_storage_bucket.templates.name
+      MAILPIPE_IMPORT_BUCKET      = google_storage_bucket.imports.name
       MAILPIPE_ESP                = var.esp
       MAILPIPE_ESP_RATE_PER_S     = tostring(var.esp_rate_per_s)
       MAILPIPE_SENDER             = local.sender

@@ -42,6 +42,28 @@ resource "google_storage_bucket" "templates" {
   depends_on = [google_project_service.api]
 }
 
+resource "google_storage_bucket" "imports" {
+  #checkov:skip=CKV_GCP_62:Access logs would need a third bucket (which itself would be flagged); Cloud Audit Logs record access.
+  #checkov:skip=CKV_GCP_78:Import files are written once and deleted by the lifecycle rule; versions would keep addresses longer.
+  name                        = "${var.project_id}-mailpipe-imports"
+  location                    = var.region
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+
+  lifecycle_rule { # import files hold addresses: kept 30 days for rejects and re-runs
+    condition {
+      age = 30
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.api]
+}
+
 resource "google_storage_bucket_object" "template" {
   for_each = fileset(local.templates_dir, "**")
 

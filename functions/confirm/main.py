@@ -9,7 +9,7 @@ from shared.entrypoints.pages import render_message
 
 
 @functions_framework.http
-@endpoint
+@endpoint(max_body=0)
 def confirm(request):
     token = request.args.get("token") or ""
     try:

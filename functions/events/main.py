@@ -19,14 +19,14 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 @functions_framework.http
-@endpoint
+@endpoint(max_body=MAX_BODY_BYTES)
 def events(request):
     if request.method != "POST":
         raise HttpError(405, 'POST one event or {"events": [...]} to this URL')
     _authorize(request)
-    check_body_size(request, MAX_BODY_BYTES)
     if request.mimetype != "application/json":
         raise HttpError(415, "send the events as application/json")
+    check_body_size(request, MAX_BODY_BYTES)
     try:
         accepted = container().event_intake.accept(decode_body(request.get_data(cache=True)))
     except InvalidEvents as exc:

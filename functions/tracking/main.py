@@ -22,7 +22,7 @@ def _hit(request, token: str) -> Hit:
 
 
 @functions_framework.http
-@endpoint
+@endpoint(max_body=0)
 def tracking(request):
     kind, _, token = path_below_route(request, "tracking").strip("/").partition("/")
     service = container().tracking

@@ -13,7 +13,7 @@ MAX_WEBHOOK_BYTES = 1024 * 1024
 
 
 @functions_framework.http
-@endpoint
+@endpoint(max_body=MAX_WEBHOOK_BYTES)
 def webhooks(request):
     if request.method != "POST":
         return json_response({"error": "webhooks accept POST only"}, 405)

@@ -18,9 +18,6 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-import sqlglot
-from sqlglot.errors import SqlglotError
-
 from shared.domain.errors import ConfigurationError, InvalidInput
 from shared.topology import REPO_ROOT
 
@@ -112,6 +109,11 @@ def transpile(sql: str, dialect: Dialect) -> str:
     """Any BigQuery-dialect statement in `dialect` (for ad hoc queries such as the CLI's)."""
     if dialect == "bigquery":
         return sql
+    # Imported here: BigQuery reads the SQL as written, so the functions (the admin function
+    # serves the dashboards in GCP) need no sqlglot; only local mode transpiles.
+    import sqlglot
+    from sqlglot.errors import SqlglotError
+
     try:
         return sqlglot.transpile(sql, read="bigquery", write=dialect)[0]
     except SqlglotError as exc:

@@ -184,6 +184,11 @@ def _print_summary(shown: dict[str, Any]) -> None:
         f"  delivery: {delivery['done']}/{delivery['batches']} batches done, "
         f"{delivery['parked']} parked; outcomes: {outcomes} (send ledger)"
     )
+    if delivery.get("summary"):
+        console.print(f"  of {delivery['dispatched']:,} dispatched: {delivery['summary']}",
+                      markup=False, style=None if delivery["complete"] else "yellow")  # fmt: skip
+    for subscriber_id, reason in delivery.get("reasons", {}).items():
+        console.print(f"  failed {subscriber_id}: {reason}", markup=False)
     _print_allowance(shown.get("allowance"))
     for result in shown.get("variant_results", []):
         console.print(
@@ -336,6 +341,22 @@ def cancel(campaign_id: str) -> None:
     """Stop for good: nothing not yet sent will be."""
     cancelled = _service().cancel(campaign_id)
     console.print(f"Cancelled {cancelled.id}; undelivered batches will be skipped.")
+
+
+@campaign.command()
+@click.argument("campaign_id")
+def duplicate(campaign_id: str) -> None:
+    """Copy a campaign (content, audience, A/B test) into a new draft."""
+    copy = _service().duplicate(campaign_id)
+    console.print(f"Created campaign [bold]{copy.id}[/] (draft), a copy of {campaign_id}.")
+
+
+@campaign.command()
+@click.argument("campaign_id")
+def delete(campaign_id: str) -> None:
+    """Delete a draft (other campaigns are cancelled, not deleted)."""
+    _service().delete_draft(campaign_id)
+    console.print(f"Deleted draft {campaign_id}.")
 
 
 @campaign.command("resend-failed")

@@ -4,7 +4,6 @@ replaying again requeues nothing, and every consumer is idempotent anyway."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,9 +14,8 @@ from rich.table import Table
 
 from shared import topology
 from shared.bootstrap import container
-from shared.domain.errors import InvalidInput
-from shared.domain.messages import ZLIB_JSON, ZSTD_JSON, decompress_batch
 from shared.ports import DeadLetter, DeadLetters
+from shared.services.dead_letters import readable_payload
 
 ID_HELP = "Only these message ids (repeat --id); default: all of the subscription's."
 WARN_HELP = "Warn about dead letters that expire within this many hours."
@@ -120,15 +118,7 @@ def _show(letter: DeadLetter) -> None:
 
 
 def _decoded(letter: DeadLetter) -> str:
-    """The payload as a person can read it: JSON pretty-printed (for a compressed send batch,
-    its JSON header line: the batch and its messages), otherwise base64."""
-    data = letter.data
-    try:
-        if letter.attributes.get("encoding") in (ZLIB_JSON, ZSTD_JSON):
-            data = decompress_batch(data).partition(b"\n")[0]
-        return json.dumps(json.loads(data), indent=2, ensure_ascii=False)[:20_000]
-    except (ValueError, InvalidInput):
-        return base64.b64encode(letter.data).decode()[:20_000]
+    return readable_payload(letter)
 
 
 @dlq.command()

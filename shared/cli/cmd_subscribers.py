@@ -1,18 +1,17 @@
-"""`mailpipe subscribers`: import a CSV file, list and show subscribers.
+"""`mailpipe subscribers`: import a file of any size, follow imports, list and show subscribers.
 
-Import validates every row, writes the rejected rows with the reason to a CSV next to the input
-(or --rejects), and is safe to run again (see shared/services/subscriber_import.py).
+Import puts the file in the blob store and the import function works through it in chunks
+(shared/services/imports.py); the command follows with a progress bar (locally it works through
+the chunks itself), then writes the rejected rows with the reason next to the input (or
+--rejects). It is safe to run again.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
-from collections.abc import Iterator
+import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
 
 import click
 from rich.console import Console
@@ -23,7 +22,7 @@ from shared.bootstrap import container
 from shared.domain.errors import NotFound
 from shared.domain.subscriber import STATUSES
 from shared.ports import Filter
-from shared.services.subscriber_import import ImportOptions, RejectedRow
+from shared.repositories.imports import FINISHED, ImportJob
 
 console = Console()
 
@@ -50,72 +49,133 @@ def subscribers() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write rejected rows (default: FILE.rejected.csv).",
 )
-def import_(file: Path, confirmed_consent: bool, rejects: Path | None) -> None:
-    """Import FILE.csv (columns: email, first_name, lists, tags, topics, attributes.<name>)."""
-    rejects = rejects or file.with_name(file.stem + ".rejected.csv")
-    options = ImportOptions(file.name, _sha256(file), confirmed_consent)
-    rows = max(0, sum(1 for _ in _lines(file)) - 1)
-    writer = _RejectWriter(rejects)
-    columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+@click.option("--map", "mapping", multiple=True, metavar="HEADER=FIELD",
+              help="Map a column to a field (email, first_name, lists, tags, topics, status, "
+              "timezone, attributes, attributes.<name>, ignore); repeatable.")  # fmt: skip
+@click.option("--no-wait", is_flag=True, help="Queue the import and return its id at once.")
+@click.option("--timeout", default=7200.0, show_default=True, help="Seconds to wait at most.")
+def import_(
+    file: Path,
+    confirmed_consent: bool,
+    rejects: Path | None,
+    mapping: tuple[str, ...],
+    no_wait: bool,
+    timeout: float,
+) -> None:
+    """Import FILE (CSV with , ; or tab; Mailchimp and listmonk exports as they are)."""
+    service = container().imports
+    job = service.upload(file.read_bytes(), file.name)
+    service.start(job.id, _mapping(mapping), confirmed_consent)
+    if no_wait:
+        console.print(f"Import {job.id} queued. Follow it: mailpipe subscribers import-status "
+                      f"{job.id} --wait")  # fmt: skip
+        return
+    finished = _follow_import(job.id, timeout)
+    _print_import(finished)
+    if finished.status == "refused":
+        raise click.ClickException(f"the file was refused: {finished.error}")
+    if finished.rejects_blob:
+        target = rejects or file.with_name(file.stem + ".rejected.csv")
+        target.write_bytes(service.rejects(job.id))
+        console.print(f"Rejected rows and the reasons: {target}")
+
+
+def _mapping(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        header, sep, target = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not HEADER=FIELD", param_hint="--map")
+        mapping[header] = target.strip()
+    return mapping or None
+
+
+def _follow_import(import_id: str, timeout: float) -> ImportJob:
+    """Progress until the import finishes; locally this process works through it too."""
+    c = container()
+    worker = None
+    if c.settings.is_local:
+        from shared.runner.import_worker import start_import_worker
+
+        worker = start_import_worker(c.bus)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    deadline = time.monotonic() + timeout
     try:
         with Progress(*columns, console=console) as progress:
-            task = progress.add_task("import", total=rows)
-            summary = container().subscriber_import.run(
-                _lines(file),
-                options,
-                on_row=lambda n: progress.update(task, completed=n),
-                on_reject=writer.write,
-            )
+            task = progress.add_task("scanning", total=None)
+            while True:
+                job = c.imports.status(import_id)
+                progress.update(task, description=job.status, completed=job.rows_done,
+                                total=job.rows_total or None)  # fmt: skip
+                if job.status in FINISHED or time.monotonic() > deadline:
+                    return job
+                time.sleep(0.2)
     finally:
-        writer.close()
+        if worker is not None:
+            worker.stop(timeout=60)
+
+
+def _print_import(job: ImportJob) -> None:
+    n = job.counts
     console.print(
-        f"{summary.rows} rows: {summary.created} created, {summary.updated} updated, "
-        f"{summary.unchanged} unchanged, {summary.rejected} rejected."
+        f"{n.get('rows', 0)} rows: {n.get('created', 0)} created, {n.get('updated', 0)} updated, "
+        f"{n.get('unchanged', 0)} unchanged, {n.get('rejected', 0)} rejected; "
+        f"{n.get('duplicates', 0)} duplicate(s) in the file, {n.get('unsubscribed', 0)} "
+        f"unsubscribed, {n.get('suppressed', 0)} suppressed."
     )
-    if summary.confirmations_requested:
+    if job.duplicate_lines:
+        shown = ", ".join(f"line {a} (as line {b})" for a, b in job.duplicate_lines[:5])
+        console.print(f"Addresses seen before: {shown}")
+    if n.get("confirmations_requested"):
         console.print(
-            f"{summary.confirmations_requested} confirmation mail(s) requested "
+            f"{n['confirmations_requested']} confirmation mail(s) requested "
             "(double opt-in); `make run` sends them."
         )
-    if summary.rejected:
-        console.print(f"Rejected rows and the reasons: {rejects}")
 
 
-def _lines(file: Path) -> Iterator[str]:
-    with file.open(encoding="utf-8-sig", newline="") as handle:
-        try:
-            yield from handle
-        except UnicodeDecodeError as exc:
-            raise click.ClickException(f"{file} is not UTF-8 text ({exc.reason})") from exc
+@subscribers.command("imports")
+@click.option("--limit", default=20, show_default=True)
+def imports(limit: int) -> None:
+    """Recent imports, newest first."""
+    table = Table("Id", "File", "Status", "Rows", "Created", "Rejected", "Duplicates")
+    for job in container().imports.recent(limit):
+        n = job.counts
+        table.add_row(job.id, job.filename, job.status, f"{job.rows_done}/{job.rows_total}",
+                      str(n.get("created", 0)), str(n.get("rejected", 0)),
+                      str(n.get("duplicates", 0)))  # fmt: skip
+    console.print(table)
 
 
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with file.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+@subscribers.command("import-status")
+@click.argument("import_id")
+@click.option("--wait", is_flag=True, help="Follow it with a progress bar until it finishes.")
+def import_status(import_id: str, wait: bool) -> None:
+    """One import: status, progress, counts, and where its rejects are."""
+    job = _follow_import(import_id, 7200.0) if wait else container().imports.status(import_id)
+    console.print(f"Import {job.id} ({job.filename}): {job.status}, "
+                  f"{job.rows_done} of {job.rows_total or '?'} rows, "
+                  f"chunk {job.done_chunks} of {len(job.chunks) or '?'}")  # fmt: skip
+    if job.error:
+        console.print(f"Refused: {job.error}")
+    _print_import(job)
+    if job.rejects_blob:
+        console.print(f"Rejects: mailpipe subscribers import-rejects {job.id}")
 
 
-class _RejectWriter:
-    """The rejects CSV, created on the first rejected row (no empty file otherwise)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._handle: IO[str] | None = None
-        self._writer: Any = None
-
-    def write(self, rejected: RejectedRow) -> None:
-        if self._writer is None:
-            self._handle = self.path.open("w", newline="", encoding="utf-8")
-            fields = ["line", *rejected.row, "reason"]
-            self._writer = csv.DictWriter(self._handle, fields, extrasaction="ignore")
-            self._writer.writeheader()
-        self._writer.writerow({"line": rejected.line, **rejected.row, "reason": rejected.reason})
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
+@subscribers.command("import-rejects")
+@click.argument("import_id")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of printing.")  # fmt: skip
+def import_rejects(import_id: str, output: Path | None) -> None:
+    """The rejected rows of an import (line, email, reason) as CSV."""
+    data = container().imports.rejects(import_id)
+    if output:
+        output.write_bytes(data)
+        rows = data.count(b"\n") - 1
+        console.print(f"{rows} rejected row(s) written to {output}")
+    else:
+        click.echo(data.decode("utf-8"), nl=False)
 
 
 @subscribers.command("list")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import flask
+from werkzeug.exceptions import HTTPException
 
 from shared.analytics.dashboards import Dashboards
 from shared.dashboard import pages
@@ -27,12 +29,13 @@ def create_dashboard_app(
     dashboards: Callable[[], Dashboards],
     triggers: Callable[[], dict[str, Any]] | None = None,
     sending: Callable[[str], dict[str, Any] | None] | None = None,
+    delivery: Callable[[str], Any] | None = None,
     samples: pages.Samples | None = None,
 ) -> flask.Flask:
     """The dashboard app; `dashboards` gives the figures, `triggers` the triggers page's
-    context and `sending` a campaign's dispatch state (daily cap), all called per request, so
-    the app can be built before the container; `samples` renders a campaign not sent yet for
-    its page."""
+    context, `sending` a campaign's dispatch state (daily cap) and `delivery` its delivery
+    state from the send ledger (campaigns.Delivery), all called per request, so the app can
+    be built before the container; `samples` renders a campaign not sent yet for its page."""
     app = flask.Flask("dashboard")
 
     def show(template: str, page: str, **context: Any) -> str:
@@ -46,6 +49,9 @@ def create_dashboard_app(
     def campaign(campaign_id: str) -> str:
         context = pages.campaign_context(dashboards(), campaign_id, samples)
         context["sending"] = sending(campaign_id) if sending else None
+        if delivery is not None:
+            with suppress(NotFound):  # events without a campaign document: no ledger view
+                context = pages.with_delivery(context, delivery(campaign_id))
         return show("campaign.html", "campaign", **context)
 
     @app.get("/deliverability")
@@ -85,6 +91,15 @@ def _register_errors(app: flask.Flask, show: Callable[..., str]) -> None:
     @app.errorhandler(404)
     def no_route(exc: Exception) -> tuple[str, int]:
         return page(404, "Not found", "There is no dashboard page at this address.")
+
+    @app.errorhandler(HTTPException)
+    def refused(exc: HTTPException) -> Any:
+        """405 (the dashboard only answers GET) and other protocol errors keep their status
+        and headers (Allow), instead of falling to the catch-all 500 below."""
+        response = exc.get_response()
+        response.set_data(page(exc.code or 400, exc.name, exc.description or exc.name)[0])
+        response.mimetype = "text/html"
+        return response
 
     @app.errorhandler(InvalidInput)
     def bad_input(exc: InvalidInput) -> tuple[str, int]:

@@ -6,6 +6,7 @@ the same words. Templates live in templates/dashboard/.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,8 +156,32 @@ def draft_context(d: Dashboards, campaign_id: str, samples: Samples | None) -> d
     return {"settings": settings, "previews": previews, "problem": problem}
 
 
+def samples_from(services: Callable[[], Any]) -> Samples:
+    """A campaign's messages for a made-up subscriber, rendered by the container's preview."""
+
+    def samples(campaign_id: str) -> list[tuple[str | None, str, str]]:
+        from shared.services.campaign_preview import sample_message
+
+        c = services()
+        campaign = c.campaigns.get(campaign_id)
+        emails = sample_message(c.campaign_preview, campaign)
+        names = campaign.variant_names()
+        return [(v, e.subject, e.html) for v, e in zip(names, emails, strict=True)]
+
+    return samples
+
+
 def _moment(epoch: Any) -> datetime | None:
     return datetime.fromtimestamp(float(epoch), UTC) if isinstance(epoch, int | float) else None
+
+
+def with_delivery(context: dict[str, Any], delivery: Any) -> dict[str, Any]:
+    """The campaign page's context with what the send ledger says: the status people read
+    ("delivering" until every recipient has its final outcome) and what is not final yet."""
+    summary = context["campaign"]
+    status = delivery.status_of(summary.status)
+    return {**context, "campaign": dataclasses.replace(summary, status=status),
+            "delivery": delivery}  # fmt: skip
 
 
 def deliverability_context(d: Dashboards, days: int, today: date | None = None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared.domain import strict_json
 from shared.domain.addresses import normalize_address
 from shared.domain.errors import InvalidInput
 from shared.domain.events import stable_id
@@ -100,15 +101,11 @@ def _first_field(problems: Sequence[Problem]) -> str | None:
 # --- parsing a request body ----------------------------------------------------------------
 def decode_body(data: bytes) -> Any:
     """The JSON of a request body; InvalidInput when it is not JSON (NaN and Infinity, which
-    JSON does not have, included)."""
-
-    def refuse(constant: str) -> Any:
-        raise ValueError(f"{constant} is not a JSON value")
-
+    JSON does not have, included) or nests deeper than strict_json allows."""
     try:
-        return json.loads(data or b"null", parse_constant=refuse)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}", field="events") from exc
+        return strict_json.loads(data or b"null")
+    except InvalidInput as exc:
+        raise InvalidInput(str(exc), field="events") from exc
 
 
 def event_list(body: Any) -> list[Any]:
@@ -204,6 +201,8 @@ def _timestamp_problems(value: Any, now: float) -> Iterator[tuple[str, str]]:
     at = parse_timestamp(value)
     if at is None:
         yield "timestamp", "must be an RFC 3339 time with an offset, such as 2026-05-01T09:30:00Z"
+    elif at < 0:
+        yield "timestamp", "must be after 1970-01-01T00:00:00Z"
     elif at > now + MAX_FUTURE_S:
         yield "timestamp", f"is more than {int(MAX_FUTURE_S // 60)} minutes in the future"
 

@@ -39,10 +39,27 @@ class FeedbackEvent:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """InvalidInput for anything the feedback stage could not use: webhooks build events
+        through here before publishing, so what reaches the bus is usable by construction."""
         if self.kind not in KINDS:
             raise InvalidInput(f"unknown feedback kind {self.kind!r}", field="kind")
         if self.kind == BOUNCE and self.bounce_type not in (HARD, SOFT):
             raise InvalidInput("a bounce needs bounce_type hard or soft", field="bounce_type")
+        for name in _REQUIRED_TEXT:
+            if not _is_text(getattr(self, name)) or not getattr(self, name):
+                raise InvalidInput(f"feedback event: {name} must be non-empty text", field=name)
+        for name in _OPTIONAL_TEXT:
+            value = getattr(self, name)
+            if value is not None and not _is_text(value):
+                raise InvalidInput(f"feedback event: {name} must be text", field=name)
+        if not is_usable_instant(self.occurred_at):
+            raise InvalidInput(
+                f"feedback event: occurred_at must be a time between 1970 and 9999, "
+                f"not {self.occurred_at!r}",
+                field="occurred_at",
+            )
+        if not isinstance(self.extra, dict):
+            raise InvalidInput("feedback event: extra must be an object", field="extra")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +70,33 @@ class FeedbackEvent:
             return cls(**raw)
         except TypeError as exc:
             raise InvalidInput(f"feedback event: {exc}") from exc
+
+
+_REQUIRED_TEXT = ("provider", "provider_event_id", "email")
+_OPTIONAL_TEXT = ("message_id", "campaign_id", "bounce_type", "smtp_code", "enhanced_code", "url",
+                  "user_agent", "ip", "detail")  # fmt: skip
+LATEST_INSTANT = 253402300799.0  # 9999-12-31T23:59:59Z, the last second a timestamp can name
+
+
+def is_usable_instant(value: object) -> bool:
+    """A unix time the pipeline can store and format: a finite number from 1970 to 9999
+    (NaN, infinities and 1e300 are not)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and 0.0 <= value <= LATEST_INSTANT
+    )
+
+
+def _is_text(value: object) -> bool:
+    """Text that can be encoded (a lone surrogate cannot, and would fail every hash of it)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --- bounce classification ---------------------------------------------------------------------
@@ -100,56 +144,38 @@ def clean_code(value: object) -> str | None:
 
 # --- soft-bounce policy ------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class HistoryRow:
-    """One of a subscriber's recent `send` or soft `bounce` events, newest first."""
-
-    event_type: str  # "send" | "bounce"
-    message_key: str  # the Message-ID, or the event id when the provider gave none
-    occurred_at: float
-    message_known: bool = True  # False: a bounce that named no Message-ID
+DAY_S = 86400.0
 
 
 @dataclass(frozen=True)
 class SoftBouncePolicy:
-    """Suppress after `threshold` soft-bounced messages among the last `window` sends.
+    """Suppress after `threshold` distinct soft-bounced messages within `window_days`.
 
-    A message counts once however often it soft-bounced (Mailgun reports every temporary
-    failure of one message), so retries and redeliveries cannot inflate the count. A bounce
-    that names its message counts when that message is one of the last `window` sends; one that
-    does not (no correlation data) counts when it happened after the oldest of those sends.
-    The bounce being processed always counts unless its message is known to be older than the
-    window: the warehouse is eventually consistent and may not hold it (or its send) yet.
+    Counted on the subscriber document (`soft_bounces`: [message key, when] of the recent
+    ones), which feedback changes only when a soft bounce arrives: no warehouse query per
+    bounce and no write per send. A message counts once however often it soft-bounced (Mailgun
+    reports every temporary failure of one message), so retries and redeliveries cannot
+    inflate the count; a bounce that names no message counts by its provider event id.
     """
 
     threshold: int = 3
-    window: int = 5
+    window_days: float = 30.0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.threshold <= self.window:
-            raise InvalidInput("soft bounce policy needs 1 <= threshold <= window")
+        if self.threshold < 1 or self.window_days <= 0:
+            raise InvalidInput("soft bounce policy needs threshold >= 1 and a positive window")
 
-    def bounced_messages(self, history: list[HistoryRow], current: HistoryRow) -> int:
-        """How many distinct messages in the window soft-bounced, `current` included."""
-        known_sends = [r.message_key for r in history if r.event_type == "send"]
-        recent = list(dict.fromkeys(known_sends))[: self.window]
-        if current.message_known and current.message_key not in known_sends:
-            recent = [current.message_key, *recent][: self.window]  # its send is not stored yet
-        starts_at = min(
-            (r.occurred_at for r in history if r.event_type == "send" and r.message_key in recent),
-            default=float("-inf"),
-        )
-        if len(recent) < self.window:
-            starts_at = float("-inf")  # fewer sends than the window: every bounce is in it
+    def record(
+        self, recent: list[list[Any]], message_key: str, at: float, now: float
+    ) -> list[list[Any]]:
+        """`recent` with this bounce added (once per message) and what left the window gone;
+        at most `threshold` entries are kept, the newest."""
+        since = now - self.window_days * DAY_S
+        kept = [[key, when] for key, when in recent if when >= since]
+        if at >= since and all(key != message_key for key, _ in kept):
+            kept.append([message_key, at])
+        kept.sort(key=lambda entry: entry[1])
+        return kept[-self.threshold :]
 
-        def in_window(row: HistoryRow) -> bool:
-            if row.message_known and row.message_key in known_sends:
-                return row.message_key in recent
-            return row.occurred_at >= starts_at
-
-        bounces = [r for r in history if r.event_type == "bounce"] + [current]
-        return len({r.message_key for r in bounces if in_window(r)})
-
-    def suppresses(self, history: list[HistoryRow], current: HistoryRow) -> bool:
-        return self.bounced_messages(history, current) >= self.threshold
+    def suppresses(self, recent: list[list[Any]]) -> bool:
+        return len({key for key, _ in recent}) >= self.threshold

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from shared.domain.errors import Conflict
@@ -48,6 +48,7 @@ class Subscriber:
     last_open_at: float | None = None
     last_click_at: float | None = None
     recent_outcomes: list[str] = field(default_factory=list)  # newest last: sent|soft|hard
+    soft_bounces: list[list[Any]] = field(default_factory=list)  # [message key, when]: policy
     consent: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -56,7 +57,15 @@ class Subscriber:
         return cls(**known)
 
     def to_doc(self) -> dict[str, Any]:
-        return asdict(self)
+        """The document (a copy: changing it leaves the subscriber alone). Written out rather
+        than `asdict`, which deep-copies field by field ten times slower (imports of millions)."""
+        doc = {name: getattr(self, name) for name in _FIELD_NAMES}
+        for name in ("lists", "tags", "topics", "recent_outcomes"):
+            doc[name] = list(doc[name])
+        doc["attributes"] = _copy_json(self.attributes)
+        doc["consent"] = [dict(c) for c in self.consent]
+        doc["soft_bounces"] = [list(b) for b in self.soft_bounces]
+        return doc
 
     @property
     def mailable(self) -> bool:
@@ -81,3 +90,14 @@ class Subscriber:
         self.unsubscribed_at = at
         self.consent.append(asdict(consent))
         return True
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Subscriber))
+
+
+def _copy_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    return value

@@ -2,19 +2,30 @@
 
 Every domain error becomes a 4xx/5xx with a JSON (or HTML, for browsers) message saying what is
 wrong; nothing ever returns a stack trace.
+
+Bodies are limits first, bytes second. `endpoint(max_body=...)` refuses a declared
+Content-Length over the route's limit with 413 before a byte is read, caps the stream for a
+body without a length (chunked), and bounds form parsing; JSON goes through strict_json (no
+NaN/Infinity, at most MAX_JSON_DEPTH levels). A route that takes no body (max_body=0) never
+reads one. After the handler, whatever it did not read is dropped unread: functions-framework
+otherwise reads every request's whole body into memory after the response (its
+`read_request` hook), which held a 200 MB body to the open pixel in RAM. The server (gunicorn
+in GCP, waitress locally) discards unread bytes from the socket in small pieces.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 import flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from shared.domain import strict_json
 from shared.domain.errors import (
     ConfigurationError,
     InvalidInput,
@@ -26,7 +37,8 @@ from shared.domain.errors import (
 from shared.logs import log_context, trace_from_header
 
 log = logging.getLogger("mailpipe.http")
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = 64 * 1024  # forms and JSON of the public pages
+MAX_FORM_FIELDS = 200  # form fields (and multipart parts) in one request
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -86,35 +98,72 @@ def client_ip(request: flask.Request, trusted_hops: int | None = None) -> str:
     return entries[-min(trusted_hops, len(entries))]
 
 
-def check_body_size(request: flask.Request, limit: int = MAX_BODY_BYTES) -> None:
+def size_text(limit: int) -> str:
+    """A body limit as people say it: 64 KB, 10 MB, 0 bytes."""
+    if limit >= 1024 * 1024 and limit % (1024 * 1024) == 0:
+        return f"{limit // (1024 * 1024)} MB"
+    if limit >= 1024 and limit % 1024 == 0:
+        return f"{limit // 1024} KB"
+    return f"{limit} bytes"
+
+
+def too_large(limit: int) -> HttpError:
+    if limit == 0:
+        return HttpError(413, "this URL takes no request body")
+    return HttpError(413, f"request body is larger than {size_text(limit)}")
+
+
+def limit_body(request: flask.Request, limit: int) -> None:
+    """Refuse a declared body over `limit` before reading it, and cap what can be read: the
+    stream of a body without a length, form fields and form memory."""
     length = request.content_length
     if length is not None and length > limit:
-        raise HttpError(413, f"request body is larger than {limit // 1024} KB")
-    # A chunked body has no length: cap the stream itself, so reading it stops at the limit
-    # (werkzeug then raises 413) instead of holding a body of any size in memory.
+        raise too_large(limit)
     request.max_content_length = limit
+    request.max_form_memory_size = limit
+    request.max_form_parts = MAX_FORM_FIELDS
+
+
+def check_body_size(request: flask.Request, limit: int = MAX_BODY_BYTES) -> None:
+    """Read the body (at most `limit` bytes, the rest unread) into the request's cache; 413
+    naming the limit when there is more."""
+    limit_body(request, limit)
+    request.max_content_length = limit + 1  # a stream without a length: one byte more tells
     try:
         body = request.get_data(cache=True)
     except RequestEntityTooLarge as exc:
-        raise HttpError(413, f"request body is larger than {limit // 1024} KB") from exc
-    if len(body) >= limit:  # the capped stream stopped at the limit: there was more
-        raise HttpError(413, f"request body is larger than {limit // 1024} KB")
+        raise too_large(limit) from exc
+    if len(body) > limit:
+        raise too_large(limit)
 
 
-def read_fields(request: flask.Request) -> dict[str, Any]:
+def read_json(request: flask.Request, limit: int = MAX_BODY_BYTES) -> Any:
+    """The body as strict JSON (see strict_json): 400 naming what is wrong, 413 over `limit`."""
+    check_body_size(request, limit)
+    try:
+        return strict_json.loads(request.get_data(cache=True) or b"null")
+    except InvalidInput as exc:
+        raise HttpError(400, str(exc)) from exc
+
+
+def read_fields(request: flask.Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
     """The JSON object or form fields of a POST; 415 for other content types."""
-    check_body_size(request)
     mimetype = request.mimetype
     if mimetype in JSON_TYPES:
-        try:
-            payload = json.loads(request.get_data(cache=True) or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HttpError(400, f"body is not valid JSON: {exc}") from exc
+        payload = read_json(request, limit)
         if not isinstance(payload, dict):
             raise HttpError(400, "body must be a JSON object")
         return payload
     if mimetype in FORM_TYPES:
-        return {k: v if len(v) > 1 else v[0] for k, v in request.form.lists()}
+        check_body_size(request, limit)
+        too_many = HttpError(413, f"a form has at most {MAX_FORM_FIELDS} fields")
+        try:
+            fields = list(request.form.lists())
+        except RequestEntityTooLarge as exc:  # multipart parts over max_form_parts
+            raise too_many from exc
+        if sum(len(values) for _, values in fields) > MAX_FORM_FIELDS:
+            raise too_many
+        return {k: v if len(v) > 1 else v[0] for k, v in fields}
     raise HttpError(
         415, "send application/json or an HTML form (application/x-www-form-urlencoded)"
     )
@@ -131,15 +180,33 @@ _STATUS = (
 )
 
 
-def endpoint(handler: Handler) -> Handler:
-    """Wraps an HTTP function: maps errors to clear responses and never leaks a stack trace."""
+@overload
+def endpoint(handler: Handler) -> Handler: ...
+@overload
+def endpoint(*, max_body: int) -> Callable[[Handler], Handler]: ...
 
-    @functools.wraps(handler)
-    def wrapped(request: flask.Request) -> flask.Response:
-        with log_context(function=handler.__name__, **_trace(request)):
-            return _answer(handler, request)
 
-    return wrapped
+def endpoint(handler: Handler | None = None, *, max_body: int = MAX_BODY_BYTES) -> Any:
+    """Wraps an HTTP function: enforces its body limit (`max_body` bytes; 0 for a route that
+    takes no body), maps errors to clear responses and never leaks a stack trace."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def wrapped(request: flask.Request) -> flask.Response:
+            with log_context(function=handler.__name__, **_trace(request)):
+                try:
+                    return _answer(handler, request, max_body)
+                finally:
+                    _drop_unread_body(request)
+
+        return wrapped
+
+    return decorate(handler) if handler is not None else decorate
+
+
+def _drop_unread_body(request: flask.Request) -> None:
+    """Whatever the handler did not read stays unread (see the module docstring)."""
+    request.stream = io.BytesIO()
 
 
 def _trace(request: flask.Request) -> dict[str, str]:
@@ -151,11 +218,15 @@ def _trace(request: flask.Request) -> dict[str, str]:
     return trace_from_header(header, container().settings.gcp_project)
 
 
-def _answer(handler: Handler, request: flask.Request) -> flask.Response:
+def _answer(handler: Handler, request: flask.Request, max_body: int) -> flask.Response:
     try:
+        limit_body(request, max_body)
         return handler(request)
     except HttpError as exc:
         return error_response(request, exc.status, exc.message, exc.field)
+    except RequestEntityTooLarge:  # a capped stream or form parser met the limit
+        error = too_large(max_body)
+        return error_response(request, error.status, error.message)
     except HTTPException as exc:
         return error_response(request, exc.code or 400, exc.description or exc.name)
     except (InvalidInput, Unauthorized, NotFound, RateLimited, TransientError) as exc:

@@ -51,6 +51,9 @@ class Campaigns:
         stored = self._store.update(COLLECTION, campaign_id, apply)
         return Campaign.from_doc(stored or {}), results[0]
 
+    def delete(self, campaign_id: str) -> None:
+        self._store.delete(COLLECTION, campaign_id)
+
     def query(
         self, statuses: Sequence[str] = (), limit: int = 100, start_after: str | None = None
     ) -> list[Campaign]:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from shared.domain.addresses import keyed_hash
 from shared.domain.errors import NotFound
 from shared.domain.subscriber import Subscriber
-from shared.ports import DocumentStore, Filter, paged
+from shared.ports import MAX_BATCH_WRITES, BatchWrite, DocumentStore, Filter, paged
 
 COLLECTION = "subscribers"
 
@@ -18,7 +18,13 @@ class Subscribers:
         self._hash_key = hash_key
 
     def id_for(self, email: str) -> str:
-        return "s" + keyed_hash(self._hash_key, email)[:31]
+        return self.id_for_key(keyed_hash(self._hash_key, email))
+
+    @staticmethod
+    def id_for_key(key: str) -> str:
+        """The id of the address whose keyed hash is `key` (the suppression list's key, when
+        both use the same hash key, as the container builds them)."""
+        return "s" + key[:31]
 
     def get(self, subscriber_id: str) -> Subscriber:
         doc = self._store.get(COLLECTION, subscriber_id)
@@ -36,6 +42,15 @@ class Subscribers:
     def create(self, subscriber: Subscriber) -> None:
         """Raises AlreadyExists when this address already has a subscriber."""
         self._store.create(COLLECTION, subscriber.id, subscriber.to_doc())
+
+    def create_many(self, subscribers: Sequence[Subscriber]) -> None:
+        """Create each, in commits of at most 500; AlreadyExists (that commit written not at
+        all) when one of them exists. One write each."""
+        for start in range(0, len(subscribers), MAX_BATCH_WRITES):
+            self._store.write_batch([
+                BatchWrite(COLLECTION, s.id, s.to_doc(), create_only=True)
+                for s in subscribers[start : start + MAX_BATCH_WRITES]
+            ])  # fmt: skip
 
     def save(self, subscriber: Subscriber) -> None:
         self._store.put(COLLECTION, subscriber.id, subscriber.to_doc())

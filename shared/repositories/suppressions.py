@@ -70,6 +70,16 @@ class Suppressions:
         recent = self.added_since(since)
         return {e for e in emails if self.key(e) in recent} if recent else set()
 
+    def reasons_of(
+        self, emails: Iterable[str], keys: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """The suppression reason of each of `emails` that is suppressed (one read each);
+        `keys` may hold their keys already (address -> key)."""
+        known = keys or {}
+        by_key = {known.get(e) or self.key(e): e for e in emails}
+        found = self._store.get_many(COLLECTION, list(by_key)) if by_key else {}
+        return {by_key[k]: str(doc.get("reason") or "suppressed") for k, doc in found.items()}
+
     def suppressed_now(self, emails: Iterable[str]) -> set[str]:
         """Which of `emails` are suppressed, by direct lookup (one read each)."""
         by_key = {self.key(e): e for e in emails}

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import flask
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from shared import bootstrap, topology
 from shared import settings as settings_module
 from shared.adapters.local.bus_worker import BusWorker
 from shared.bootstrap import Container
-from shared.dashboard.app import create_dashboard_app
+from shared.console.access import ConsoleAccess
+from shared.console.app import create_console_app
 from shared.domain.errors import ConfigurationError
 from shared.runner.functions_host import FunctionsHost, prepare_bus_worker_host
 from shared.runner.inbox import create_inbox_app
@@ -33,6 +33,7 @@ from shared.runner.runner_file import RunnerLock, runner_info
 from shared.runner.scheduler import Scheduler
 from shared.runner.sink_reports import DeliveryReports
 from shared.runner.smtp_sink import SmtpSink
+from shared.runner.waitress_server import WaitressServer
 
 log = logging.getLogger("mailpipe.runner")
 
@@ -65,14 +66,15 @@ class LocalRunner:
         self.settings = self.container.settings
         self.host = FunctionsHost(self.container.meter)
         self.sink: SmtpSink | None = None
-        self.server: BaseWSGIServer | None = None
+        self.server: WaitressServer | None = None
         self.workers: list[BusWorker] = []
         self.processes: list[subprocess.Popen[bytes]] = []
         self.scheduler: Scheduler | None = None
         self.trigger_scheduler: Scheduler | None = None  # the trigger sweep (behaviour-events)
-        self._threads: list[threading.Thread] = []
         self._switch_interval = sys.getswitchinterval()
         self.lock = RunnerLock(self.settings.data_dir)
+        # The console's keys; a missing admin key is generated for this run (and printed).
+        self.console_access = ConsoleAccess.from_settings(self.settings, generate=True)
 
     @property
     def maildir(self):
@@ -126,17 +128,6 @@ class LocalRunner:
             c.warehouse, c.dashboards.catalog, c.trigger_catalog.current()
         )
 
-    def _samples(self, campaign_id: str) -> list[tuple[str | None, str, str]]:
-        """A campaign's messages for a made-up subscriber (a draft's dashboard page)."""
-        from shared.services.campaign_preview import sample_message
-
-        c = self.container
-        campaign = c.campaigns.get(campaign_id)
-        emails = sample_message(c.campaign_preview, campaign)
-        return [
-            (v, e.subject, e.html) for v, e in zip(campaign.variant_names(), emails, strict=True)
-        ]
-
     def _start_worker_processes(self) -> None:
         env = settings_module.child_environ(self.settings)
         modules = ["shared.runner.worker_process"] * (self.settings.worker_processes - 1)
@@ -150,19 +141,13 @@ class LocalRunner:
     def _start_http(self) -> None:
         mounts = {
             "/inbox": create_inbox_app(self.maildir),
-            "/dashboard": create_dashboard_app(
-                lambda: self.container.dashboards,
-                self._trigger_page,
-                lambda campaign_id: self.container.campaign_service.sending(campaign_id),
-                self._samples,
+            "/dashboard": create_console_app(
+                lambda: self.container, self.console_access, self._trigger_page
             ),
             **self.extra_mounts,
         }
         wsgi = self.host.wsgi(root_app(self.container), mounts)
-        self.server = make_server(self.settings.host, self.settings.port, wsgi, threaded=True)
-        thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        self.server = WaitressServer(wsgi, self.settings.host, self.settings.port).start()
 
     def _start_workers(self) -> None:
         self.workers = self.host.bus_workers(
@@ -183,7 +168,7 @@ class LocalRunner:
 
     @property
     def http_port(self) -> int:
-        return self.server.server_port if self.server else self.settings.port
+        return self.server.port if self.server else self.settings.port
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -197,6 +182,7 @@ class LocalRunner:
                 process.kill()
         for worker in self.workers:
             worker.join(timeout=30)
+        self.container.close()  # QUIT on the pooled SMTP connections
         if self.scheduler:
             self.scheduler.join(timeout=5)
         if self.trigger_scheduler:
@@ -204,7 +190,7 @@ class LocalRunner:
         if self.sink:  # before the HTTP server: its last delivery reports go to the webhook
             self.sink.stop()
         if self.server:
-            self.server.shutdown()
+            self.server.stop()
         self.lock.release()
         sys.setswitchinterval(self._switch_interval)
         bootstrap.install(None)
@@ -215,7 +201,8 @@ class LocalRunner:
             "Mailpipe is running locally.",
             f"  signup form    {base}/signup",
             f"  inbox          {base}/inbox",
-            f"  dashboard      {base}/dashboard",
+            f"  dashboard      {base}/dashboard (the console: sign in with the key below)",
+            f"  console key    {self._console_key()}",
             f"  health         {base}/healthz",
             self._smtp_line(),
             f"  data directory {self.settings.data_dir.resolve()}",
@@ -230,6 +217,12 @@ class LocalRunner:
         if s.esp == "smtp":
             return f"  SMTP server    {s.smtp_host}:{s.smtp_port} (no sink: MAILPIPE_SMTP_SINK)"
         return f"  email provider {s.esp} (no SMTP sink)"
+
+    def _console_key(self) -> str:
+        if self.console_access.generated:
+            return (f"{self.console_access.admin_key} (generated for this run; set "
+                    "MAILPIPE_ADMIN_API_KEY to keep one)")  # fmt: skip
+        return "MAILPIPE_ADMIN_API_KEY"
 
     def serve_forever(self) -> None:
         """Run until SIGINT/SIGTERM, then stop cleanly."""

@@ -12,7 +12,17 @@ the key and maps each route to a campaign or import use case.
     POST /campaigns/<id>/preview             {"sample_size": 3?, "variables": {...}?}
                                              (variables: override the campaign's, this call only)
     POST /campaigns/<id>/pick-winner         {"variant": "B"}
-    POST /subscribers/import[?confirmed_consent=true&filename=list.csv]   CSV body
+    POST /campaigns/<id>/duplicate           a new draft with the same content (201)
+    DELETE /campaigns/<id>                   delete a draft (409 for any other status)
+    POST /subscribers/import[?confirmed_consent=true&filename=list.csv]   CSV body, imported
+                                             at once (small files; the answer is the summary)
+    POST /subscribers/imports?filename=list.csv   file body: upload (201) -> the import and its
+                                             inspection (delimiter, mapping, preview, rejects)
+    GET  /subscribers/imports                recent imports, newest first
+    GET  /subscribers/imports/<id>           status and progress
+    POST /subscribers/imports/<id>/inspect   {"mapping": {...}}? -> the preview with it
+    POST /subscribers/imports/<id>/start     {"mapping": {...}?, "confirmed_consent": bool?} (202)
+    GET  /subscribers/imports/<id>/rejects   the rejects CSV (line, email, reason)
 """
 
 from __future__ import annotations
@@ -41,9 +51,12 @@ def authorized(authorization: str, api_key: str) -> None:
 
 
 class AdminApi:
-    def __init__(self, campaigns: CampaignService, importer: SubscriberImport) -> None:
+    def __init__(
+        self, campaigns: CampaignService, importer: SubscriberImport, imports: Any = None
+    ) -> None:
         self._campaigns = campaigns
         self._importer = importer
+        self._imports = imports  # shared/services/imports.py ImportService
 
     def handle(
         self,
@@ -59,7 +72,35 @@ class AdminApi:
             return self._campaign_route(method, parts[1:], query, body)
         if parts == ["subscribers", "import"] and method == "POST":
             return 200, self._import(raw(), query)
+        if parts[:2] == ["subscribers", "imports"]:
+            return self._imports_route(method, parts[2:], query, body, raw)
         raise NotFound(f"no admin route {method} {path}")
+
+    def _imports_route(
+        self,
+        method: str,
+        parts: list[str],
+        query: Mapping[str, str],
+        body: Callable[[], dict],
+        raw: Callable[[], bytes],
+    ) -> Answer:
+        service = self._imports
+        if not parts and method == "POST":
+            job = service.upload(raw(), query.get("filename", "admin-api-upload.csv"))
+            return 201, {"import": job.to_doc(), "inspection": service.inspect(job.id).to_doc()}
+        if not parts and method == "GET":
+            return 200, [job.to_doc() for job in service.recent(_limit(query))]
+        if len(parts) == 1 and method == "GET":
+            return 200, service.status(parts[0]).to_doc()
+        if len(parts) == 2 and parts[1] == "inspect" and method == "POST":
+            return 200, service.inspect(parts[0], _mapping(body())).to_doc()
+        if len(parts) == 2 and parts[1] == "start" and method == "POST":
+            fields = body()
+            consent = fields.get("confirmed_consent", False) is True
+            return 202, service.start(parts[0], _mapping(fields), consent).to_doc()
+        if len(parts) == 2 and parts[1] == "rejects" and method == "GET":
+            return 200, CsvAnswer(service.rejects(parts[0]))
+        raise NotFound(f"no admin route {method} /subscribers/imports/{'/'.join(parts)}")
 
     def _campaign_route(
         self, method: str, parts: list[str], query: Mapping[str, str], body: Callable[[], dict]
@@ -72,6 +113,11 @@ class AdminApi:
             return 201, service.create(body()).to_doc()
         if len(parts) == 1 and method == "GET":
             return 200, service.show(parts[0])
+        if len(parts) == 1 and method == "DELETE":
+            service.delete_draft(parts[0])
+            return 200, {"deleted": parts[0]}
+        if parts[1:] == ["duplicate"] and method == "POST":
+            return 201, service.duplicate(parts[0]).to_doc()
         if len(parts) == 2 and parts[1] in ACTIONS and method == "POST":
             return 200, self._act(parts[0], parts[1], body())
         raise NotFound(f"no admin route {method} /campaigns/{'/'.join(parts)}")
@@ -115,6 +161,28 @@ class AdminApi:
             confirmed_consent=query.get("confirmed_consent", "").lower() in ("1", "true"),
         )
         return self._importer.run(io.StringIO(text, newline=""), options).to_doc()
+
+
+class CsvAnswer(bytes):
+    """An answer sent as text/csv rather than JSON."""
+
+
+def _mapping(fields: dict[str, Any]) -> dict[str, str] | None:
+    mapping = fields.get("mapping")
+    if mapping is None:
+        return None
+    if not isinstance(mapping, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+    ):
+        raise InvalidInput("mapping must be an object of column -> field names", "mapping")
+    return mapping
+
+
+def _limit(query: Mapping[str, str]) -> int:
+    raw = query.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise InvalidInput("limit must be a whole number from 1 to 500", "limit")
+    return int(raw)
 
 
 def _sample_size(value: object) -> int:

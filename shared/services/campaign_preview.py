@@ -146,6 +146,17 @@ class CampaignPreview:
         variants = [self._variant(campaign, v, samples) for v in campaign.variant_names()]
         return PreviewReport(campaign.id, [_label(s) for s in samples], variants)
 
+    def message(self, campaign: Campaign, variant: str | None, sample: str) -> OutgoingEmail:
+        """`variant` rendered for `sample` (a subscriber id, or a synthetic sample's label).
+        NotFound for an unknown variant or subscriber; the template's own error otherwise."""
+        if variant not in campaign.variant_names():
+            raise NotFound(f"campaign {campaign.id!r} has no variant {variant!r}")
+        synthetic = {_label(s): s for s in SYNTHETIC}
+        subscriber = synthetic.get(sample) or self._subscribers.get(sample)
+        compiled = self._catalog.email(campaign.content(variant)[0])
+        request = self._request(campaign, variant, f"preview:{campaign.id}")
+        return self._renderer.render(compiled, request, recipient(subscriber))
+
     def _audience_sample(self, campaign: Campaign, size: int) -> list[Subscriber]:
         plan = AudiencePlan.of(campaign, {})  # engagement is not looked up for a preview
         found: list[Subscriber] = []

@@ -1,8 +1,8 @@
 """Feedback: the bounce and complaint policy, applied to normalized provider events.
 
     hard bounce          -> suppress the address (reason hard_bounce)
-    soft bounce          -> suppress once SoftBouncePolicy says so (reason soft_bounces), judged
-                            on the subscriber's recent sends read from the warehouse
+    soft bounce          -> counted on the subscriber document; suppress once SoftBouncePolicy
+                            says so (reason soft_bounces): no warehouse query per bounce
     complaint            -> suppress (reason complaint) and unsubscribe, at once
     unsubscribe (ESP)    -> unsubscribe (which suppresses, reason unsubscribed)
     open / click (ESP)   -> classified human or machine like our own tracking hits
@@ -24,14 +24,13 @@ from shared.domain import events as ev
 from shared.domain import feedback as fb
 from shared.domain.errors import NotFound
 from shared.domain.events import AnalyticsEvent, mailbox_provider, stable_id, utc_iso
-from shared.domain.feedback import FeedbackEvent, HistoryRow, SoftBouncePolicy
+from shared.domain.feedback import FeedbackEvent, SoftBouncePolicy
 from shared.domain.machine_detection import MachineDetector, Request
 from shared.domain.subscriber import Subscriber
 from shared.repositories import suppressions as reasons
 from shared.repositories.subscribers import Subscribers
 from shared.repositories.suppressions import Suppressions
 from shared.services.publishing import Outbox
-from shared.services.send_history import SendHistory
 from shared.services.unsubscribe import UnsubscribeService
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,6 @@ class FeedbackService:
         unsubscribe: UnsubscribeService,
         outbox: Outbox,
         clock: Callable[[], float],
-        history: SendHistory | None = None,
         policy: SoftBouncePolicy | None = None,
         machines: MachineDetector | None = None,
     ) -> None:
@@ -65,7 +63,6 @@ class FeedbackService:
         self._unsubscribe = unsubscribe
         self._outbox = outbox
         self._clock = clock
-        self._history = history
         self._policy = policy or SoftBouncePolicy()
         self._machines = machines or MachineDetector()
 
@@ -84,16 +81,22 @@ class FeedbackService:
         self._outbox.analytics([self._analytics(event, subscriber_id)])
 
     def _judge_soft_bounce(self, event: FeedbackEvent, subscriber_id: str) -> None:
-        if self._history is None:
+        key = event.message_id or analytics_event_id(event)
+        now = self._clock()
+
+        def count(subscriber: Subscriber) -> bool:
+            recent = self._policy.record(subscriber.soft_bounces, key, event.occurred_at, now)
+            if recent == subscriber.soft_bounces:
+                return False  # a bounce counted before (a provider's retry, a redelivery)
+            subscriber.soft_bounces = recent
+            return True
+
+        try:
+            subscriber = self._subscribers.change(subscriber_id, count)
+        except NotFound:
+            log.info("soft bounce for an address with no subscriber; nothing to count")
             return
-        current = HistoryRow(
-            "bounce",
-            event.message_id or analytics_event_id(event),
-            event.occurred_at,
-            message_known=bool(event.message_id),
-        )
-        history = self._history.recent(subscriber_id, self._policy.window, self._clock())
-        if self._policy.suppresses(history, current):
+        if self._policy.suppresses(subscriber.soft_bounces):
             log.info("soft bounce limit reached; suppressing", extra={"subscriber": subscriber_id})
             self._suppress(event, subscriber_id, reasons.SOFT_BOUNCES)
 

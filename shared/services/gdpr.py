@@ -37,7 +37,7 @@ from shared.repositories import suppressions as reasons
 from shared.repositories.subscribers import Subscribers
 from shared.repositories.suppressions import Suppressions
 from shared.services.publishing import Outbox
-from shared.services.send_history import in_dialect
+from shared.services.warehouse_sql import in_dialect
 
 WAREHOUSE_ROWS_SQL = """
 SELECT * FROM events WHERE subscriber_id = @subscriber_id ORDER BY occurred_at, event_id

@@ -67,7 +67,7 @@ def clean_name(raw: object) -> str:
     name = " ".join(raw.split())
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidInput(f"first_name is longer than {MAX_NAME_LENGTH} characters", "first_name")
-    if any(c in name for c in "<>\0") or not all(c.isprintable() for c in name):
+    if "<" in name or ">" in name or not name.isprintable():  # NUL is not printable
         raise InvalidInput("first_name contains characters that are not allowed", "first_name")
     return name
 

@@ -62,3 +62,17 @@ def test_templates_are_cached_per_object_version(blobs: Any) -> None:
     assert second.subject.render() == "Hello v2"
     assert "v2" in second.html.render()
     assert second.version != first.version
+
+
+def test_read_range_and_size(blobs: Any) -> None:
+    data = bytes(range(256)) * 40
+    blobs.write("imports/x/source.csv", data)
+    assert blobs.size("imports/x/source.csv") == len(data)
+    assert blobs.read_range("imports/x/source.csv", 0, 10) == data[:10]
+    assert blobs.read_range("imports/x/source.csv", 1000, 5000) == data[1000:5000]
+    assert blobs.read_range("imports/x/source.csv", len(data) - 3, len(data) + 100) == data[-3:]
+    assert blobs.read_range("imports/x/source.csv", len(data) + 5, len(data) + 10) == b""
+    with pytest.raises(NotFound):
+        blobs.read_range("imports/missing.csv", 0, 10)
+    with pytest.raises(NotFound):
+        blobs.size("imports/missing.csv")

@@ -70,6 +70,15 @@ def shot(driver, name: str) -> Path:
     return path
 
 
+def sign_in(driver, base: str, key: str) -> None:
+    """The dashboards are behind the console's sign-in."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(base + "/sign-in")
+    driver.find_element(By.ID, "key").send_keys(key)
+    driver.find_element(By.ID, "sign-in").click()
+
+
 def figure(driver, css: str) -> str:
     from selenium.webdriver.common.by import By
 
@@ -82,6 +91,7 @@ def test_campaign_list_to_ab_test_to_deliverability(browser, dashboard) -> None:
     base, container = dashboard
     figures = container.dashboards
     ab_id = "demo-summer-sale-ab"
+    sign_in(browser, base, container.settings.admin_api_key)
     browser.get(base + "/")
     assert browser.title.startswith("Campaigns")
     row = f"tr[data-campaign='{ab_id}']"
@@ -138,7 +148,8 @@ def test_campaign_list_to_ab_test_to_deliverability(browser, dashboard) -> None:
 
 
 def test_an_unknown_campaign_reads_as_a_page_not_a_stack_trace(browser, dashboard) -> None:
-    base, _ = dashboard
+    base, container = dashboard
+    sign_in(browser, base, container.settings.admin_api_key)
     browser.get(base + "/campaigns/no-such-campaign")
     assert figure(browser, "#error-message") == "no campaign 'no-such-campaign'"
     assert "Traceback" not in browser.page_source

@@ -12,6 +12,7 @@ from support import REPO
 
 from shared import topology
 from shared.domain.messages import SendBatch
+from shared.services.imports import ImportStep
 
 KEY = "test-admin-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -233,8 +234,44 @@ def test_import_csv_body(api):
 
 
 def test_import_refuses_a_bad_header_and_non_utf8(api):
-    bad = api("POST", "/subscribers/import", "mail\nx@example.com\n", content_type="text/csv")
-    assert bad.status_code == 400 and "unknown column(s) 'mail'" in bad.json["error"]
+    bad = api("POST", "/subscribers/import", "phone\n123\n", content_type="text/csv")
+    assert bad.status_code == 400 and "no column holds the email address" in bad.json["error"]
     latin = api("POST", "/subscribers/import", "email\nzoë@example.com\n".encode("latin-1"),
                 content_type="text/csv")  # fmt: skip
     assert latin.status_code == 400 and "not UTF-8" in latin.json["error"]
+
+
+def test_imports_upload_inspect_start_status_and_rejects(api):
+    body = "E-Mail;Name;Plan\nann@example.com;Ann;pro\nnope;X;free\n"
+    uploaded = api("POST", "/subscribers/imports?filename=list.csv", body, content_type="text/csv")
+    assert uploaded.status_code == 201, uploaded.json
+    import_id = uploaded.json["import"]["id"]
+    inspection = uploaded.json["inspection"]
+    assert inspection["delimiter"] == ";"
+    assert inspection["mapping"] == {"E-Mail": "email", "Name": "first_name",
+                                     "Plan": "attributes.plan"}  # fmt: skip
+    assert inspection["preview"][0]["email"] == "ann@example.com"
+    assert inspection["rejects"][0]["line"] == 3
+
+    remapped = api("POST", f"/subscribers/imports/{import_id}/inspect",
+                   {"mapping": {"Plan": "ignore"}})  # fmt: skip
+    assert remapped.status_code == 200 and remapped.json["preview"][0]["attributes"] == {}
+    bad = api("POST", f"/subscribers/imports/{import_id}/start", {"mapping": {"Plan": "email"}})
+    assert bad.status_code == 400 and "more than one column" in bad.json["error"]
+    started = api("POST", f"/subscribers/imports/{import_id}/start", {"confirmed_consent": True})
+    assert started.status_code == 202 and started.json["status"] == "scanning"
+    assert api("POST", f"/subscribers/imports/{import_id}/start", {}).status_code == 409
+
+    c = api.container
+    sub = topology.subscriptions_of(topology.SUBSCRIBER_IMPORTS)[0].name
+    for _ in range(10):  # the import function's steps, as the platform pushes them
+        for delivery in c.bus.pull(sub, 10):
+            c.imports.handle(ImportStep.decode(delivery.data))
+            c.bus.ack(sub, delivery.message_id)
+    status = api("GET", f"/subscribers/imports/{import_id}")
+    assert status.json["status"] == "done" and status.json["counts"]["created"] == 1
+    assert [j["id"] for j in api("GET", "/subscribers/imports").json] == [import_id]
+    rejects = api("GET", f"/subscribers/imports/{import_id}/rejects")
+    assert rejects.status_code == 200 and rejects.mimetype == "text/csv"
+    assert rejects.data.decode().splitlines()[1].startswith("3,nope,")
+    assert api("GET", "/subscribers/imports/nope").status_code == 404

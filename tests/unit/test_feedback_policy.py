@@ -1,5 +1,5 @@
-"""The feedback policy: bounce classification, hard bounces, complaints, and soft bounces judged
-on the subscriber's recent sends in the (real, DuckDB) warehouse."""
+"""The feedback policy: bounce classification, hard bounces, complaints, and soft bounces counted
+on the subscriber document (no warehouse query per bounce)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from shared.domain import events as ev
 from shared.domain import feedback as fb
 from shared.domain.errors import InvalidInput
 from shared.domain.events import AnalyticsEvent, decode_events, stable_id, utc_iso
-from shared.domain.feedback import FeedbackEvent, HistoryRow, SoftBouncePolicy
+from shared.domain.feedback import DAY_S, FeedbackEvent, SoftBouncePolicy
 from shared.domain.subscriber import CONFIRMED, Subscriber
 from shared.repositories import suppressions as reasons
 
@@ -47,53 +47,45 @@ def test_codes_in_diagnostics(text: str | None, codes: tuple) -> None:
 # --- the policy as pure logic ----------------------------------------------------------------
 
 
-def sends(*keys: str, start: float = 100.0) -> list[HistoryRow]:
-    """Sends newest first: keys[0] is the newest."""
-    return [HistoryRow("send", k, start - i * 10) for i, k in enumerate(keys)]
+def test_three_distinct_messages_within_the_window_suppress() -> None:
+    policy = SoftBouncePolicy(3, 30)
+    now = 100 * DAY_S
+    recent = policy.record([], "m1", now - 3 * DAY_S, now)
+    recent = policy.record(recent, "m2", now - 2 * DAY_S, now)
+    assert not policy.suppresses(recent)
+    assert policy.suppresses(policy.record(recent, "m3", now, now))
 
 
-def soft(key: str, at: float = 200.0, known: bool = True) -> HistoryRow:
-    return HistoryRow("bounce", key, at, message_known=known)
-
-
-def test_three_of_the_last_five_suppress() -> None:
-    policy = SoftBouncePolicy(3, 5)
-    history = [*sends("m5", "m4", "m3", "m2", "m1"), soft("m4"), soft("m3")]
-    assert policy.bounced_messages(history, soft("m5")) == 3
-    assert policy.suppresses(history, soft("m5"))
-    assert not policy.suppresses([*history[:5], soft("m4")], soft("m5"))
-
-
-def test_bounces_older_than_the_window_do_not_count() -> None:
-    history = [*sends("m7", "m6", "m5", "m4", "m3", "m2", "m1"), soft("m2"), soft("m1")]
-    assert SoftBouncePolicy(3, 5).bounced_messages(history, soft("m7")) == 1
+def test_bounces_older_than_the_window_drop_out() -> None:
+    policy = SoftBouncePolicy(3, 30)
+    now = 100 * DAY_S
+    recent = [["m1", now - 40 * DAY_S], ["m2", now - 31 * DAY_S]]
+    after = policy.record(recent, "m3", now, now)
+    assert after == [["m3", now]] and not policy.suppresses(after)
+    assert policy.record([], "late", now - 31 * DAY_S, now) == []  # a very late report
 
 
 def test_a_message_counts_once_however_often_it_bounced() -> None:
-    history = [*sends("m2", "m1"), soft("m1"), soft("m1"), soft("m1")]
-    assert SoftBouncePolicy(3, 5).bounced_messages(history, soft("m1")) == 1
+    policy = SoftBouncePolicy(3, 30)
+    recent: list = []
+    for at in (1.0, 2.0, 3.0):
+        recent = policy.record(recent, "m1", at, 10.0)
+    assert recent == [["m1", 1.0]] and not policy.suppresses(recent)
 
 
-def test_the_bounce_being_processed_counts_when_the_warehouse_lacks_it_and_its_send() -> None:
-    history = [*sends("m2", "m1"), soft("m2"), soft("m1")]
-    assert SoftBouncePolicy(3, 5).suppresses(history, soft("m3"))
-
-
-def test_a_late_bounce_of_a_message_older_than_the_window_does_not_count() -> None:
-    history = [*sends("m6", "m5", "m4", "m3", "m2", "m1"), soft("m6"), soft("m5")]
-    assert SoftBouncePolicy(3, 5).bounced_messages(history, soft("m1")) == 2
-
-
-def test_bounces_without_message_ids_count_by_time() -> None:
-    history = [*sends("m3", "m2", "m1", start=300.0), soft("e1", 50.0, known=False)]
-    assert SoftBouncePolicy(2, 3).bounced_messages(history, soft("e2", 400.0, known=False)) == 1
-    history = [*sends("m3", "m2", "m1", start=300.0), soft("e1", 290.0, known=False)]
-    assert SoftBouncePolicy(2, 3).suppresses(history, soft("e2", 400.0, known=False))
+def test_the_record_stays_small() -> None:
+    policy = SoftBouncePolicy(3, 30)
+    recent: list = []
+    for n in range(50):
+        recent = policy.record(recent, f"m{n}", float(n), 100.0)
+    assert [k for k, _ in recent] == ["m47", "m48", "m49"]
 
 
 def test_the_policy_must_be_satisfiable() -> None:
     with pytest.raises(InvalidInput):
-        SoftBouncePolicy(6, 5)
+        SoftBouncePolicy(0, 30)
+    with pytest.raises(InvalidInput):
+        SoftBouncePolicy(3, 0)
 
 
 # --- the service against the local stores ------------------------------------------------------
@@ -134,31 +126,37 @@ def subscribed(make_container: Callable[..., Container]) -> Callable[..., Contai
     return build
 
 
-@pytest.mark.parametrize(("threshold", "window"), [(3, 5), (2, 3)])
+@pytest.mark.parametrize("threshold", [3, 2])
 def test_soft_bounces_suppress_at_the_configured_threshold(
-    subscribed: Callable[..., Container], threshold: int, window: int
+    subscribed: Callable[..., Container], threshold: int
 ) -> None:
-    c = subscribed(soft_bounce_threshold=threshold, soft_bounce_window=window)
+    c = subscribed(soft_bounce_threshold=threshold)
     now = time.time()
-    ids = record_sends(c, window + 2, now - 3600)
-    newest = ids[::-1]
-    for n, message_id in enumerate(newest[:threshold], start=1):
+    ids = record_sends(c, threshold + 2, now - 3600)
+    for n, message_id in enumerate(ids[:threshold], start=1):
         c.feedback.handle(soft_bounce(message_id, now - 60 + n))
-        settle(c)
         expected = reasons.SOFT_BOUNCES if n == threshold else None
         assert c.suppressions.reason(EMAIL) == expected, f"after {n} soft bounces"
     assert c.subscribers.get(c.subscribers.id_for(EMAIL)).suppressed == reasons.SOFT_BOUNCES
 
 
+def test_the_policy_queries_no_warehouse(subscribed: Callable[..., Container]) -> None:
+    """Each soft bounce costs the subscriber document's read and write, no warehouse query."""
+    c = subscribed()
+    now = time.time()
+    for n in range(3):
+        c.feedback.handle(soft_bounce(f"m{n}@mailpipe.test", now - 60 + n))
+    assert c.suppressions.reason(EMAIL) == reasons.SOFT_BOUNCES
+    assert "bigquery.query" not in c.meter.snapshot()
+
+
 def test_soft_bounces_spread_beyond_the_window_do_not_suppress(
     subscribed: Callable[..., Container],
 ) -> None:
-    c = subscribed()  # 3 of the last 5
+    c = subscribed(soft_bounce_window_days=30)
     now = time.time()
-    ids = record_sends(c, 8, now - 3600)  # ids[7] is the newest
-    for message_id in (ids[0], ids[1], ids[7]):
-        c.feedback.handle(soft_bounce(message_id, now - 30))
-        settle(c)
+    for n, days_ago in enumerate((70, 40, 1)):
+        c.feedback.handle(soft_bounce(f"m{n}@mailpipe.test", now - days_ago * DAY_S))
     assert c.suppressions.reason(EMAIL) is None
 
 
@@ -166,7 +164,7 @@ def test_a_redelivered_soft_bounce_is_counted_once(subscribed: Callable[..., Con
     c = subscribed()
     now = time.time()
     ids = record_sends(c, 5, now - 3600)
-    for _ in range(3):  # the provider retries the same event; the warehouse already has it
+    for _ in range(3):  # the provider retries the same event
         c.feedback.handle(soft_bounce(ids[-1], now - 30))
         settle(c)
     c.feedback.handle(soft_bounce(ids[-2], now - 20))
@@ -174,19 +172,6 @@ def test_a_redelivered_soft_bounce_is_counted_once(subscribed: Callable[..., Con
     assert c.suppressions.reason(EMAIL) is None
     rows = c.warehouse.query("SELECT count(*) AS n FROM events WHERE event_type = 'bounce'")
     assert rows[0]["n"] == 2
-
-
-def test_the_current_bounce_counts_before_the_warehouse_has_it(
-    subscribed: Callable[..., Container],
-) -> None:
-    c = subscribed()
-    now = time.time()
-    ids = record_sends(c, 5, now - 3600)
-    c.feedback.handle(soft_bounce(ids[-1], now - 30))
-    c.feedback.handle(soft_bounce(ids[-2], now - 20))
-    settle(c)
-    c.feedback.handle(soft_bounce("not-yet-in-the-warehouse@mailpipe.test", now - 10))
-    assert c.suppressions.reason(EMAIL) == reasons.SOFT_BOUNCES
 
 
 def test_a_hard_bounce_suppresses_at_once(subscribed: Callable[..., Container]) -> None:

@@ -111,7 +111,14 @@ def test_zip_holds_exactly_main_requirements_and_deployable_shared(
         infos = archive.infolist()
         names = [i.filename for i in infos]
         assert names == sorted(names), "entries must be sorted"
-        assert set(names) == {"main.py", "requirements.txt", *deployable}
+        # The admin function also serves the console: its page templates and dashboard SQL.
+        pages = {
+            p.relative_to(REPO_ROOT).as_posix()
+            for folder in packaging.EXTRA_FILES.get(function.name, ())
+            for p in (REPO_ROOT / folder).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        }
+        assert set(names) == {"main.py", "requirements.txt", *deployable, *pages}
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         assert not [n for n in names if n.startswith(NEVER_SHIPPED)]
         assert archive.read("main.py") == function.source.read_bytes()

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 
-from shared.adapters.esp.webhook_verification import MAX_AGE_S, header
+from shared.adapters.esp.webhook_verification import epoch_seconds, header, json_body, require_fresh
 from shared.domain.errors import InvalidInput, Unauthorized
 from shared.domain.feedback import FeedbackEvent
 
@@ -32,18 +31,10 @@ class LocalWebhook:
         signature = header(headers, "X-Mailpipe-Signature")
         if not timestamp or not signature:
             raise Unauthorized("missing X-Mailpipe-Timestamp or X-Mailpipe-Signature")
-        if not hmac.compare_digest(signature, sign(self._key, timestamp, body)):
+        if not hmac.compare_digest(signature.encode(), sign(self._key, timestamp, body).encode()):
             raise Unauthorized("invalid signature")
-        try:
-            age = abs(now - float(timestamp))
-        except ValueError as exc:
-            raise Unauthorized("invalid timestamp") from exc
-        if age > MAX_AGE_S:
-            raise Unauthorized("stale timestamp: older than 5 minutes")
-        try:
-            items = json.loads(body)
-        except ValueError as exc:
-            raise InvalidInput(f"body is not JSON: {exc}") from exc
+        require_fresh(epoch_seconds(timestamp), now)
+        items = json_body(body, "local webhook")
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise InvalidInput("body must be a JSON array of event objects")
         return [FeedbackEvent.from_dict({**item, "provider": self.name}) for item in items]

@@ -33,6 +33,7 @@ from shared.adapters.esp.webhook_verification import (
 from shared.domain import feedback as fb
 from shared.domain.errors import InvalidInput, Unauthorized
 from shared.domain.feedback import FeedbackEvent
+from shared.domain.strict_json import TooDeep
 from shared.repositories.tokens import SeenWebhookTokens
 
 _KINDS = {
@@ -67,6 +68,8 @@ class MailgunWebhook:
     def _verified(self, body: bytes, now: float) -> dict[str, Any]:
         try:
             payload = json_body(body, "Mailgun webhook")
+        except TooDeep:
+            raise
         except InvalidInput as exc:
             raise Unauthorized("missing Mailgun signature: body is not JSON") from exc
         signature = payload.get("signature") if isinstance(payload, dict) else None
@@ -77,7 +80,7 @@ class MailgunWebhook:
         if not (token and given and timestamp):
             raise Unauthorized("incomplete Mailgun signature: timestamp, token and signature")
         expected = hmac.new(self._key, (timestamp + token).encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, given.lower()):
+        if not hmac.compare_digest(expected.encode(), given.lower().encode()):
             raise Unauthorized("invalid Mailgun webhook signature")
         signed_at = epoch_seconds(timestamp)
         require_fresh(signed_at, now)
@@ -128,7 +131,7 @@ def _codes(status: Mapping[str, Any]) -> tuple[str | None, str | None]:
 def _occurred_at(data: Mapping[str, Any]) -> float:
     try:
         return float(data["timestamp"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise InvalidInput("Mailgun event: field 'timestamp' is missing or not a number") from exc
 
 

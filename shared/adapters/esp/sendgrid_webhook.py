@@ -130,7 +130,7 @@ def _codes(item: dict[str, Any]) -> tuple[str | None, str | None]:
 def _occurred_at(item: dict[str, Any]) -> float:
     try:
         return float(item["timestamp"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise InvalidInput("SendGrid event: field 'timestamp' is missing or not a number") from exc
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -36,6 +35,7 @@ from shared.adapters.esp.webhook_verification import (
     strip_angles,
 )
 from shared.domain import feedback as fb
+from shared.domain import strict_json
 from shared.domain.errors import InvalidInput, Unauthorized
 from shared.domain.feedback import FeedbackEvent
 
@@ -82,8 +82,10 @@ class SesWebhook:
 
     def _verified(self, body: bytes, now: float) -> dict[str, Any]:
         try:
-            envelope = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            envelope = strict_json.loads(body, "SNS message")
+        except strict_json.TooDeep:
+            raise
+        except InvalidInput as exc:
             raise Unauthorized("missing SNS signature: body is not a JSON SNS message") from exc
         if not isinstance(envelope, dict) or envelope.get("Type") not in _SIGNED_FIELDS:
             raise Unauthorized("missing SNS signature: not an SNS message")

@@ -7,11 +7,12 @@ signature holds, so a body that cannot even be searched for its signature is Una
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from shared.domain import strict_json
 from shared.domain.errors import InvalidInput, Unauthorized
 
 MAX_AGE_S = 300  # the issue's 5 minutes; also bounds how long replay tokens must be kept
@@ -36,25 +37,25 @@ def epoch_seconds(raw: object) -> float:
     if isinstance(raw, bool) or raw in (None, ""):
         raise Unauthorized("missing signature timestamp")
     try:
-        return float(str(raw))
-    except ValueError as exc:
+        signed_at = float(str(raw))
+    except (ValueError, OverflowError) as exc:
         raise Unauthorized("invalid signature timestamp") from exc
+    if not math.isfinite(signed_at):  # NaN is never "more than 5 minutes" from anything
+        raise Unauthorized("invalid signature timestamp")
+    return signed_at
 
 
 def iso_seconds(raw: object, what: str) -> float:
     """An ISO 8601 instant ("2026-01-27T14:59:38.237Z") as unix seconds; InvalidInput if not."""
     try:
         return datetime.fromisoformat(str(raw)).timestamp()
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise InvalidInput(f"{what} is not an ISO 8601 timestamp: {raw!r}") from exc
 
 
 def json_body(body: bytes, what: str) -> Any:
     """The parsed JSON body; InvalidInput saying what is wrong otherwise."""
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{what}: body is not JSON ({exc})") from exc
+    return strict_json.loads(body, f"{what}: body")
 
 
 def text_field(item: Mapping[str, Any], name: str, what: str) -> str:

@@ -105,6 +105,7 @@ class BigQueryWarehouse:
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Document]:
         if not sql.lstrip().lower().startswith(("select", "with")):
             raise InvalidInput("only SELECT queries are allowed on the warehouse", field="sql")
+        self._meter.count("bigquery.query")
         rows = self._run(native_placeholders(sql, params or {}), params or {}, InvalidInput)
         json_columns = {f.name for f in rows.schema or () if f.field_type == "JSON"}
         return [_document(row, json_columns) for row in rows]

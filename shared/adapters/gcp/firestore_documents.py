@@ -28,7 +28,7 @@ from shared.adapters.gcp import clients
 from shared.adapters.gcp.errors import translated
 from shared.domain.errors import InvalidInput, NotFound, TransientError
 from shared.metering import NULL_METER, OperationMeter
-from shared.ports import Document, Filter
+from shared.ports import BatchWrite, Document, Filter, check_batch
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -133,6 +133,22 @@ class FirestoreDocuments:
         self._meter.count("firestore.delete")
         with translated(f"delete {collection}/{doc_id}"):
             ref.delete()
+
+    def write_batch(self, writes: Sequence[BatchWrite]) -> None:
+        """One WriteBatch commit: atomic, `create` carries the exists=false precondition."""
+        check_batch(writes)
+        if not writes:
+            return
+        batch = self._client.batch()
+        for w in writes:
+            ref = self._ref(w.collection, w.doc_id)
+            if w.create_only:
+                batch.create(ref, w.data)
+            else:
+                batch.set(ref, w.data)
+        with translated(f"batch of {len(writes)} writes"):
+            batch.commit()
+        self._meter.count("firestore.write", len(writes))
 
     def query(
         self,

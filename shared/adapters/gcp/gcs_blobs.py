@@ -9,6 +9,7 @@ metered: a warm instance reads each template once per generation, a fraction of 
 from __future__ import annotations
 
 import google.cloud.storage as storage
+from google.api_core import exceptions as gexc
 
 from shared.adapters.gcp import clients
 from shared.adapters.gcp.errors import translated
@@ -42,6 +43,22 @@ class GcsBlobs:
         with translated(f"stat gs://{self._bucket.name}/{name}"):
             blob.reload()  # metadata only; NotFound when absent
         return str(blob.generation)
+
+    def read_range(self, name: str, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""
+        blob = self._blob(name)
+        with translated(f"read gs://{self._bucket.name}/{name}"):
+            try:  # `end` is inclusive in the client
+                return bytes(blob.download_as_bytes(start=start, end=end - 1))
+            except gexc.RequestRangeNotSatisfiable:
+                return b""  # past the end
+
+    def size(self, name: str) -> int:
+        blob = self._blob(name)
+        with translated(f"stat gs://{self._bucket.name}/{name}"):
+            blob.reload()
+        return int(blob.size or 0)
 
     def list(self, prefix: str = "") -> list[str]:
         with translated(f"list gs://{self._bucket.name}/{prefix}"):

@@ -163,6 +163,7 @@ class DuckDbWarehouse:
         With `via_service` (the pipeline's), answered by the query service when one runs."""
         if not sql.lstrip().lower().startswith(("select", "with")):
             raise InvalidInput("only SELECT queries are allowed on the warehouse", field="sql")
+        self._meter.count("bigquery.query")  # one query job in GCP
         if self._via_service:
             rows = warehouse_service.ask(self._parts, sql, params)
             if rows is not None:

@@ -31,6 +31,20 @@ class FilesystemBlobs:
             raise NotFound(f"no blob {name!r}") from exc
         return f"{stat.st_mtime_ns}-{stat.st_size}"
 
+    def read_range(self, name: str, start: int, end: int) -> bytes:
+        try:
+            with self._path(name).open("rb") as handle:
+                handle.seek(start)
+                return handle.read(max(0, end - start))
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise NotFound(f"no blob {name!r}") from exc
+
+    def size(self, name: str) -> int:
+        try:
+            return self._path(name).stat().st_size
+        except FileNotFoundError as exc:
+            raise NotFound(f"no blob {name!r}") from exc
+
     def list(self, prefix: str = "") -> list[str]:
         if not self._root.exists():
             return []

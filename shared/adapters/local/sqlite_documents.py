@@ -17,7 +17,7 @@ from typing import Any
 from shared.adapters.local.write_lock import WriteLock
 from shared.domain.errors import AlreadyExists, InvalidInput, TransientError
 from shared.metering import NULL_METER, OperationMeter
-from shared.ports import Document, Filter
+from shared.ports import BatchWrite, Document, Filter, check_batch
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -162,6 +162,30 @@ class SqliteDocuments:
     def delete(self, collection: str, doc_id: str) -> None:
         self._meter.count("firestore.delete")
         self._write("DELETE FROM documents WHERE collection=? AND id=?", (collection, doc_id))
+
+    def write_batch(self, writes: Sequence[BatchWrite]) -> None:
+        check_batch(writes)
+        rows = [(w.collection, w.doc_id, json.dumps(w.data)) for w in writes]
+        creates = [r for r, w in zip(rows, writes, strict=True) if w.create_only]
+        replaces = [r for r, w in zip(rows, writes, strict=True) if not w.create_only]
+        with self._write_lock.hold():
+            conn = self._conn()
+            self._execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO documents (collection, id, data) VALUES (?, ?, ?)", creates
+                )
+                conn.executemany(
+                    "INSERT OR REPLACE INTO documents (collection, id, data) VALUES (?, ?, ?)",
+                    replaces,
+                )
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise AlreadyExists(f"a document of the batch exists: {exc}") from exc
+                raise
+        self._meter.count("firestore.write", len(writes))
 
     def query(
         self,
