@@ -29,6 +29,7 @@ from shared.runner.local_runner import LocalRunner
 from shared.settings import Settings
 
 SCREENSHOTS = REPO / "var" / "screenshots"
+KEY = "test-admin-key"
 AB = "demo-summer-sale-ab"
 
 
@@ -83,7 +84,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Container:
     """One demo data directory for this module's tests (writing it takes seconds)."""
     settings = Settings(data_dir=tmp_path_factory.mktemp("demo") / "var",
                         template_root=REPO / "templates", port=free_port(),
-                        smtp_port=free_port())  # fmt: skip
+                        smtp_port=free_port(), admin_api_key=KEY)  # fmt: skip
     container = Container(settings)
     write_demo(container, time.time())
     return container
@@ -153,7 +154,14 @@ def test_the_pages_in_a_browser(running_demo, tmp_path) -> None:
 
     base, _ = running_demo
     with chromium(tmp_path / "profile") as driver:
+        driver.get(f"{base}/sign-in")  # the dashboards are behind the console's sign-in
+        driver.find_element(By.ID, "key").send_keys(KEY)
+        driver.find_element(By.ID, "sign-in").click()
+        deadline = time.monotonic() + 30
+        while "sign-in" in driver.current_url and time.monotonic() < deadline:
+            time.sleep(0.1)
         driver.get(f"{base}/campaigns/demo-autumn-newsletter")
+        assert "sign-in" not in driver.current_url, driver.page_source[:2000]
         settings = driver.find_element(By.ID, "settings-table").text
         assert "Template newsletter" in settings and "Subject Autumn picks" in settings
         assert not driver.find_elements(By.ID, "figures")  # no grid of zeros
