@@ -43,7 +43,8 @@ def prepare(command: str, subcommand: str) -> None:
     data directory it uses, and refuse a missing one unless the command creates it."""
     if command == "run" or {(command, subcommand), (command, "")} & NEEDS_NO_DATA_DIR:
         return  # `run` builds its own container and prints the data directory in its banner
-    if bootstrap.installed() is None:
+    own = bootstrap.installed() is None  # else a test or the runner gave the container
+    if own:
         bootstrap.install(Container(with_runner_url(settings_module.load())))
     settings = bootstrap.container().settings
     if not settings.is_local:
@@ -56,4 +57,5 @@ def prepare(command: str, subcommand: str) -> None:
             "`mailpipe demo`, `mailpipe subscribers import`) to create it, or set "
             "MAILPIPE_DATA_DIR to the directory `make run` uses."
         )
-    click.echo(f"Using data directory {data_dir}", err=True)
+    if own:
+        click.echo(f"Using data directory {data_dir}", err=True)
