@@ -140,8 +140,8 @@ def test_every_pipeline_statement_prunes_before_deduplicating() -> None:
 @pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_every_sql_file_prunes_before_deduplicating(path: Any) -> None:
     sql = path.read_text(encoding="utf-8")
-    assert "events_raw" in sql, f"{path.name} reads no events at all: is it still a dashboard?"
     assert problems(sql) == [], path.name
+    assert "events_raw" in sql, f"{path.name} reads no events at all: is it still a dashboard?"
 
 
 @pytest.mark.parametrize("where", sorted(terraform_views()))
