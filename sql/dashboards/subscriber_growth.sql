@@ -1,7 +1,7 @@
 -- Subscriber growth and churn: one row per day (UTC) on which anyone signed up, confirmed,
 -- unsubscribed or was erased. `subscribers` is the running total of confirmations minus
--- unsubscribes and erasures since the first day; churn_rate is that day's unsubscribes over
--- the previous row's total.
+-- unsubscribes and erasures since the first day shown (90 days back, see below); churn_rate is
+-- that day's unsubscribes over the previous row's total.
 -- Reads the last 90 days only (README: What the warehouse queries scan): events_raw with its
 -- partition column bounded before deduplicating, so BigQuery reads those days' partitions and no
 -- others. One row per event_id, the first copy received, as in the `events` view; the bound is a
