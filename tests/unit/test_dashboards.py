@@ -18,7 +18,6 @@ from shared.dashboard import formatting as fmt
 from shared.dashboard.app import create_dashboard_app
 from shared.domain.errors import ConfigurationError, InvalidInput, NotFound
 
-
 # Three days, weeks ago: inside the 90 days the dashboards read.
 DAYS = [(datetime.now(UTC) - timedelta(days=12 - k)).date() for k in range(3)]
 

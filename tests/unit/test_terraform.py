@@ -655,7 +655,7 @@ def _view_rewrite() -> tuple[str, str]:
     query = block(resource("google_bigquery_table", "dashboard"), "view")["query"]
     found = re.search(r'"/(.+?)/", "(\$1 \$\{local\.events_table\})"', query)
     assert found, f"unexpected view query expression: {query}"
-    table = r'events_table\s*=\s*"`\$\{local\.dataset_ref\}\.\$\{google_bigquery_table\.events_raw\.'
+    table = r'events_table\s*=\s*"`\$\{local\.dataset_ref\}\.\$\{google_bigquery_table\.events_raw'
     assert re.search(table, (TF_DIR / "bigquery.tf").read_text()), "events_table is not events_raw"
     return found[1].replace("\\\\", "\\"), found[2]
 
