@@ -7,6 +7,7 @@ for, so a function builds just what it uses.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from functools import cached_property
@@ -139,7 +140,19 @@ class Container:
     def mailer(self) -> Mailer:
         from shared.adapters.esp.providers import mailer_from_settings
 
-        return mailer_from_settings(self.settings)
+        mailer = mailer_from_settings(self.settings)
+        close = getattr(mailer, "close", None)
+        if close is not None:  # an instance the platform shuts down normally says QUIT too
+            atexit.register(close)
+        return mailer
+
+    def close(self) -> None:
+        """End what holds a connection open to someone else: the mailer's (SMTP: QUIT on
+        every pooled connection). Safe to call more than once, or when nothing was built."""
+        mailer = self.__dict__.get("mailer")
+        close = getattr(mailer, "close", None)
+        if close is not None:
+            close()
 
     # --- building blocks ---------------------------------------------------------------
     @cached_property
@@ -416,7 +429,15 @@ class Container:
             self.clock,
             page_size=s.campaign_page_size,
             stall_s=s.campaign_stall_s,
+            held=self.held_batches.of_campaign,
         )
+
+    @cached_property
+    def held_batches(self) -> Any:
+        """Campaign batches waiting in dead-letter holds (campaign status, mailpipe status)."""
+        from shared.services.held_batches import HeldBatches
+
+        return HeldBatches(self.dead_letters)
 
     @cached_property
     def template_library(self) -> Any:

@@ -37,6 +37,7 @@ class Settings:
     smtp_username: str = ""
     smtp_password: str = field(default="", repr=False)  # secret
     smtp_starttls: str = ""  # "1" to upgrade the connection with STARTTLS
+    smtp_helo_name: str = ""  # the name we give in EHLO; empty: this host's FQDN
     public_url: str = ""  # base URL links in mail point at; derived from host/port locally
     sender: str = "Mailpipe <hello@mailpipe.local>"
     esp: str = "smtp"  # smtp | sendgrid | mailgun | ses | null

@@ -100,7 +100,11 @@ TOPICS: tuple[str, ...] = (
 )
 
 _FAST = RetryPolicy(minimum_backoff_s=10, maximum_backoff_s=600, max_attempts=5)
-_SENDING = RetryPolicy(minimum_backoff_s=30, maximum_backoff_s=600, max_attempts=10)
+# Send: what comes back to the bus is a few recipients the provider still defers after the
+# send function's own retry passes (see services/sending.py), not the whole batch: a short,
+# flat backoff suits a per-recipient retry; a doubling up to ten minutes left the last ones of
+# a batch waiting that long between tries. Server-wide throttling is the rate limiter's part.
+_SENDING = RetryPolicy(minimum_backoff_s=10, maximum_backoff_s=60, max_attempts=10)
 
 FUNCTIONS: tuple[Function, ...] = (
     Function("signup", "signup", route="/signup", public=True),

@@ -16,6 +16,7 @@ from typing import Any
 from support import REPO
 
 from shared import topology
+from shared.adapters.local.bus_worker import DeliveryRefused
 from shared.bootstrap import Container
 from shared.domain.subscriber import CONFIRMED, Subscriber
 from shared.runner.functions_host import FunctionsHost
@@ -98,10 +99,12 @@ class Pipeline:
             for name, deliver in self.deliverers.items():
                 for delivery in bus.pull(name, 50):
                     delivered += 1
-                    if deliver(delivery):
-                        bus.ack(name, delivery.message_id)
+                    try:
+                        deliver(delivery)
+                    except DeliveryRefused as exc:
+                        bus.nack(name, delivery.message_id, str(exc))
                     else:
-                        bus.nack(name, delivery.message_id, "handler failed")
+                        bus.ack(name, delivery.message_id)
             if delivered:
                 continue
             depths = bus.depths()

@@ -68,16 +68,20 @@ def finished(container: Container, campaign_id: str) -> int:
 
 
 class Sink:
-    def __init__(self, maildir: Path, port: int) -> None:
+    def __init__(self, maildir: Path, port: int, faults: bool = False) -> None:
         command = [sys.executable, "-m", "shared.bench.sink_process", str(port), str(maildir)]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen([*command, *(["faults"] if faults else [])],
+                                        stdout=subprocess.PIPE, text=True)  # fmt: skip
         assert self.process.stdout and self.process.stdout.readline().strip() == "ready"
         self.maildir = maildir
         self.port = port
+        self.faults: dict[str, int] = {}
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(timeout=30)
+        out, _ = self.process.communicate(timeout=30)
+        lines = out.strip().splitlines()
+        self.faults = json.loads(lines[-1])["faults"] if lines else {}
 
     def message_ids(self) -> Counter[str]:
         box = mailbox.Maildir(str(self.maildir), create=True)
@@ -129,8 +133,15 @@ def _bench_message(message_id: str, body: bytes) -> bytes:
 
 
 def run(
-    audience: int, esp: str, ab: bool = True, workers: int = 2, timeout_s: float = 900
+    audience: int,
+    esp: str,
+    ab: bool = True,
+    workers: int = 2,
+    timeout_s: float = 900,
+    faults: bool = False,
 ) -> dict[str, Any]:
+    """One campaign; with `faults` (SMTP only) into the faulty sink: 451 to 20 % of RCPTs,
+    421 to 2 % of connections (bench/faulty_sink.py)."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"mailpipe-bench-{esp}-"))
     # Send workers overlap a provider's round trips; the null provider has none, so a second
     # send thread per process would only take the GIL from rendering and dispatch.
@@ -143,7 +154,7 @@ def run(
     )  # fmt: skip
     container = Container(settings, meter=OperationMeter())
     seed(container, audience)
-    sink = Sink(data_dir / "mail", settings.smtp_port) if esp == "smtp" else None
+    sink = Sink(data_dir / "mail", settings.smtp_port, faults) if esp == "smtp" else None
     container.meter.reset()  # count the campaign, not the seeding
     runner = LocalRunner(container, with_smtp_sink=False).start()
     try:
@@ -173,6 +184,8 @@ def run(
         "peak_rss_mb": peak_rss,
         "operations": _operations(container.meter, data_dir),
     }
+    if faults and sink:
+        result["faults"] = sink.faults
     shutil.rmtree(data_dir, ignore_errors=True)  # ~1 GB per 100,000-subscriber run
     return result
 
@@ -267,7 +280,7 @@ def main() -> None:
         print(json.dumps({"smtp_sink_alone_per_s": sink_capacity()}))
         return
     audience, esp = int(sys.argv[1]), sys.argv[2]
-    result = run(audience, esp, ab="plain" not in sys.argv[3:])
+    result = run(audience, esp, ab="plain" not in sys.argv[3:], faults="faults" in sys.argv[3:])
     print(json.dumps(result))
 
 

@@ -183,6 +183,11 @@ def _print_summary(shown: dict[str, Any]) -> None:
         f"  delivery: {delivery['done']}/{delivery['batches']} batches done, "
         f"{delivery['parked']} parked; outcomes: {outcomes}"
     )
+    if delivery.get("summary"):
+        console.print(f"  of {delivery['dispatched']:,} dispatched: {delivery['summary']}",
+                      markup=False, style=None if delivery["complete"] else "yellow")  # fmt: skip
+    for subscriber_id, reason in delivery.get("reasons", {}).items():
+        console.print(f"  failed {subscriber_id}: {reason}", markup=False)
     _print_allowance(shown.get("allowance"))
     for result in shown.get("variant_results", []):
         console.print(

@@ -43,6 +43,7 @@ def create_console_app(
         lambda: services().dashboards,
         triggers,
         lambda campaign_id: services().campaign_service.sending(campaign_id),
+        lambda campaign_id: services().campaign_service.delivery(campaign_id),
     )
     settings = services().settings
     app.config["CONSOLE_SERVICES"] = services

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import flask
@@ -28,10 +29,12 @@ def create_dashboard_app(
     dashboards: Callable[[], Dashboards],
     triggers: Callable[[], dict[str, Any]] | None = None,
     sending: Callable[[str], dict[str, Any] | None] | None = None,
+    delivery: Callable[[str], Any] | None = None,
 ) -> flask.Flask:
     """The dashboard app; `dashboards` gives the figures, `triggers` the triggers page's
-    context and `sending` a campaign's dispatch state (daily cap), all called per request, so
-    the app can be built before the container."""
+    context, `sending` a campaign's dispatch state (daily cap) and `delivery` its delivery
+    state from the send ledger (campaigns.Delivery), all called per request, so the app can
+    be built before the container."""
     app = flask.Flask("dashboard")
 
     def show(template: str, page: str, **context: Any) -> str:
@@ -45,6 +48,9 @@ def create_dashboard_app(
     def campaign(campaign_id: str) -> str:
         context = pages.campaign_context(dashboards(), campaign_id)
         context["sending"] = sending(campaign_id) if sending else None
+        if delivery is not None:
+            with suppress(NotFound):  # events without a campaign document: no ledger view
+                context = pages.with_delivery(context, delivery(campaign_id))
         return show("campaign.html", "campaign", **context)
 
     @app.get("/deliverability")

@@ -6,6 +6,7 @@ the same words. Templates live in templates/dashboard/.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -115,6 +116,15 @@ def campaign_context(d: Dashboards, campaign_id: str) -> dict[str, Any]:
             "links": Markup(charts.link_clicks(links)),
         },
     }
+
+
+def with_delivery(context: dict[str, Any], delivery: Any) -> dict[str, Any]:
+    """The campaign page's context with what the send ledger says: the status people read
+    ("delivering" until every recipient has its final outcome) and what is not final yet."""
+    summary = context["campaign"]
+    status = delivery.status_of(summary.status)
+    return {**context, "campaign": dataclasses.replace(summary, status=status),
+            "delivery": delivery}  # fmt: skip
 
 
 def deliverability_context(d: Dashboards, days: int, today: date | None = None) -> dict[str, Any]:

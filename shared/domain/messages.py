@@ -145,7 +145,9 @@ _RENDER_REQUEST_FIELDS = tuple(RenderRequest.__dataclass_fields__)
 
 @dataclass(frozen=True)
 class SendBatch:
-    """Rendered messages for one batch; the send ledger is keyed by `batch_id`."""
+    """Rendered messages for one batch; the send ledger is keyed by `batch_id`. `failed`:
+    recipients of the batch the render stage could not render (subscriber id -> reason), so
+    the send stage records their outcome in the same ledger document as everyone else's."""
 
     batch_id: str
     kind: str
@@ -154,6 +156,7 @@ class SendBatch:
     campaign_id: str | None = None
     variant: str | None = None
     trigger_id: str | None = None
+    failed: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         """Zstandard of: a JSON header line (the batch and each message's fields and raw
@@ -169,6 +172,8 @@ class SendBatch:
             "trigger_id": self.trigger_id,
             "emails": [_email_header(e) for e in self.emails],
         }
+        if self.failed:  # absent otherwise: a batch without it reads as before
+            header["failed"] = self.failed
         pieces = [to_json(header), b"\n", *(e.raw for e in self.emails)]
         # Fed piece by piece: joining them first would copy megabytes to compress ~40x.
         stream = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compressobj(size=sum(map(len, pieces)))
@@ -195,6 +200,15 @@ def _plain_stream(data: bytes) -> BinaryIO:
     if data.startswith(_ZSTD_MAGIC):
         return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(data), 1 << 16)
     return io.BytesIO(zlib.decompress(data))
+
+
+def send_batch_header(data: bytes) -> dict[str, Any]:
+    """A send batch's header (its ids and message fields) without reading its messages.
+    InvalidInput when `data` is not a send batch."""
+    try:
+        return from_json(_plain_stream(data).readline(), "send batch")
+    except (zstandard.ZstdError, zlib.error) as exc:
+        raise InvalidInput(f"send batch: not a compressed batch ({exc})") from exc
 
 
 def decompress_batch(data: bytes) -> bytes:

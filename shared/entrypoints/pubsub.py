@@ -5,6 +5,9 @@ InvalidInput (bad payload)         -> log with the message id, acknowledge (retr
 TransientError, PermanentFailure,
 anything unexpected                -> raise: the platform redelivers with backoff and, after
                                       the subscription's max attempts, dead-letters it
+
+The error of a failed delivery is kept for the thread that pushed it (`take_failure`): the
+local bus records it with the nack, so a dead letter says what really went wrong.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -21,6 +25,14 @@ from shared.logs import log_context
 
 log = logging.getLogger("mailpipe.pubsub")
 T = TypeVar("T")
+_failure = threading.local()
+
+
+def take_failure() -> str | None:
+    """The error of the last delivery this thread handled, if it failed (and forget it)."""
+    error: str | None = getattr(_failure, "error", None)
+    _failure.error = None
+    return error
 
 
 @dataclass(frozen=True)
@@ -65,8 +77,10 @@ def handle_push(
         return
     except TransientError as exc:
         log.warning("transient failure, will be redelivered: %s", exc, extra=context)
+        _failure.error = f"{type(exc).__name__}: {exc}"
         raise
-    except Exception:
+    except Exception as exc:
         log.exception("failed; will be redelivered and then dead-lettered", extra=context)
+        _failure.error = f"{type(exc).__name__}: {exc}"
         raise
     log.info("processed", extra={**context, "result": result})

@@ -7,6 +7,8 @@ sending at once; the lease is renewed at every checkpoint.
 Outcomes: sent | permanent (rejected) | suppressed | skipped (campaign cancelled) |
 failed (transient until the attempts ran out) | transient:<n> (will be retried) |
 holdout (an A/B holdout member: deliberately not mailed, recorded so lift can be measured).
+A failed or permanent outcome keeps its reason (`reasons`: what the provider answered, or why
+the recipient could not be rendered), for `campaign show`, the dashboard and resend-failed.
 
 A batch of a paused campaign is parked: its document keeps the recipients not yet final (ids,
 variant, phase) because the message itself is acknowledged; resume republishes them.
@@ -38,6 +40,7 @@ class LedgerEntry:
     state: str = OPEN
     attempts: int = 0
     outcomes: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
     owner: str = ""  # the delivery holding the lease; empty for read-only copies
     # Claimed from an earlier delivery that never made its last write (done, release or
     # park): it crashed or its lease lapsed, so what it recorded may be unreported.
@@ -85,22 +88,31 @@ class SendLedger:
 
         doc = self._store.update(COLLECTION, batch_id, apply) or {}
         return LedgerEntry(
-            batch_id, campaign_id, doc["state"], doc["attempts"], doc["outcomes"], owner,
-            taken_over,
+            batch_id, campaign_id, doc["state"], doc["attempts"], doc["outcomes"],
+            doc.get("reasons", {}), owner, taken_over,
         )  # fmt: skip
 
     def checkpoint(
-        self, entry: LedgerEntry, outcomes: Mapping[str, str], now: float, state: str = OPEN
+        self,
+        entry: LedgerEntry,
+        outcomes: Mapping[str, str],
+        now: float,
+        state: str = OPEN,
+        reasons: Mapping[str, str] | None = None,
     ) -> None:
-        """Record outcomes (and renew the lease, or release it when the state is final).
-        LeaseLost when another delivery took the batch over: the caller must stop sending."""
+        """Record outcomes, with the reasons of failures (and renew the lease, or release it
+        when the state is final). LeaseLost when another delivery took the batch over: the
+        caller must stop sending."""
         entry.outcomes.update(outcomes)
+        entry.reasons.update(reasons or {})
         entry.state = state
 
         def apply(doc: dict[str, Any] | None) -> dict[str, Any]:
             entry.check_owner(doc)
             doc = dict(doc or {"campaign_id": entry.campaign_id, "attempts": entry.attempts})
             doc["outcomes"] = {**doc.get("outcomes", {}), **outcomes}
+            if reasons:
+                doc["reasons"] = {**doc.get("reasons", {}), **reasons}
             doc["state"] = state
             doc["updated_at"] = now
             doc["lease_until"] = now + self._lease_s if state == OPEN else 0
@@ -171,7 +183,7 @@ class SendLedger:
         if doc is None:
             return None
         return LedgerEntry(batch_id, doc.get("campaign_id"), doc["state"], doc["attempts"],
-                           doc.get("outcomes", {}))  # fmt: skip
+                           doc.get("outcomes", {}), doc.get("reasons", {}))  # fmt: skip
 
     def of_campaign(self, campaign_id: str) -> list[LedgerEntry]:
         return list(self.iter_campaign(campaign_id))
@@ -184,7 +196,8 @@ class SendLedger:
         while True:
             page = self._store.query(COLLECTION, where, limit=page_size, start_after=start)
             for i, d in page:
-                yield LedgerEntry(i, campaign_id, d["state"], d["attempts"], d.get("outcomes", {}))
+                yield LedgerEntry(i, campaign_id, d["state"], d["attempts"],
+                                  d.get("outcomes", {}), d.get("reasons", {}))  # fmt: skip
             if len(page) < page_size:
                 return
             start = page[-1][0]

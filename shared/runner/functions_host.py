@@ -23,8 +23,9 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from shared import topology
-from shared.adapters.local.bus_worker import BusWorker
+from shared.adapters.local.bus_worker import BusWorker, DeliveryRefused
 from shared.adapters.local.sqlite_bus import Delivery, SqliteBus, event_headers, push_body
+from shared.entrypoints.pubsub import take_failure
 from shared.metering import NULL_METER, OperationMeter
 from shared.runner.allocator import cap_malloc_arenas
 from shared.settings import Settings
@@ -97,19 +98,22 @@ class FunctionsHost:
         ]
 
     def deliverer(self, subscription: topology.Subscription) -> Callable[[Delivery], bool]:
-        """Push one delivery to the subscription's function; True when it answered 2xx."""
+        """Push one delivery to the subscription's function; True when it answered 2xx,
+        DeliveryRefused with the function's error otherwise (it ran in this thread)."""
         push = pusher(self.apps[subscription.function], subscription.topic)
 
         def deliver(delivery: Delivery) -> bool:
             started = time.thread_time()
+            take_failure()  # nothing left over from an earlier delivery
             status = push(delivery)
             # CPU time of this invocation (the thread's), for pricing function compute.
             self._meter.count(
                 f"function.{subscription.function}", 1, seconds=time.thread_time() - started
             )
-            if status >= 300:
-                log.debug("%s answered %s", subscription.function, status)
-            return 200 <= status < 300
+            if 200 <= status < 300:
+                return True
+            error = take_failure() or f"the function answered HTTP {status}"
+            raise DeliveryRefused(error)
 
         return deliver
 

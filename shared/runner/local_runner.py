@@ -156,6 +156,7 @@ class LocalRunner:
                 process.kill()
         for worker in self.workers:
             worker.join(timeout=30)
+        self.container.close()  # QUIT on the pooled SMTP connections
         if self.scheduler:
             self.scheduler.join(timeout=5)
         if self.trigger_scheduler:

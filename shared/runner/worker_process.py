@@ -50,6 +50,7 @@ def main() -> None:
             stop.set()
     for worker in workers:
         worker.join(timeout=30)
+    container.close()  # QUIT on the pooled SMTP connections
     write_meter(container)
 
 

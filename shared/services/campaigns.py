@@ -46,7 +46,13 @@ from shared.domain.segment import parse_moment
 from shared.domain.subscriber import Subscriber
 from shared.ports import OutgoingEmail
 from shared.repositories.campaigns import CachedStatuses, Campaigns
-from shared.repositories.send_ledger import DONE, PARKED, LedgerEntry, SendLedger
+from shared.repositories.send_ledger import (
+    DONE,
+    FINAL_OUTCOMES,
+    PARKED,
+    LedgerEntry,
+    SendLedger,
+)
 from shared.repositories.subscribers import Subscribers
 from shared.services.audience import AudiencePlan
 from shared.services.campaign_preview import CampaignPreview, PreviewReport
@@ -63,6 +69,7 @@ _RENDER_SPLIT = re.compile(r"(\.[ab])+$")  # suffixes the render stage adds to s
 # side (an entry holds up to a batch's 250 outcomes): its memory must not grow with the audience.
 LEDGER_PAGE = 20
 SETTLED = ("sent", "permanent", "suppressed", "skipped", "failed")
+MAX_REASONS_SHOWN = 20  # failure reasons a campaign's view carries (a sample, by recipient)
 # What a duplicate takes over from the campaign it copies.
 COPIED = ("template", "subject", "sender", "segment", "ab", "context", "track_opens",
           "track_clicks")  # fmt: skip
@@ -101,28 +108,70 @@ class CampaignGate:
 
 @dataclass
 class Delivery:
-    """The send ledger's view of a campaign."""
+    """The send ledger's view of a campaign (one document per batch: no per-recipient read).
+
+    `pending`: dispatched recipients without an outcome yet (being rendered or sent, parked,
+    or in a batch held in a dead-letter queue); `retrying`: deferred by the provider, to be
+    tried again; `failed`: failed for good (permanent refusals, retries run out, could not be
+    rendered), with `reasons` (a sample); `held_batches`: the campaign's messages waiting in a
+    dead-letter hold. `complete` when every dispatched recipient has its final outcome."""
 
     batches: int = 0
     open: int = 0
     parked: int = 0
     done: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    dispatched: int = 0
+    pending: int = 0
+    retrying: int = 0
+    failed: int = 0
+    held_batches: int = 0
+    reasons: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, entries: Sequence[LedgerEntry]) -> Delivery:
-        delivery = cls()
+    def of(
+        cls, entries: Iterable[LedgerEntry], dispatched: int = 0, held_batches: int = 0
+    ) -> Delivery:
+        delivery = cls(dispatched=dispatched, held_batches=held_batches)
         outcomes: Counter[str] = Counter()
+        resent: Counter[str] = Counter()  # outcomes of resends: of recipients that had failed
         for entry in entries:
-            outcomes.update(o.split(":")[0] for o in entry.outcomes.values())
+            counter = resent if (phase_of(entry.batch_id) or "").startswith("resend") else outcomes
+            counter.update(o.split(":")[0] for o in entry.outcomes.values())
+            for subscriber_id, reason in entry.reasons.items():
+                if len(delivery.reasons) < MAX_REASONS_SHOWN:
+                    delivery.reasons[subscriber_id] = reason
             if phase_of(entry.batch_id) == PHASE_HOLDOUT:
                 continue  # a record of who was held out, not a batch
             delivery.batches += 1
             delivery.done += entry.state == DONE
             delivery.parked += entry.state == PARKED
             delivery.open += entry.state not in (DONE, PARKED)
-        delivery.outcomes = dict(outcomes)
+        delivery.outcomes = dict(outcomes + resent)
+        delivery.retrying = outcomes["transient"] + resent["transient"]
+        still_failed = resent["failed"] + resent["permanent"]
+        delivery.failed = outcomes["failed"] + outcomes["permanent"] - resent.total() + still_failed
+        final = sum(n for k, n in outcomes.items() if k in FINAL_OUTCOMES) - resent["transient"]
+        delivery.pending = max(0, dispatched - final - delivery.retrying)
         return delivery
+
+    @property
+    def complete(self) -> bool:
+        return not (self.pending or self.retrying or self.held_batches or self.open
+                    or self.parked)  # fmt: skip
+
+    def summary(self) -> str:
+        """What is not final yet, and what failed, in words ("" when all was sent)."""
+        parts = [f"{n:,} {what}" for n, what in (
+            (self.pending, "pending"), (self.retrying, "retrying"), (self.failed, "failed"),
+            (self.held_batches, "in a dead-letter hold (batches)"),
+        ) if n]  # fmt: skip
+        return ", ".join(parts)
+
+    def status_of(self, status: str) -> str:
+        """The campaign's status as people read it: "sent" only once every recipient has its
+        final outcome; until then a dispatched campaign is still "delivering"."""
+        return "delivering" if status == SENT and not self.complete else status
 
 
 class CampaignService:
@@ -138,6 +187,7 @@ class CampaignService:
         *,
         page_size: int = 500,
         stall_s: float = 900.0,
+        held: Callable[[str], int] = lambda campaign_id: 0,
     ) -> None:
         self._campaigns = campaigns
         self._dispatcher = dispatcher
@@ -148,6 +198,7 @@ class CampaignService:
         self._clock = clock
         self._page_size = page_size
         self._stall_s = stall_s
+        self._held = held
 
     # -- create and read -----------------------------------------------------------------
 
@@ -199,8 +250,12 @@ class CampaignService:
         campaign = self._campaigns.get(campaign_id)
         entries = self._ledger.of_campaign(campaign_id)
         shown = campaign.to_doc()
-        shown["delivery"] = asdict(Delivery.of(entries))
-        shown["dispatched"] = sum(p.recipients for p in campaign.progress.values())
+        delivery = self._delivery_of(campaign, entries)
+        shown["delivery"] = asdict(delivery) | {"complete": delivery.complete,
+                                                "summary": delivery.summary()}  # fmt: skip
+        shown["dispatched"] = delivery.dispatched
+        shown["dispatch_status"] = campaign.status
+        shown["status"] = delivery.status_of(campaign.status)
         shown["allowance"] = self._dispatcher.allowance(campaign)
         if campaign.ab and (PHASE_TEST in campaign.progress):
             results = self.variant_results(campaign, entries)
@@ -224,7 +279,12 @@ class CampaignService:
         }
 
     def delivery(self, campaign_id: str) -> Delivery:
-        return Delivery.of(self._ledger.of_campaign(campaign_id))
+        campaign = self._campaigns.get(campaign_id)
+        return self._delivery_of(campaign, self._ledger.iter_campaign(campaign_id, LEDGER_PAGE))
+
+    def _delivery_of(self, campaign: Campaign, entries: Iterable[LedgerEntry]) -> Delivery:
+        dispatched = sum(p.recipients for p in campaign.progress.values())
+        return Delivery.of(entries, dispatched, self._held(campaign.id))
 
     def variant_results(
         self, campaign: Campaign, entries: Iterable[LedgerEntry] | None = None

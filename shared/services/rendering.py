@@ -4,7 +4,11 @@ Per message the work is: render the precompiled templates (whose links already p
 the tracking filter and whose pixel slot is filled per recipient), add the per-recipient
 List-Unsubscribe headers, and assemble the MIME (mime.build_message: 7bit where it can, else
 quoted-printable from the template's cached fragment encodings).
-A recipient whose data breaks the template is reported and skipped; the batch goes on.
+A recipient whose data breaks the template (any exception: an undefined variable, `1 // 0` on
+an attribute) fails alone: the send batch carries it as `failed` with its reason, so the send
+stage records its outcome in the ledger beside everyone else's (and `resend-failed` finds it);
+the batch goes on. Only what fails for the whole batch (the template missing or broken, the
+store unreachable) raises, so the bus retries the batch and finally dead-letters it.
 """
 
 from __future__ import annotations
@@ -15,11 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-import jinja2
 from markupsafe import Markup
 
 from shared.domain import events as ev
-from shared.domain.errors import PermanentFailure
+from shared.domain.errors import TransientError
 from shared.domain.events import AnalyticsEvent, mailbox_provider, stable_id, utc_iso
 from shared.domain.links import Links
 from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
@@ -51,6 +54,7 @@ MAX_BATCH_BYTES = 400_000  # compressed; the 2nd-gen event limit is 512 KB
 # messages compress 14-36x, so such a part fits the event limit with room to spare; only a part
 # that still does not (incompressible content) is halved by its compressed size.
 MAX_RAW_BATCH_BYTES = 4_000_000
+MAX_REASON = 300  # characters of a failure's reason kept in the ledger and analytics
 
 
 class Renderer:
@@ -197,18 +201,24 @@ class RenderService:
         compiled = self._catalog.email(request.template)  # NotFound/PermanentFailure: retry, DLQ
         emails: list[OutgoingEmail] = []
         failures: list[AnalyticsEvent] = []
+        failed: dict[str, str] = {}
         now = self._clock()  # one send time for the batch's Date headers and tracking links
         for recipient in request.recipients:
             try:
                 emails.append(self._renderer.render(compiled, request, recipient, now, False))
-            except (jinja2.TemplateError, ValueError) as exc:
+            except TransientError:
+                raise  # not this recipient's doing (a store, say): the batch is retried
+            except Exception as exc:  # this recipient's data: it fails alone (module docstring)
+                failed[recipient.subscriber_id] = render_error(exc)
                 failures.append(self._render_failure(request, recipient, exc))
-        self._publish(request, emails)
+        self._publish(request, emails, failed)
         if failures:
             self._outbox.analytics(failures)
         return len(emails)
 
-    def _publish(self, request: RenderRequest, emails: list[OutgoingEmail]) -> None:
+    def _publish(
+        self, request: RenderRequest, emails: list[OutgoingEmail], failed: dict[str, str]
+    ) -> None:
         batch = SendBatch(
             batch_id=request.batch_id,
             kind=request.kind,
@@ -217,6 +227,7 @@ class RenderService:
             campaign_id=request.campaign_id,
             variant=request.variant,
             trigger_id=request.trigger_id,
+            failed=failed,
         )
         self._outbox.publish_bytes(self._send_topic, list(_split(batch)))
 
@@ -239,8 +250,13 @@ class RenderService:
             trigger_id=request.trigger_id,
             mailbox_provider=mailbox_provider(recipient.email),
             reason="render_error",
-            properties={"error": str(exc)[:300]},
+            properties={"error": render_error(exc)},
         )
+
+
+def render_error(exc: BaseException) -> str:
+    """The reason a recipient failed to render, as the ledger and analytics keep it."""
+    return f"render_error: {type(exc).__name__}: {exc}"[:MAX_REASON]
 
 
 def _split(batch: SendBatch) -> list[bytes]:
@@ -250,13 +266,15 @@ def _split(batch: SendBatch) -> list[bytes]:
     encoded = batch.encode()
     if len(encoded) <= MAX_BATCH_BYTES:
         return [encoded]
-    if len(batch.emails) <= 1:
-        raise PermanentFailure(f"one message is larger than {MAX_BATCH_BYTES} bytes")
+    if len(batch.emails) <= 1:  # that recipient's message alone is too large: it fails alone
+        reason = f"render_error: the message is larger than {MAX_BATCH_BYTES} bytes compressed"
+        failed = {**batch.failed, **{e.subscriber_id: reason for e in batch.emails}}
+        return [replace(batch, emails=[], failed=failed).encode()]
     return _halves(batch)
 
 
 def _halves(batch: SendBatch) -> list[bytes]:
     half = len(batch.emails) // 2
     first = replace(batch, batch_id=f"{batch.batch_id}.a", emails=batch.emails[:half])
-    second = replace(batch, batch_id=f"{batch.batch_id}.b", emails=batch.emails[half:])
+    second = replace(batch, batch_id=f"{batch.batch_id}.b", emails=batch.emails[half:], failed={})
     return _split(first) + _split(second)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 
 from shared import topology
 from shared.domain.behaviour import SWEEP, BehaviourEvent, BehaviourMessage
+from shared.domain.errors import TransientError
 from shared.domain.triggers import Trigger, TriggerSet
 from shared.repositories.trigger_activity import TriggerActivity
 from shared.repositories.trigger_runs import TriggerRun, TriggerRuns
@@ -65,8 +66,15 @@ class TriggerService:
         cancelled: list[Outcome] = []
         due_now: list[str] = []
         for event in events:
-            cancelled += self._cancel_by(event, triggers, now)
-            due_now += self._start_runs(event, triggers, now, counts)
+            try:
+                cancelled += self._cancel_by(event, triggers, now)
+                due_now += self._start_runs(event, triggers, now, counts)
+            except TransientError:
+                raise  # the store: the whole message is retried
+            except Exception:  # this event's data: it fails alone, the message goes on
+                log.exception("behaviour event %s could not be applied", event.name,
+                              extra={"subscriber_id": event.subscriber_id})  # fmt: skip
+                counts["failed"] += 1
         self._sender.record(cancelled, triggers, now)
         counts["cancelled"] += len(cancelled)
         counts.update(o.state for o in self._sender.work(due_now, triggers, now))

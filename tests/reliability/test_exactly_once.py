@@ -371,6 +371,9 @@ def test_ab_holdout_gets_nothing_and_assignment_survives_redelivery(local, maile
     assert set(everyone) == set(by_id) - holdout  # the holdout never receives anything
     decided = service.get(campaign.id)
     assert decided.status == "sent" and decided.decision["source"] == "rule"
+    shown = service.show(campaign.id)  # every recipient final, holdout included: "sent"
+    assert shown["status"] == "sent" and shown["delivery"]["complete"], shown["delivery"]
+    assert sum(shown["delivery"]["outcomes"].values()) == len(people)
 
 
 def click(subscriber_id: str, campaign_id: str, at: float, machine: bool = False) -> dict:

@@ -9,8 +9,11 @@ was accepted exactly once, and the ledger says "sent" for exactly those.
 
 from __future__ import annotations
 
+import mailbox
+import random
+import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from contract.fakes.clock import FakeClock
 from contract.fakes.emails import campaign_emails
 from contract.fakes.esp_servers import FakeEspServer, FakeMailgun, FakeSendGrid, FakeSes
 from contract.fakes.smtp_server import smtp_server
+from support import free_port
 
 from shared.adapters.esp.mailgun_mailer import MailgunMailer
 from shared.adapters.esp.rate_limit import RateLimitedMailer
@@ -27,9 +31,10 @@ from shared.adapters.esp.ses_mailer import SesMailer
 from shared.adapters.esp.smtp_mailer import SmtpMailer
 from shared.adapters.local.sqlite_bus import SqliteBus
 from shared.adapters.local.sqlite_documents import SqliteDocuments
+from shared.bench.faulty_sink import FaultySink
 from shared.domain.errors import AlreadyProcessed, TransientError
 from shared.domain.messages import MARKETING, SendBatch
-from shared.ports import Mailer
+from shared.ports import Mailer, OutgoingEmail, SendResult
 from shared.repositories.send_ledger import DONE, SendLedger
 from shared.repositories.suppressions import Suppressions
 from shared.services.publishing import Outbox
@@ -115,6 +120,7 @@ def test_every_recipient_is_sent_exactly_once_through_a_storm(
             clock,
             chunk_size=20,
             max_attempts=100,
+            sleep=clock.sleep,
         )
         deliveries = _deliver_until_done(service, batches, clock)
         truth = accepted()
@@ -148,3 +154,111 @@ def _deliver_until_done(service: SendService, batches: list[SendBatch], clock: F
             clock.advance(LEASE_S + 1)
             pending.append(batch)
     return deliveries
+
+
+# -- per-recipient deferrals: retried within the delivery ---------------------------------------
+
+
+class DeferringMailer:
+    """Answers 451 4.3.0 to a seeded-random fraction of messages (every time for `always`),
+    accepting the rest: a server deferring single recipients, not throttling."""
+
+    name = "deferring"
+
+    def __init__(self, fraction: float, always: frozenset[str] = frozenset()) -> None:
+        self.fraction = fraction
+        self.always = always
+        self.accepted: Counter[str] = Counter()
+        self.calls = 0
+        self._random = random.Random(5)
+
+    def send(self, emails: Sequence[OutgoingEmail]) -> list[SendResult]:
+        self.calls += 1
+        results = []
+        for e in emails:
+            if e.subscriber_id in self.always or self._random.random() < self.fraction:
+                results.append(SendResult(e.message_id, "transient", detail="451 4.3.0 later"))
+            else:
+                self.accepted[e.message_id] += 1
+                results.append(SendResult(e.message_id, "sent"))
+        return results
+
+
+def _service(tmp_path: Path, mailer: Mailer, clock: FakeClock, **options) -> SendService:
+    documents = SqliteDocuments(tmp_path / "documents.sqlite3")
+    bus = SqliteBus(tmp_path / "bus.sqlite3", clock=clock)
+    return SendService(SendLedger(documents, lease_s=LEASE_S), Suppressions(documents, "k"),
+                       mailer, Outbox(bus), clock, sleep=clock.sleep, **options)  # fmt: skip
+
+
+def _batch(clock: FakeClock, n: int = 250) -> SendBatch:
+    emails = campaign_emails(NAMES * (n // len(NAMES) + 1), start=0)[:n]
+    return SendBatch("cmp-2-b0", MARKETING, clock(), emails, campaign_id="cmp-2")
+
+
+def test_recipients_deferred_at_random_are_all_sent_within_one_delivery(tmp_path: Path) -> None:
+    clock = FakeClock(start=1_800_000_000.0)
+    inner = DeferringMailer(0.2)
+    mailer = RateLimitedMailer(inner, 200.0, clock, clock.sleep)
+    batch = _batch(clock)
+    started = clock()
+    counts = _service(tmp_path, mailer, clock).handle(batch)  # no TransientError: no redelivery
+    assert counts == {"sent": 250}
+    assert sorted(inner.accepted) == sorted(e.message_id for e in batch.emails)
+    assert set(inner.accepted.values()) == {1}
+    assert mailer.rate == pytest.approx(200.0), "single deferrals do not slow the sender"
+    assert clock() - started < 5, "retried soon"
+
+
+def test_a_recipient_deferred_every_time_goes_back_to_the_bus_then_fails_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(start=1_800_000_000.0)
+    batch = _batch(clock, 20)
+    stuck = batch.emails[3].subscriber_id
+    inner = DeferringMailer(0.0, always=frozenset({stuck}))
+    service = _service(tmp_path, inner, clock, max_attempts=2)
+    with pytest.raises(TransientError, match="1 recipients"):
+        service.handle(batch)  # the other 19 sent; only the stuck one is handed back
+    assert len(inner.accepted) == 19
+    counts = service.handle(batch)  # the bus's last delivery: it fails for good
+    assert counts == {"failed": 1}
+    ledger = SendLedger(SqliteDocuments(tmp_path / "documents.sqlite3"))
+    entry = ledger.get(batch.batch_id)
+    assert entry is not None and entry.state == DONE
+    assert entry.outcomes[stuck] == "failed" and entry.reasons[stuck] == "451 4.3.0 later"
+    assert len(inner.accepted) == 19 and set(inner.accepted.values()) == {1}
+
+
+def test_through_the_bench_s_faulty_sink_every_recipient_arrives_once(tmp_path: Path) -> None:
+    """451 to 20 % of RCPTs and 421 to connections (the bench's fault run, small), with real
+    time and the real SMTP client: nearly everything goes in the first delivery of a batch."""
+    sink = FaultySink(tmp_path / "mail", free_port()).start()
+    try:
+        port = sink._controller.port
+        mailer = RateLimitedMailer(SmtpMailer("127.0.0.1", port), 1_000.0)
+        documents = SqliteDocuments(tmp_path / "documents.sqlite3")
+        service = SendService(SendLedger(documents), Suppressions(documents, "k"), mailer,
+                              Outbox(SqliteBus(tmp_path / "bus.sqlite3")), time.time)  # fmt: skip
+        batches = [SendBatch(f"cmp-3-b{b}", MARKETING, time.time(),
+                             campaign_emails(NAMES * 25, start=b * 150), campaign_id="cmp-3")
+                   for b in range(2)]  # fmt: skip
+        deliveries = 0
+        for batch in batches:
+            while True:  # the bus redelivers what is still deferred after the retry passes
+                deliveries += 1
+                try:
+                    service.handle(batch)
+                    break
+                except TransientError:
+                    assert deliveries < 6
+        mailer.close()
+    finally:
+        faults = sink.stop()
+    stored = Counter(
+        str(m["Message-ID"]).strip("<>") for m in mailbox.Maildir(str(tmp_path / "mail"))
+    )
+    assert sorted(stored) == sorted(e.message_id for b in batches for e in b.emails)
+    assert set(stored.values()) == {1}
+    assert faults["rcpts_deferred_451"] >= 30 and faults["connections_refused_421"] >= 1
+    assert deliveries <= 4

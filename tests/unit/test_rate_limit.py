@@ -37,6 +37,13 @@ class ScriptedMailer:
         step = self.script.pop(0) if self.script else "ok"
         if isinstance(step, Exception):
             raise step
+        if step in ("deferred_all", "deferred_one"):  # 451 to every RCPT, or to the first
+            deferred = batch if step == "deferred_all" else batch[:1]
+            return [
+                SendResult(e.message_id, "transient" if e in deferred else "sent",
+                           detail="451 4.3.0 try again later")
+                for e in batch
+            ]  # fmt: skip
         if step == "throttled":
             first = SendResult(batch[0].message_id, "sent")
             rest = [
@@ -221,3 +228,19 @@ def test_empty_chunk_costs_nothing() -> None:
     mailer, inner, _ = limited(rate=10.0)
     assert mailer.send([]) == []
     assert inner.calls == []
+
+
+def test_a_server_deferring_every_message_is_throttling_and_the_rate_climbs_back() -> None:
+    mailer, _, _ = limited(["deferred_all"], rate=20.0, recovery_steps=4)
+    assert {r.status for r in mailer.send(emails(10))} == {"transient"}
+    assert mailer.rate == pytest.approx(10.0)
+    mailer.send(emails(10))
+    mailer.send(emails(10))
+    assert mailer.rate == pytest.approx(20.0), "back once the deferrals stop"
+
+
+def test_one_recipient_deferred_does_not_slow_the_sender() -> None:
+    mailer, _, _ = limited(["deferred_one", "deferred_one"], rate=20.0)
+    mailer.send(emails(10))
+    mailer.send(emails(3))
+    assert mailer.rate == pytest.approx(20.0)

@@ -78,6 +78,7 @@ def _smtp(settings: Settings) -> Mailer:
         settings.smtp_username,
         settings.smtp_password,
         starttls=settings.smtp_starttls == "1",
+        helo_name=settings.smtp_helo_name,
     )
 
 

@@ -4,10 +4,14 @@
   the burst goes once the bucket is full and borrows the rest (the balance goes negative and
   later callers wait it off), so any chunk size gets through at the average rate.
   Thread-safe: the lock covers only the arithmetic, never the sleep.
-- Multiplicative decrease: when the provider throttles (Throttled, or results deferred as
-  "throttled"), the rate halves, down to a floor of `floor_fraction` of the configured rate,
-  at most once per `decrease_interval_s` (so that many threads throttled by the same burst
-  halve it once, not once each).
+- Multiplicative decrease: when the provider throttles the whole sender (Throttled: SMTP 421,
+  454 or a 4.7.0 rate or connection limit, HTTP 429, SES throttling; or results deferred as
+  "throttled"), or defers every message of a chunk of at least `all_deferred_min` (a server
+  deferring everything is throttling, whatever its code says), the rate halves, down to a
+  floor of `floor_fraction` of the configured rate, at most once per `decrease_interval_s`
+  (so that many threads throttled by the same burst halve it once, not once each). A deferral
+  of single recipients (450/451 to one RCPT, greylisting) is not a throttle: those are
+  retried per recipient by the send stage, and the rate stays.
 - Additive increase: every chunk that goes through unthrottled raises the rate by
   1/`recovery_steps` of the configured rate, up to the configured rate.
 - Retry-After: a Throttled whose retry_after (or `default_wait_s` when it gave none) fits in
@@ -108,6 +112,7 @@ class RateLimitedMailer:
         decrease_interval_s: float = 1.0,
         max_wait_s: float = 10.0,
         default_wait_s: float = 1.0,
+        all_deferred_min: int = 5,
     ) -> None:
         self.inner = inner
         self.name = inner.name
@@ -117,6 +122,7 @@ class RateLimitedMailer:
         self._decrease_interval = decrease_interval_s
         self._max_wait = max_wait_s
         self._default_wait = default_wait_s
+        self._all_deferred_min = all_deferred_min
         self._clock = clock
         self._sleep = sleep
         self._bucket = TokenBucket(rate_per_s, clock, sleep)
@@ -137,7 +143,7 @@ class RateLimitedMailer:
             results = self.inner.send(emails)
         except Throttled as throttled:
             results = self._retry_once(emails, throttled)
-        if any(is_throttled(r) for r in results):
+        if self._throttled(results):
             self._slow_down()
         else:
             self._speed_up()
@@ -147,6 +153,12 @@ class RateLimitedMailer:
         close = getattr(self.inner, "close", None)
         if close is not None:
             close()
+
+    def _throttled(self, results: Sequence[SendResult]) -> bool:
+        if any(is_throttled(r) for r in results):
+            return True
+        everything_deferred = all(r.status == "transient" for r in results)
+        return everything_deferred and len(results) >= self._all_deferred_min
 
     def _retry_once(
         self, emails: Sequence[OutgoingEmail], throttled: Throttled

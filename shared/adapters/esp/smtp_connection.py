@@ -11,8 +11,11 @@ SMTPDataError, after which the connection is closed (a 421: the server is closin
 (any other refusal, unless the next transaction was begun).
 
 Mail parameters: SIZE when offered (as smtplib), BODY=8BITMIME for a message with 8-bit bytes
-when offered (RFC 6152), SMTPUTF8 for an address that is not ASCII when offered (RFC 6531);
-such an address without SMTPUTF8 is refused here with 553 5.6.7, as a relay would.
+when offered (RFC 6152), SMTPUTF8 for an address that is not ASCII when offered (RFC 6531).
+A server without SMTPUTF8 gets an internationalized domain in its ASCII form (IDNA, punycode)
+when the local part is ASCII, in the envelope and in the To and From headers (RFC 6531 needs
+no extension for that: it is the same domain); an address whose local part is not ASCII cannot
+be written so, and is refused here with 553 5.6.7, as a relay would.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 import smtplib
 from contextlib import suppress
 from typing import TYPE_CHECKING
+
+import idna
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -54,15 +59,16 @@ class SmtpConnection(smtplib.SMTP):
         the connection if it will not (see `next_begun`).
         """
         self.ehlo_or_helo_if_needed()
+        envelope = self._for_server((sender, recipient, message))
         if not self.has_extn("pipelining"):  # known after an EHLO only
-            options = self._mail_options(sender, recipient, message)
-            self.sendmail(sender, [recipient], message, mail_options=options)
+            options = self._mail_options(*envelope)
+            self.sendmail(envelope[0], [envelope[1]], envelope[2], mail_options=options)
             return
-        envelope = (sender, recipient, message)
         begun, self._next = self._next, None
         if begun is None:
             self.send(self._begin(envelope))
-        elif begun[:2] != envelope[:2] or begun[2] is not message:
+        elif begun[:2] != envelope[:2] or (begun[2] is not envelope[2]
+                                           and begun[2] != envelope[2]):  # fmt: skip
             self.close()  # its replies would be taken for this message's
             raise smtplib.SMTPServerDisconnected("a different transaction was begun")
         self._transact(envelope, then)
@@ -89,6 +95,22 @@ class SmtpConnection(smtplib.SMTP):
             raise smtplib.SMTPDataError(code, reply)
         self.send(dot_stuffed(msg))
         return self.getreply()
+
+    def _for_server(self, envelope: Envelope) -> Envelope:
+        """The envelope as this server can take it: internationalized domains in their ASCII
+        form (and so in the address headers) when it lacks SMTPUTF8 and the local parts are
+        ASCII; as it is otherwise (SMTPUTF8 is used, or `_mail_options` refuses it)."""
+        sender, recipient, message = envelope
+        if (sender.isascii() and recipient.isascii()) or self.has_extn("smtputf8"):
+            return envelope
+        ascii_sender, ascii_recipient = ascii_address(sender), ascii_address(recipient)
+        if ascii_sender is None or ascii_recipient is None:
+            return envelope
+        return (
+            ascii_sender,
+            ascii_recipient,
+            _ascii_headers(message, {sender: ascii_sender, recipient: ascii_recipient}),
+        )
 
     def _mail_options(self, sender: str, recipient: str, message: bytes) -> list[str]:
         if not self.does_esmtp:
@@ -148,6 +170,7 @@ class SmtpConnection(smtplib.SMTP):
     def _begin_next(self, then: Envelope | None) -> bytes:
         if then is None:
             return b""
+        then = self._for_server(then)
         try:
             group = self._begin(then)
         except (smtplib.SMTPRecipientsRefused, ValueError):
@@ -173,3 +196,28 @@ class SmtpConnection(smtplib.SMTP):
             with suppress(smtplib.SMTPServerDisconnected):  # the next transaction finds it
                 self.rset()
         raise error
+
+
+def ascii_address(address: str) -> str | None:
+    """`address` with its domain in IDNA's ASCII form; None when its local part is not ASCII
+    (only SMTPUTF8 can carry it) or its domain is not a valid IDN."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local.isascii():
+        return None
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return None
+
+
+def _ascii_headers(message: bytes, replacements: dict[str, str]) -> bytes:
+    """The message with each address of `replacements` rewritten in its header section (the
+    To and From lines); the body is left as it is."""
+    end = message.find(b"\r\n\r\n")
+    head, body = (message, b"") if end < 0 else (message[:end], message[end:])
+    for unicode_form, ascii_form in replacements.items():
+        if unicode_form != ascii_form:
+            head = head.replace(unicode_form.encode(), ascii_form.encode())
+    return head + body

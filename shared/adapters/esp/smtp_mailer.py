@@ -5,22 +5,30 @@ between chunks. A connection idle for longer than `idle_check_s` is probed with 
 use, so one the server closed while idle is replaced before a transaction starts on it; one
 found closed during a transaction anyway is replaced and the message tried once more (should
 the server have dropped it after accepting DATA, that is a duplicate with the same
-Message-ID: at-least-once, like every retry). `close()` ends every pooled connection,
-whichever thread opened it.
+Message-ID: at-least-once, like every retry). `close()` says QUIT on every pooled connection,
+whichever thread opened it (the container closes the mailer when its process stops), and a
+connection given up while it is still in good order (stale after idling) says QUIT too.
+EHLO gives `helo_name` (MAILPIPE_SMTP_HELO_NAME; this host's FQDN when empty): receiving MTAs
+check it against the sending address's reverse DNS.
 
 One SMTP transaction per message (each carries its own personalized MIME), through
 SmtpConnection: pipelined when the server offers PIPELINING, the chunk's next message begun
 with this one's data, so a message costs one round trip; a chunk that stops early closes a
 connection holding such a begun transaction (ending it would send an empty message). Replies:
-2xx sent; 421 and 454 mean "slow down": Throttled when nothing in the chunk was accepted yet,
-otherwise the rest of the chunk is returned transient ("throttled: ..."); 450/451/452 and any
-other 4xx transient for that message; 5xx permanent for that message. A server that cannot be
-reached is a TransientError in the same way (raised, or the rest transient). Refused
-credentials are a ConfigurationError naming the settings, never their values.
+2xx sent; a server-wide throttle (421, 454, or a 4xx whose enhanced status is 4.7.0 or whose
+text speaks of rates, connections or "too many") means "slow down": Throttled when nothing in
+the chunk was accepted yet, otherwise the rest of the chunk is returned transient ("throttled:
+..."), which the rate limiter reads; any other 4xx (450/451/452 to one recipient, greylisting
+with 4.2.x or 4.7.1) is transient for that message alone; 5xx permanent for that message. A
+message the client cannot even write (a line break in an address) fails permanently alone. A
+server that cannot be reached is a TransientError in the same way (raised, or the rest
+transient). Refused credentials are a ConfigurationError naming the settings, never their
+values.
 """
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 import threading
@@ -35,7 +43,13 @@ from shared.domain.errors import ConfigurationError, Throttled, TransientError
 from shared.ports import OutgoingEmail, SendResult
 
 THROTTLE_CODES = frozenset({421, 454})
-TRANSIENT_CODES = frozenset({421, 450, 451, 452, 454})
+# A 4xx for the whole server rather than this recipient: RFC 3463's 4.7.0 (Gmail's "4.7.0 Try
+# again later", rate and connection limits), or a reply that says so in words. Greylisting
+# (4.2.x, 4.7.1) and a busy mailbox are about one recipient.
+_SERVER_WIDE = re.compile(
+    rb"^4\.7\.0\b|\b(rate|too many|connection limit|throttl|slow down)", re.IGNORECASE
+)
+_PER_RECIPIENT_STATUS = re.compile(rb"^4\.(2\.\d+|7\.1)\b")
 
 
 @dataclass
@@ -57,6 +71,7 @@ class SmtpMailer:
         timeout_s: float = 30.0,
         idle_check_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        helo_name: str = "",
     ) -> None:
         self._host = host
         self._port = port
@@ -65,6 +80,7 @@ class SmtpMailer:
         self._starttls = starttls
         self._timeout = timeout_s
         self._idle_check_s = idle_check_s
+        self._helo_name = helo_name or None  # None: smtplib's socket.getfqdn()
         self._clock = clock
         self._local = threading.local()
         self._pool: set[SmtpConnection] = set()
@@ -97,13 +113,7 @@ class SmtpMailer:
         with self._pool_lock:
             conns, self._pool = self._pool, set()
         for conn in conns:
-            if conn.next_begun:  # mid-transaction: a QUIT would be taken for message data
-                conn.close()
-                continue
-            try:
-                conn.quit()
-            except (OSError, smtplib.SMTPException):
-                conn.close()
+            _quit(conn)
         self._local.pooled = None
 
     # --- one message ---------------------------------------------------------------------
@@ -123,6 +133,9 @@ class SmtpMailer:
             code, reply = next(iter(exc.recipients.values()))
         except smtplib.SMTPResponseException as exc:  # sender refused, data refused, ...
             code, reply = exc.smtp_code, exc.smtp_error
+        except (ValueError, UnicodeError) as exc:  # not writable as SMTP: nothing was sent
+            chunk.permanent([index], f"{type(exc).__name__}: {exc}")
+            return
         else:
             chunk.sent([index])
             return
@@ -151,11 +164,11 @@ class SmtpMailer:
             self._touch(conn)
 
     def _record(self, chunk: ChunkResults, index: int, code: int, reply: bytes | str) -> None:
-        text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-        detail = f"{code} {text}"
-        if code in THROTTLE_CODES:
+        raw = reply if isinstance(reply, bytes) else str(reply).encode()
+        detail = f"{code} {raw.decode(errors='replace')}"
+        if is_server_wide(code, raw):
             raise Throttled(f"SMTP server asked us to slow down: {detail}")
-        if code in TRANSIENT_CODES or 400 <= code < 500:
+        if 400 <= code < 500:
             chunk.transient([index], detail)
         else:
             chunk.permanent([index], detail)
@@ -173,7 +186,7 @@ class SmtpMailer:
         if pooled is not None and self._alive(pooled):
             return pooled.conn
         if pooled is not None:
-            self._discard(pooled.conn)
+            self._discard(pooled.conn, polite=True)
         conn = self._connect()
         self._local.pooled = _Pooled(conn, self._clock())
         with self._pool_lock:
@@ -190,12 +203,15 @@ class SmtpMailer:
         try:
             return pooled.conn.noop()[0] == 250
         except (OSError, smtplib.SMTPException):
+            pooled.conn.close()  # it did not answer: no QUIT either
             return False
 
     def _connect(self) -> SmtpConnection:
         where = f"{self._host}:{self._port}"
         try:
-            conn = SmtpConnection(self._host, self._port, timeout=self._timeout)
+            conn = SmtpConnection(
+                self._host, self._port, local_hostname=self._helo_name, timeout=self._timeout
+            )
             if self._starttls:
                 conn.starttls(context=ssl.create_default_context())
             if self._username:
@@ -226,13 +242,36 @@ class SmtpMailer:
         if conn.sock is None:  # smtplib closes the connection itself after a 421
             self._discard(conn)
 
-    def _discard(self, conn: SmtpConnection) -> None:
+    def _discard(self, conn: SmtpConnection, polite: bool = False) -> None:
+        """Out of the pool and closed; with `polite`, after a QUIT when it is still open and
+        not mid-transaction (a server that answers nothing costs at most the timeout)."""
         pooled: _Pooled | None = getattr(self._local, "pooled", None)
         if pooled is not None and pooled.conn is conn:
             self._local.pooled = None
         with self._pool_lock:
             self._pool.discard(conn)
+        _quit(conn) if polite else conn.close()
+
+
+def _quit(conn: SmtpConnection) -> None:
+    """QUIT, then close; just close when mid-transaction (a QUIT would be message text) or
+    when the connection is already gone."""
+    if conn.sock is None or conn.next_begun:
         conn.close()
+        return
+    try:
+        conn.quit()
+    except (OSError, smtplib.SMTPException):
+        conn.close()
+
+
+def is_server_wide(code: int, reply: bytes) -> bool:
+    """Whether an SMTP reply throttles the whole server rather than refusing one recipient."""
+    if code in THROTTLE_CODES:
+        return True
+    if not 400 <= code < 500 or _PER_RECIPIENT_STATUS.match(reply):
+        return False
+    return bool(_SERVER_WIDE.search(reply))
 
 
 def _envelope(email: OutgoingEmail) -> Envelope:

@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 Deliver = Callable[[Delivery], bool]
 
 
+class DeliveryRefused(Exception):
+    """A callback's way to fail a delivery with the handler's own error text (already logged
+    by the handler), which the nack records and a dead letter shows."""
+
+
 class BusWorker(threading.Thread):
     """Pulls batches of `batch` from `subscription_name` and delivers them one by one.
 
@@ -114,6 +119,8 @@ class BusWorker(threading.Thread):
             if self._deliver(delivery):
                 return None
             return "delivery was not acknowledged (the handler returned False)"
+        except DeliveryRefused as exc:
+            return str(exc)
         except Exception as exc:
             log.exception(
                 "delivery of %s to %s failed (attempt %d)",

@@ -15,9 +15,13 @@ from contract.fakes.emails import campaign_emails, with_content
 from contract.fakes.smtp_server import ScriptedHandler, smtp_server
 from support import free_port
 
+from shared import settings as settings_module
 from shared.adapters.esp.chunk_results import THROTTLED_PREFIX
-from shared.adapters.esp.smtp_mailer import SmtpMailer
+from shared.adapters.esp.providers import mailer_from_settings
+from shared.adapters.esp.smtp_mailer import SmtpMailer, is_server_wide
+from shared.bootstrap import Container
 from shared.domain.errors import Throttled, TransientError
+from shared.settings import Settings
 
 
 @pytest.fixture(params=[True, False], ids=["pipelining", "no-pipelining"])
@@ -224,3 +228,100 @@ def test_a_line_break_in_an_address_injects_no_command(
     delivered = [str(m["Delivered-To"]) for m in handler.messages()]
     assert sorted(delivered) == ["bob@example.com", "reader0@example.com", "reader2@example.com"]
     assert handler.connections == 1
+
+
+# -- what a real MTA notices: QUIT, the EHLO name, IDNA without SMTPUTF8 ------------------------
+
+
+def test_close_says_quit_on_every_pooled_connection(
+    handler: ScriptedHandler, mailer: SmtpMailer
+) -> None:
+    threads = [threading.Thread(target=mailer.send, args=(campaign_emails(["A"]),))
+               for _ in range(2)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    mailer.close()
+    deadline = time.monotonic() + 5
+    while handler.quits < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (handler.connections, handler.quits) == (2, 2)
+
+
+def test_the_container_says_quit_when_its_process_stops(
+    tmp_path: Path, server: tuple[ScriptedHandler, int]
+) -> None:
+    handler, port = server
+    settings = Settings(data_dir=tmp_path / "var", esp="smtp", smtp_port=port, esp_rate_per_s=100)
+    container = Container(settings)
+    container.mailer.send(campaign_emails(["Ann"]))
+    container.close()
+    deadline = time.monotonic() + 5
+    while handler.quits < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert handler.quits == 1
+
+
+def test_ehlo_gives_the_configured_name(tmp_path: Path, server: tuple[ScriptedHandler, int]):
+    handler, port = server
+    environ = {"MAILPIPE_SMTP_HELO_NAME": "mail.mailpipe.example", "SMTP_PORT": str(port),
+               "MAILPIPE_DATA_DIR": str(tmp_path / "var")}  # fmt: skip
+    mailer = mailer_from_settings(settings_module.load(environ))
+    assert [r.status for r in mailer.send(campaign_emails(["Ann"]))] == ["sent"]
+    mailer.close()
+    assert handler.ehlo_names == ["mail.mailpipe.example"]
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "no-pipelining"])
+def test_an_idn_domain_goes_as_punycode_to_a_server_without_smtputf8(
+    tmp_path: Path, pipelining: bool
+) -> None:
+    idn, ascii_form = "anna@bücher.example", "anna@xn--bcher-kva.example"
+    ann, bob, cy = campaign_emails(["Ann", "Bob", "Cy"])
+    bob = replace(bob, recipient=idn, raw=bob.raw.replace(bob.recipient.encode(), idn.encode()))
+    assert idn.encode() in bob.raw
+    with smtp_server(tmp_path / "maildir", pipelining=pipelining, enable_SMTPUTF8=False) as (
+        handler,
+        port,
+    ):
+        mailer = SmtpMailer("127.0.0.1", port)
+        results = mailer.send([ann, bob, cy])
+        mailer.close()
+    assert [r.status for r in results] == ["sent", "sent", "sent"]
+    assert ascii_form in handler.rcpt_tos
+    (stored,) = [m for m in handler.raw_messages() if bob.message_id.encode() in m]
+    head = stored.split(b"\r\n\r\n")[0]
+    assert f"To: {ascii_form}".encode() in head and "ü".encode() not in head
+    assert all(options == [options[0]] for options in handler.mail_options), "no SMTPUTF8"
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "server_wide"),
+    [
+        (421, b"4.7.0 Try again later, closing connection", True),
+        (451, b"4.7.0 Temporary rate limit exceeded", True),
+        (450, b"Too many connections from your IP", True),
+        (451, b"4.3.0 Temporary failure, try again", False),
+        (450, b"4.2.0 Greylisted, see https://example.org/greylist", False),
+        (451, b"4.7.1 Please try again later", False),
+        (450, b"4.2.1 The user is receiving mail at a rate that prevents more", False),
+        (550, b"5.1.1 No such user", False),
+    ],
+)
+def test_a_server_wide_throttle_is_told_from_a_per_recipient_deferral(
+    code: int, reply: bytes, server_wide: bool
+) -> None:
+    assert is_server_wide(code, reply) is server_wide
+
+
+def test_a_rate_limit_reply_to_one_rcpt_throttles_and_a_greylisting_one_does_not(
+    handler: ScriptedHandler, mailer: SmtpMailer
+) -> None:
+    handler.rcpt_replies = ["450 4.2.0 Greylisted, try again later"]
+    results = mailer.send(campaign_emails(["Ann", "Bob"]))
+    assert [r.status for r in results] == ["transient", "sent"]
+    assert not results[0].detail.startswith(THROTTLED_PREFIX)
+    handler.rcpt_replies = ["451 4.7.0 Temporary rate limit exceeded"]
+    with pytest.raises(Throttled):
+        mailer.send(campaign_emails(["Cy"], start=2))

@@ -34,6 +34,9 @@ class ScriptedHandler(MaildirHandler):
         self.connections = 0
         self.stormed = 0  # RCPTs answered 421 by the storm
         self.noops = 0
+        self.quits = 0
+        self.ehlo_names: list[str] = []
+        self.rcpt_tos: list[str] = []  # every RCPT TO address the server accepted
         self._storm: tuple[float, int] | None = None
         self._random = random.Random(11)
 
@@ -44,6 +47,7 @@ class ScriptedHandler(MaildirHandler):
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
     ) -> list:
         self.connections += 1
+        self.ehlo_names.append(hostname)
         if self.pipelining:
             return await super().handle_EHLO(server, session, envelope, hostname, responses)
         session.host_name = hostname
@@ -54,6 +58,10 @@ class ScriptedHandler(MaildirHandler):
     ) -> str:
         self.noops += 1
         return "250 OK"
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.quits += 1
+        return "221 Bye"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
@@ -66,6 +74,7 @@ class ScriptedHandler(MaildirHandler):
             if self._random.random() < fraction:
                 self.stormed += 1
                 return "421 4.7.0 slow down"
+        self.rcpt_tos.append(address)
         return await super().handle_RCPT(server, session, envelope, address, options)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
