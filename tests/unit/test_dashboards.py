@@ -130,7 +130,9 @@ def test_the_app_answers_every_page_and_errors_in_words(filled: Container) -> No
     assert 'href="/campaigns/c1"' in index and "June" in index
     page = client.get("/campaigns/c1")
     assert page.status_code == 200 and "<svg" in page.get_data(as_text=True)
-    assert client.get("/deliverability?days=400").status_code == 200
+    assert client.get("/deliverability?days=90").status_code == 200
+    beyond = client.get("/deliverability?days=91")  # the dashboard queries read 90 days
+    assert beyond.status_code == 400 and "from 1 to 90" in beyond.get_data(as_text=True)
     assert client.get("/growth").status_code == 200
     missing = client.get("/campaigns/c9")
     assert missing.status_code == 404 and "no campaign" in missing.get_data(as_text=True)

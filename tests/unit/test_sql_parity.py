@@ -11,6 +11,7 @@ opens and clicks excluded), so a transpilation that changes meaning shows up as 
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -21,14 +22,13 @@ import pytest
 import sqlglot
 
 from shared.adapters.local.duckdb_warehouse import DuckDbWarehouse
-from shared.analytics.sql_catalog import SqlCatalog, Where
+from shared.analytics.sql_catalog import WINDOW_DAYS, SqlCatalog, Where
 from shared.domain import events as ev
 from shared.domain.events import COLUMNS
 
 # Weeks ago, inside the 90 days the dashboard queries read (sql/dashboards: recent_events).
 START = (datetime.now(UTC) - timedelta(days=40)).replace(hour=8, minute=0, second=0, microsecond=0)
 CATALOG = SqlCatalog("duckdb")
-WINDOW_DAYS = 90  # the look-back of every sql/dashboards file
 Row = dict[str, Any]
 
 
@@ -424,6 +424,13 @@ def test_each_file_is_valid_bigquery_and_parameter_free(name: str) -> None:
     assert len(parsed) == 1, "one query per file"
     assert "@" not in source.split("--")[0] and not list(parsed[0].find_all(sqlglot.exp.Parameter))
     assert "${" not in source  # Terraform reads the files too
+
+
+@pytest.mark.parametrize("name", CATALOG.names())
+def test_each_file_reads_the_window_the_code_knows(name: str) -> None:
+    source = CATALOG.source(name)
+    days = {int(n) for n in re.findall(r"INTERVAL (\d+) DAY", source)}
+    assert days == {WINDOW_DAYS, WINDOW_DAYS + 1}, "bound a day wider, then the exact window"
 
 
 def test_bigquery_gets_the_file_verbatim_and_duckdb_named_parameters() -> None:
