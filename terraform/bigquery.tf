@@ -1,6 +1,7 @@
 # The event warehouse: one partitioned table the warehouse function streams into (events_raw),
-# the `events` view that removes redeliveries (the relation every query reads, as locally), and
-# one view per dashboard query in sql/dashboards/*.sql.
+# the `events` view that removes redeliveries from all of it (for all-time questions: GDPR export,
+# ad hoc queries), and one view per dashboard query in sql/dashboards/*.sql, each deduplicating
+# only the days it shows so that BigQuery reads only their partitions.
 
 locals {
   dashboards_dir = "${path.module}/../sql/dashboards"
@@ -43,7 +44,7 @@ resource "google_bigquery_table" "events" {
   #checkov:skip=CKV_GCP_121:A view holds no data and is recreated from code; protection would only block removing a dashboard.
   dataset_id          = google_bigquery_dataset.warehouse.dataset_id
   table_id            = "events"
-  description         = "events_raw with one row per event_id (the first one received); what every query reads."
+  description         = "events_raw with one row per event_id (the first one received), all time: it reads every partition."
   deletion_protection = false
 
   view {
@@ -71,13 +72,12 @@ resource "google_bigquery_table" "dashboard" {
 
   view {
     use_legacy_sql = false
-    # The .sql files say `events`, as the local DuckDB run does; a view must name the dataset.
+    # The .sql files say `events_raw`, as the local DuckDB run does; a view must name the
+    # dataset. Each file bounds the partition column before deduplicating (README).
     query = replace(
       file("${local.dashboards_dir}/${each.value}"),
-      "/\\b(FROM|JOIN)\\s+events\\b/",
-      "$1 `${local.dataset_ref}.events`",
+      "/\\b(FROM|JOIN)\\s+events_raw\\b/",
+      "$1 ${local.events_table}",
     )
   }
-
-  depends_on = [google_bigquery_table.events]
 }

@@ -22,6 +22,10 @@ from shared.domain.errors import ConfigurationError, InvalidInput
 from shared.topology import REPO_ROOT
 
 DASHBOARDS_DIR = REPO_ROOT / "sql" / "dashboards"
+# The days back every dashboard file reads (its `recent_events`: events_raw bounded before
+# deduplicating, so BigQuery reads only those partitions). A view takes no parameters, so the
+# files say it themselves; tests/unit/test_sql_parity.py holds them to this number.
+WINDOW_DAYS = 90
 Dialect = Literal["bigquery", "duckdb"]
 DIALECTS: tuple[Dialect, ...] = ("bigquery", "duckdb")
 Operator = Literal["=", "<", "<=", ">", ">="]

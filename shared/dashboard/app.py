@@ -17,12 +17,13 @@ import flask
 from werkzeug.exceptions import HTTPException
 
 from shared.analytics.dashboards import Dashboards
+from shared.analytics.sql_catalog import WINDOW_DAYS
 from shared.dashboard import pages
 from shared.domain.errors import InvalidInput, MailpipeError, NotFound, TransientError
 
 log = logging.getLogger(__name__)
 DEFAULT_DAYS = 56
-MAX_DAYS = 730
+MAX_DAYS = WINDOW_DAYS  # the dashboard queries read no further back
 
 
 def create_dashboard_app(

@@ -217,7 +217,8 @@ def rate_by_provider(days: Sequence[DeliverabilityDay], attr: str, thresholds: b
 
 
 def growth(days: Sequence[GrowthDay]) -> str:
-    """New confirmed subscribers and unsubscribes per day (bars), total subscribers (line)."""
+    """New confirmed subscribers and unsubscribes per day (bars), their running net change since
+    the first day the dashboards read (line)."""
     if not days:
         return ""
     fig = _figure(height=3.6)
@@ -230,8 +231,8 @@ def growth(days: Sequence[GrowthDay]) -> str:
     ax.set_ylabel("people per day")
     total = ax.twinx()
     total.plot(x, [d.subscribers for d in days], color=COLOURS["blue"], linewidth=2,
-               label="Subscribers (total)")  # fmt: skip
-    total.set_ylabel("subscribers")
+               label="Net change (running)")  # fmt: skip
+    total.set_ylabel("net change")
     total.grid(False)
     total.set_ylim(bottom=0)
     _date_axis(ax, x)

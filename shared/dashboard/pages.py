@@ -219,7 +219,9 @@ def _provider_totals(rows: list[DeliverabilityDay]) -> list[dict[str, Any]]:
 
 def growth_context(d: Dashboards, days: int, today: date | None = None) -> dict[str, Any]:
     since = (today or datetime.now(UTC).date()) - timedelta(days=days - 1)
-    rows = [r for r in d.growth() if r.day >= since]  # the running total starts at day one
+    # The query reads the last WINDOW_DAYS (sql_catalog), so its running total starts there,
+    # not at the list's first day: the page shows the net change over the days it shows.
+    rows = [r for r in d.growth() if r.day >= since]
     return {
         "days": days,
         "since": since,
@@ -229,7 +231,7 @@ def growth_context(d: Dashboards, days: int, today: date | None = None) -> dict[
             "confirmations": sum(r.confirmations for r in rows),
             "unsubscribes": sum(r.unsubscribes for r in rows),
             "erasures": sum(r.erasures for r in rows),
-            "subscribers": rows[-1].subscribers if rows else None,
+            "net_change": sum(r.net_change for r in rows) if rows else None,
         },
         "charts": {"growth": Markup(charts.growth(rows))},
     }

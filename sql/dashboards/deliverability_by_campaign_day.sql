@@ -5,7 +5,21 @@
 -- that both read on one scale.
 -- complaint_rate = complaints / delivered (sent when the provider reports no deliveries, as
 -- SMTP does); bounce_rate = bounces / sent. campaign_id is NULL for transactional mail.
-WITH daily AS (
+-- Reads the last 90 days only (README: What the warehouse queries scan): events_raw with its
+-- partition column bounded before deduplicating, so BigQuery reads those days' partitions and no
+-- others. One row per event_id, the first copy received, as in the `events` view; the bound is a
+-- day wider (copies of an event are minutes apart) so every copy of an event in the window is
+-- seen, and the exact 90 days are kept after.
+WITH recent_events AS (
+  SELECT * EXCEPT (_copy)
+  FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY received_at, occurred_at) AS _copy
+    FROM events_raw
+    WHERE occurred_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 91 DAY)
+  )
+  WHERE _copy = 1 AND occurred_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 90 DAY)
+),
+daily AS (
   SELECT
     campaign_id,
     DATE(occurred_at) AS day,
@@ -15,7 +29,7 @@ WITH daily AS (
     COUNTIF(event_type = 'bounce' AND reason = 'hard') AS hard_bounces,
     COUNTIF(event_type = 'bounce' AND reason = 'soft') AS soft_bounces,
     COUNTIF(event_type = 'complaint') AS complaints
-  FROM events
+  FROM recent_events
   WHERE event_type IN ('send', 'delivered', 'bounce', 'complaint')
   GROUP BY campaign_id, day
 ),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,10 +18,13 @@ from shared.dashboard import formatting as fmt
 from shared.dashboard.app import create_dashboard_app
 from shared.domain.errors import ConfigurationError, InvalidInput, NotFound
 
+# Three days, weeks ago: inside the 90 days the dashboards read.
+DAYS = [(datetime.now(UTC) - timedelta(days=12 - k)).date() for k in range(3)]
+
 
 def event(n: int, kind: str, **fields: object) -> dict:
     base = {"event_id": f"{kind}-{n}", "event_type": kind, "subscriber_id": f"s{n}",
-            "occurred_at": f"2026-06-0{1 + n % 3}T10:00:00.000Z", "campaign_id": "c1",
+            "occurred_at": f"{DAYS[n % 3].isoformat()}T10:00:00.000Z", "campaign_id": "c1",
             "message_id": f"m{n}", "mailbox_provider": "gmail"}  # fmt: skip
     return base | fields
 
@@ -89,7 +93,7 @@ def test_links_and_days(filled: Container) -> None:
     (link,) = filled.dashboards.link_clicks("c1")
     assert (link.link_url, link.clicks, link.unique_clicks) == ("https://x.example/a", 2, 2)
     days = filled.dashboards.campaign_performance("c1")
-    assert [d.day.isoformat() for d in days] == ["2026-06-01", "2026-06-02", "2026-06-03"]
+    assert [d.day for d in days] == DAYS
     assert sum(d.sent for d in days) == 10
 
 
@@ -126,7 +130,9 @@ def test_the_app_answers_every_page_and_errors_in_words(filled: Container) -> No
     assert 'href="/campaigns/c1"' in index and "June" in index
     page = client.get("/campaigns/c1")
     assert page.status_code == 200 and "<svg" in page.get_data(as_text=True)
-    assert client.get("/deliverability?days=400").status_code == 200
+    assert client.get("/deliverability?days=90").status_code == 200
+    beyond = client.get("/deliverability?days=91")  # the dashboard queries read 90 days
+    assert beyond.status_code == 400 and "from 1 to 90" in beyond.get_data(as_text=True)
     assert client.get("/growth").status_code == 200
     missing = client.get("/campaigns/c9")
     assert missing.status_code == 404 and "no campaign" in missing.get_data(as_text=True)

@@ -11,9 +11,10 @@ opens and clicks excluded), so a transpilation that changes meaning shows up as 
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,12 @@ import pytest
 import sqlglot
 
 from shared.adapters.local.duckdb_warehouse import DuckDbWarehouse
-from shared.analytics.sql_catalog import SqlCatalog, Where
+from shared.analytics.sql_catalog import WINDOW_DAYS, SqlCatalog, Where
 from shared.domain import events as ev
 from shared.domain.events import COLUMNS
 
-START = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+# Weeks ago, inside the 90 days the dashboard queries read (sql/dashboards: recent_events).
+START = (datetime.now(UTC) - timedelta(days=40)).replace(hour=8, minute=0, second=0, microsecond=0)
 CATALOG = SqlCatalog("duckdb")
 Row = dict[str, Any]
 
@@ -73,7 +75,30 @@ def fixture_rows(seed: int = 11) -> list[Row]:
     # redeliveries: the same event_id again, received later (the first received one counts)
     for row in rng.sample(rows, 40):
         rows.append(row | {"received_at": row["received_at"] + timedelta(minutes=5)})
+    _outside_the_window(add, rows)
     return rows
+
+
+def _outside_the_window(add: Callable[..., Row], rows: list[Row]) -> None:
+    """Events the dashboards must leave out: long ago, and one whose first copy received lies
+    just before the window while a later copy falls inside it (a window applied before
+    deduplicating would count that later copy)."""
+    old = datetime.now(UTC) - timedelta(days=WINDOW_DAYS + 30)
+    add(ev.SIGNUP, old, subscriber_id="s950")
+    add(ev.CONFIRM, old, subscriber_id="s950")
+    add(ev.SEND, old, subscriber_id="s950", campaign_id="c-old", message_id="c-old.s950",
+        variant="A", mailbox_provider="gmail")  # fmt: skip
+    edge = datetime.now(UTC) - timedelta(days=WINDOW_DAYS, hours=1)
+    first = add(ev.SEND, edge, subscriber_id="s951", campaign_id="c-edge",
+                message_id="c-edge.s951", variant="A", mailbox_provider="yahoo")  # fmt: skip
+    rows.append(first | {"occurred_at": edge + timedelta(hours=2),
+                         "received_at": first["received_at"] + timedelta(hours=2)})  # fmt: skip
+
+
+def shown(rows: Iterable[Row]) -> list[Row]:
+    """What the dashboards count: the deduplicated events of the last WINDOW_DAYS."""
+    since = datetime.now(UTC) - timedelta(days=WINDOW_DAYS)
+    return [r for r in deduped(rows) if r["occurred_at"] >= since]
 
 
 def _campaign(rng: random.Random, add: Callable[..., Row], campaign: str, variants: list,
@@ -351,7 +376,7 @@ def test_every_dashboard_query_has_a_reference() -> None:
 def test_duckdb_gives_exactly_the_reference_figures(
     name: str, rows: list[Row], warehouse: DuckDbWarehouse
 ) -> None:
-    expected = REFERENCES[name](deduped(rows))
+    expected = REFERENCES[name](shown(rows))
     got = warehouse.query(CATALOG.query(name))
     assert expected, f"the fixture gives {name} nothing to compute"
     assert canonical(got) == canonical(expected)
@@ -360,6 +385,9 @@ def test_duckdb_gives_exactly_the_reference_figures(
 def test_the_fixture_exercises_what_the_queries_must_get_right(rows: list[Row]) -> None:
     unique = deduped(rows)
     assert len(unique) < len(rows)  # redeliveries
+    outside = {r["campaign_id"] for r in unique} - {r["campaign_id"] for r in shown(rows)}
+    assert outside == {"c-old", "c-edge"}  # long ago; first copy just before the window
+    assert any(r["campaign_id"] == "c-edge" and r not in unique for r in rows)
     assert any(r["event_type"] == "open" and r["is_machine"] for r in unique)
     assert any(r["event_type"] == "open" and r["is_machine"] is None for r in unique)
     assert any(r["event_type"] == "delivered" and r["campaign_id"] is None for r in unique)
@@ -370,21 +398,21 @@ def test_the_fixture_exercises_what_the_queries_must_get_right(rows: list[Row]) 
 def test_a_filter_narrows_the_same_query(rows: list[Row], warehouse: DuckDbWarehouse) -> None:
     sql = CATALOG.query("ab_results", [Where("campaign_id", "=", "campaign_id")], ["variant"])
     got = warehouse.query(sql, {"campaign_id": "c-ab"})
-    expected = sorted((r for r in ref_ab_results(deduped(rows)) if r["campaign_id"] == "c-ab"),
+    expected = sorted((r for r in ref_ab_results(shown(rows)) if r["campaign_id"] == "c-ab"),
                       key=lambda r: r["variant"])  # fmt: skip
     assert got == expected and [r["variant"] for r in got] == ["A", "B"]
 
 
 def test_a_since_filter_on_days_and_minutes(rows: list[Row], warehouse: DuckDbWarehouse) -> None:
-    since = date(2026, 5, 12)
+    since = (START + timedelta(days=11)).date()
     sql = CATALOG.query("deliverability_by_day", [Where("day", ">=", "since")], ["day"])
     got = warehouse.query(sql, {"since": since})
     assert got and all(r["day"] >= since for r in got)
-    assert len(got) == sum(1 for r in ref_deliverability_by_day(deduped(rows)) if r["day"] >= since)
+    assert len(got) == sum(1 for r in ref_deliverability_by_day(shown(rows)) if r["day"] >= since)
     moment = START + timedelta(days=2, minutes=10)
     sql = CATALOG.query("send_rate_by_minute", [Where("minute", ">=", "since")])
     minutes = {r["minute"] for r in warehouse.query(sql, {"since": moment})}
-    everything = {r["minute"] for r in ref_send_rate_by_minute(deduped(rows))}
+    everything = {r["minute"] for r in ref_send_rate_by_minute(shown(rows))}
     assert minutes == {m for m in everything if m >= naive_utc(moment)}
     assert (START + timedelta(days=2, minutes=7)).replace(tzinfo=None) in everything - minutes
 
@@ -396,6 +424,13 @@ def test_each_file_is_valid_bigquery_and_parameter_free(name: str) -> None:
     assert len(parsed) == 1, "one query per file"
     assert "@" not in source.split("--")[0] and not list(parsed[0].find_all(sqlglot.exp.Parameter))
     assert "${" not in source  # Terraform reads the files too
+
+
+@pytest.mark.parametrize("name", CATALOG.names())
+def test_each_file_reads_the_window_the_code_knows(name: str) -> None:
+    source = CATALOG.source(name)
+    days = {int(n) for n in re.findall(r"INTERVAL (\d+) DAY", source)}
+    assert days == {WINDOW_DAYS, WINDOW_DAYS + 1}, "bound a day wider, then the exact window"
 
 
 def test_bigquery_gets_the_file_verbatim_and_duckdb_named_parameters() -> None:

@@ -637,7 +637,7 @@ def test_index_rule_on_made_up_queries() -> None:
 # --- dashboard views ---------------------------------------------------------------------------
 
 DASHBOARDS = sorted((REPO_ROOT / "sql" / "dashboards").glob("*.sql"))
-QUALIFIED_EVENTS = "`project.dataset.events`"
+QUALIFIED_RAW = "`project.dataset.events_raw`"
 
 
 def _tables(sql: str) -> set[str]:
@@ -649,33 +649,36 @@ def _tables(sql: str) -> set[str]:
 
 
 @functools.cache
-def _view_pattern() -> str:
-    """The regex bigquery.tf's replace() qualifies `events` with, HCL escapes undone."""
+def _view_rewrite() -> tuple[str, str]:
+    """The regex and replacement bigquery.tf's replace() qualifies `events_raw` with, HCL
+    escapes undone."""
     query = block(resource("google_bigquery_table", "dashboard"), "view")["query"]
-    found = re.search(r'"/(.+?)/", "\$1 `\$\{local\.dataset_ref\}\.events`"', query)
+    found = re.search(r'"/(.+?)/", "(\$1 \$\{local\.events_table\})"', query)
     assert found, f"unexpected view query expression: {query}"
-    return found[1].replace("\\\\", "\\")
+    table = r'events_table\s*=\s*"`\$\{local\.dataset_ref\}\.\$\{google_bigquery_table\.events_raw'
+    assert re.search(table, (TF_DIR / "bigquery.tf").read_text()), "events_table is not events_raw"
+    return found[1].replace("\\\\", "\\"), found[2]
 
 
 def _as_view(sql: str) -> str:
     """What bigquery.tf does to a dashboard file (RE2 and Python agree on this pattern)."""
-    return re.sub(_view_pattern(), rf"\1 {QUALIFIED_EVENTS}", sql)
+    return re.sub(_view_rewrite()[0], rf"\1 {QUALIFIED_RAW}", sql)
 
 
 def test_view_rewrite_pattern() -> None:
-    assert _view_pattern() == r"\b(FROM|JOIN)\s+events\b"
-    assert _as_view("SELECT 1 FROM events e JOIN events AS f ON TRUE FROM events_raw") == (
-        f"SELECT 1 FROM {QUALIFIED_EVENTS} e JOIN {QUALIFIED_EVENTS} AS f ON TRUE FROM events_raw"
+    assert _view_rewrite()[0] == r"\b(FROM|JOIN)\s+events_raw\b"
+    assert _as_view("SELECT 1 FROM events_raw e JOIN events_raw AS f ON TRUE FROM events") == (
+        f"SELECT 1 FROM {QUALIFIED_RAW} e JOIN {QUALIFIED_RAW} AS f ON TRUE FROM events"
     )
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
-def test_dashboard_reads_only_events_and_the_view_qualifies_every_read(path: Path) -> None:
+def test_dashboard_reads_only_events_raw_and_the_view_qualifies_every_read(path: Path) -> None:
     sql = path.read_text(encoding="utf-8")
-    assert _tables(sql) == {"events"}, f"{path.name} must read only the events relation"
-    assert _tables(_as_view(sql)) == {QUALIFIED_EVENTS.strip("`")}, (
-        f"{path.name}: an `events` read that is not `FROM events` / `JOIN events` would stay "
-        "unqualified in the BigQuery view"
+    assert _tables(sql) == {"events_raw"}, f"{path.name} must read only events_raw"
+    assert _tables(_as_view(sql)) == {QUALIFIED_RAW.strip("`")}, (
+        f"{path.name}: an `events_raw` read that is not `FROM events_raw` / `JOIN events_raw` "
+        "would stay unqualified in the BigQuery view"
     )
 
 

@@ -1,12 +1,15 @@
-"""Warehouse statements prune: every statement the pipeline sends to BigQuery that reads
-`events_raw` constrains its partition column (`occurred_at`) in the very SELECT that reads the
-table, so before the deduplication (a QUALIFY or window over that SELECT) and before anything
-else; none reads the `events` view, which deduplicates every event stored before any filter
-can apply. Statements are collected by running the real SQL builders against a warehouse that
-records what it is asked, and parsed with sqlglot in BigQuery's dialect."""
+"""Warehouse statements prune: every statement sent to BigQuery that reads `events_raw` puts a
+lower bound on its partition column (`occurred_at`) in the very SELECT that reads the table, so
+before the deduplication (a QUALIFY or window over that SELECT) and before anything else; none
+reads the `events` view, which deduplicates every event stored before any filter can apply.
+The statements: the pipeline's, collected by running the real SQL builders against a warehouse
+that records what it is asked; every SQL file under sql/ (the dashboards, each a BigQuery view
+and the very text the dashboards send); and every view query in terraform/. All are parsed with
+sqlglot in BigQuery's dialect."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,12 +20,43 @@ from sqlglot import exp
 from shared.domain.segment import EngagementWindow
 from shared.services import gdpr
 from shared.services.engagement import EngagementQueries
+from shared.topology import REPO_ROOT
 
 PARTITION_COLUMN = "occurred_at"
 NOW = 1_780_000_000.0
+SQL_FILES = sorted((REPO_ROOT / "sql").rglob("*.sql"))
+_HEREDOC = re.compile(r"query\s*=\s*<<-?SQL\n(.*?)\n\s*SQL\n", re.S)
+_LOCAL = re.compile(r"\$\{local\.(\w+)\}")
+TERRAFORM = REPO_ROOT / "terraform"
+
+
+def terraform_views() -> dict[str, str]:
+    """Every view query written in terraform/*.tf (`query = <<-SQL`), by file and line, with
+    each `${local.x}` that names a table replaced by that table's name."""
+    texts = {p.name: p.read_text(encoding="utf-8") for p in sorted(TERRAFORM.glob("*.tf"))}
+    everything = "\n".join(texts.values())
+    views = {}
+    for name, text in texts.items():
+        for found in _HEREDOC.finditer(text):
+            line = text.count("\n", 0, found.start()) + 1
+            views[f"{name}:{line}"] = _LOCAL.sub(lambda m: _table_of(m[1], everything), found[1])
+    return views
+
+
+def _table_of(local: str, terraform: str) -> str:
+    """The table a `locals` entry names (`events_table = "...${google_bigquery_table.X...}"`)."""
+    definition = re.search(rf"^\s*{local}\s*=\s*(.+)$", terraform, re.M)
+    table = definition and re.search(r"google_bigquery_table\.(\w+)\.", definition[1])
+    if not table:
+        raise AssertionError(f"local.{local} in a view query names no table this test knows")
+    return table[1]
+
+
+EVENTS_VIEW = terraform_views()["bigquery.tf:52"]
 # Statements that must read every partition, and why.
 EXEMPT = {
     gdpr.WAREHOUSE_ROWS_SQL: "GDPR export and erasure: all of one person's events, whenever",
+    EVENTS_VIEW: "the `events` view: all time, for GDPR and ad hoc questions only",
 }
 
 
@@ -60,27 +94,39 @@ def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
     return [condition]
 
 
-def _bounds_partition(predicate: exp.Expression) -> bool:
-    comparisons = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.EQ, exp.Between)
-    if not isinstance(predicate, comparisons):
-        return False
-    column = predicate.this
-    return isinstance(column, exp.Column) and column.name == PARTITION_COLUMN
+def _is_partition_column(node: exp.Expression, table: exp.Table) -> bool:
+    """`occurred_at`, unqualified or qualified by the events_raw read in question."""
+    return (
+        isinstance(node, exp.Column)
+        and node.name == PARTITION_COLUMN
+        and node.table in ("", table.alias_or_name)
+    )
+
+
+def _lower_bound(predicate: exp.Expression, table: exp.Table) -> bool:
+    """Whether the predicate keeps only partitions from some day on (an upper bound alone
+    still reads every partition before it)."""
+    if isinstance(predicate, exp.GT | exp.GTE | exp.EQ | exp.Between):
+        return _is_partition_column(predicate.this, table)
+    if isinstance(predicate, exp.LT | exp.LTE):  # `x <= occurred_at`
+        return _is_partition_column(predicate.expression, table)
+    return False
 
 
 def problems(sql: str) -> list[str]:
     """What keeps a statement from pruning; [] when it prunes."""
     found = []
     tree = sqlglot.parse_one(sql, read="bigquery")
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
-        if table.name == "events":
+        if table.name == "events" and table.name not in ctes:
             found.append("reads the events view, which deduplicates every event first")
         if table.name != "events_raw":
             continue
         select = table.find_ancestor(exp.Select)
         where = select.args.get("where") if select else None
-        if where is None or not any(_bounds_partition(p) for p in _conjuncts(where.this)):
-            found.append(f"reads events_raw without bounding {PARTITION_COLUMN} in its WHERE")
+        if where is None or not any(_lower_bound(p, table) for p in _conjuncts(where.this)):
+            found.append(f"reads events_raw with no lower bound on {PARTITION_COLUMN} in its WHERE")
     return found
 
 
@@ -89,6 +135,24 @@ def test_every_pipeline_statement_prunes_before_deduplicating() -> None:
     assert len(statements) == 3
     for sql in statements:
         assert problems(sql) == [], sql
+
+
+@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_every_sql_file_prunes_before_deduplicating(path: Any) -> None:
+    sql = path.read_text(encoding="utf-8")
+    assert problems(sql) == [], path.name
+    assert "events_raw" in sql, f"{path.name} reads no events at all: is it still a dashboard?"
+
+
+@pytest.mark.parametrize("where", sorted(terraform_views()))
+def test_every_terraform_view_prunes_or_is_exempt(where: str) -> None:
+    sql = terraform_views()[where]
+    assert sql in EXEMPT or problems(sql) == [], f"{where}: {problems(sql)}"
+
+
+def test_the_sql_files_and_views_are_found() -> None:
+    assert len(SQL_FILES) >= 9 and all(p.parent.name == "dashboards" for p in SQL_FILES)
+    assert "PARTITION BY event_id" in EVENTS_VIEW and "FROM events_raw" in EVENTS_VIEW
 
 
 def test_the_check_itself_catches_what_does_not_prune() -> None:
@@ -101,6 +165,19 @@ def test_the_check_itself_catches_what_does_not_prune() -> None:
     assert problems("SELECT count(*) FROM events WHERE occurred_at >= TIMESTAMP '2026-01-01'")
     pruned = f"SELECT * FROM events_raw WHERE occurred_at >= TIMESTAMP '2026-01-01' {dedupe}"
     assert problems(pruned) == []
+    upper_only = f"SELECT * FROM events_raw WHERE occurred_at <= CURRENT_TIMESTAMP() {dedupe}"
+    other_table = ("SELECT * FROM events_raw AS e JOIN t ON t.id = e.event_id "
+                   f"WHERE t.occurred_at >= TIMESTAMP '2026-01-01' {dedupe}")  # fmt: skip
+    assert problems(upper_only) and problems(other_table)
+    window = "TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 91 DAY)"
+    view_style = (
+        "WITH recent AS (SELECT * EXCEPT (_copy) FROM (SELECT *, ROW_NUMBER() OVER "
+        "(PARTITION BY event_id ORDER BY received_at) AS _copy FROM events_raw AS r "
+        f"WHERE r.occurred_at >= {window}) WHERE _copy = 1) SELECT * FROM recent"
+    )
+    unbounded_view_style = view_style.replace(f"WHERE r.occurred_at >= {window}", "")
+    assert problems(view_style) == [] and problems(unbounded_view_style)
+    assert problems("WITH events AS (SELECT 1 AS x) SELECT x FROM events") == []
 
 
 @pytest.mark.parametrize("sql", sorted(EXEMPT))

@@ -192,7 +192,9 @@ class DuckDbWarehouse:
         """An in-memory DuckDB whose `events` TABLE holds the deduplicated parts, kept per
         process. Deduplicating a million rows per query costs seconds; so the snapshot loads
         only parts it has not seen (events already loaded win over later copies), and is
-        rebuilt when a part it loaded changed or vanished (erasure, compaction)."""
+        rebuilt when a part it loaded changed or vanished (erasure, compaction). Its `events_raw`
+        is a view of that table: the dashboards read `events_raw` and deduplicate the window they
+        show (so BigQuery prunes partitions), which here finds each event once already."""
         with self._snapshot_lock:
             parts = _part_signatures(self._parts)
             seen = self._loaded
@@ -210,6 +212,7 @@ class DuckDbWarehouse:
         db = _duckdb().connect()
         db.execute("SET TimeZone = 'UTC'")
         db.execute(f"CREATE TABLE events ({_SCHEMA})")
+        db.execute("CREATE VIEW events_raw AS SELECT * FROM events")
         return db
 
     @staticmethod
