@@ -1,12 +1,14 @@
 # The event warehouse: one partitioned table the warehouse function streams into (events_raw),
 # the `events` view that removes redeliveries from all of it (for all-time questions: GDPR export,
-# ad hoc queries), and one view per dashboard query in sql/dashboards/*.sql, each deduplicating
-# only the days it shows so that BigQuery reads only their partitions.
+# ad hoc queries), the `events_recent` view (sql/views/events_recent.sql) that deduplicates only
+# the days the dashboards show so that BigQuery reads only their partitions, and one view per
+# dashboard query in sql/dashboards/*.sql, each reading events_recent.
 
 locals {
   dashboards_dir = "${path.module}/../sql/dashboards"
   dataset_ref    = "${var.project_id}.${google_bigquery_dataset.warehouse.dataset_id}"
   events_table   = "`${local.dataset_ref}.${google_bigquery_table.events_raw.table_id}`"
+  recent_view    = "`${local.dataset_ref}.${google_bigquery_table.events_recent.table_id}`"
 }
 
 resource "google_bigquery_dataset" "warehouse" {
@@ -60,6 +62,26 @@ resource "google_bigquery_table" "events" {
   }
 }
 
+resource "google_bigquery_table" "events_recent" {
+  #checkov:skip=CKV_GCP_80:A view stores no data to encrypt.
+  #checkov:skip=CKV_GCP_121:A view holds no data and is recreated from code; protection would only block removing a dashboard.
+  dataset_id          = google_bigquery_dataset.warehouse.dataset_id
+  table_id            = "events_recent"
+  description         = "The last 90 days of events_raw, one row per event_id (the first one received): what every dashboard view reads."
+  deletion_protection = false
+
+  view {
+    use_legacy_sql = false
+    # The file says `events_raw`, as the local DuckDB run does; a view must name the dataset.
+    # It bounds the partition column before deduplicating (README).
+    query = replace(
+      file("${path.module}/../sql/views/events_recent.sql"),
+      "/\\b(FROM|JOIN)\\s+events_raw\\b/",
+      "$1 ${local.events_table}",
+    )
+  }
+}
+
 resource "google_bigquery_table" "dashboard" {
   #checkov:skip=CKV_GCP_80:A view stores no data to encrypt.
   #checkov:skip=CKV_GCP_121:A view holds no data and is recreated from code; protection would only block removing a dashboard.
@@ -72,12 +94,12 @@ resource "google_bigquery_table" "dashboard" {
 
   view {
     use_legacy_sql = false
-    # The .sql files say `events_raw`, as the local DuckDB run does; a view must name the
-    # dataset. Each file bounds the partition column before deduplicating (README).
+    # The .sql files say `events_recent`, as the local DuckDB run does; a view must name the
+    # dataset.
     query = replace(
       file("${local.dashboards_dir}/${each.value}"),
-      "/\\b(FROM|JOIN)\\s+events_raw\\b/",
-      "$1 ${local.events_table}",
+      "/\\b(FROM|JOIN)\\s+events_recent\\b/",
+      "$1 ${local.recent_view}",
     )
   }
 }

@@ -1,7 +1,9 @@
 """The dashboard SQL in sql/dashboards/*.sql, written once in BigQuery's dialect.
 
-Each file is one parameter-free query over the deduplicated `events` relation, so Terraform can
-make a BigQuery view of every file. Callers narrow a query with filters on its output columns
+Each file is one parameter-free query over `events_recent` (the deduplicated events of the last
+WINDOW_DAYS, defined once in sql/views/events_recent.sql: a BigQuery view made by Terraform, a
+DuckDB view in local mode, see `recent_events_view`), so Terraform can make a BigQuery view of
+every file. Callers narrow a query with filters on its output columns
 (`campaign_id = @campaign_id`); the catalog wraps the file's query in a filtering SELECT, and
 for DuckDB (local mode) transpiles the result with sqlglot, BigQuery's `@name` parameters
 becoming DuckDB's `$name`. Both dialects therefore run the very same query text.
@@ -22,9 +24,12 @@ from shared.domain.errors import ConfigurationError, InvalidInput
 from shared.topology import REPO_ROOT
 
 DASHBOARDS_DIR = REPO_ROOT / "sql" / "dashboards"
-# The days back every dashboard file reads (its `recent_events`: events_raw bounded before
-# deduplicating, so BigQuery reads only those partitions). A view takes no parameters, so the
-# files say it themselves; tests/unit/test_sql_parity.py holds them to this number.
+# The one relation the dashboard files read, and the file that defines it.
+RECENT_VIEW = "events_recent"
+RECENT_VIEW_FILE = REPO_ROOT / "sql" / "views" / f"{RECENT_VIEW}.sql"
+# The days back every dashboard reads (events_recent: events_raw bounded before deduplicating,
+# so BigQuery reads only those partitions). A view takes no parameters, so the view's file says
+# it itself; tests/unit/test_sql_parity.py holds it to this number.
 WINDOW_DAYS = 90
 Dialect = Literal["bigquery", "duckdb"]
 DIALECTS: tuple[Dialect, ...] = ("bigquery", "duckdb")
@@ -107,6 +112,12 @@ def _build(
         return transpile(bigquery, dialect)
     except ConfigurationError as exc:
         raise ConfigurationError(f"sql/dashboards/{name}.sql: {exc}") from exc
+
+
+@cache
+def recent_events_view(dialect: Dialect) -> str:
+    """The query of the `events_recent` view (over `events_raw`) in `dialect`."""
+    return transpile(RECENT_VIEW_FILE.read_text(encoding="utf-8"), dialect)
 
 
 def transpile(sql: str, dialect: Dialect) -> str:

@@ -5,21 +5,9 @@
 -- that both read on one scale.
 -- complaint_rate = complaints / delivered (sent when the provider reports no deliveries, as
 -- SMTP does); bounce_rate = bounces / sent. campaign_id is NULL for transactional mail.
--- Reads the last 90 days only (README: What the warehouse queries scan): events_raw with its
--- partition column bounded before deduplicating, so BigQuery reads those days' partitions and no
--- others. One row per event_id, the first copy received, as in the `events` view; the bound is a
--- day wider (copies of an event are minutes apart) so every copy of an event in the window is
--- seen, and the exact 90 days are kept after.
-WITH recent_events AS (
-  SELECT * EXCEPT (_copy)
-  FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY received_at, occurred_at) AS _copy
-    FROM events_raw
-    WHERE occurred_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 91 DAY)
-  )
-  WHERE _copy = 1 AND occurred_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 90 DAY)
-),
-daily AS (
+-- Reads the last 90 days only, deduplicated: the events_recent view (sql/views/events_recent.sql,
+-- README: What the warehouse queries scan), so BigQuery reads only those days' partitions.
+WITH daily AS (
   SELECT
     campaign_id,
     DATE(occurred_at) AS day,
@@ -29,7 +17,7 @@ daily AS (
     COUNTIF(event_type = 'bounce' AND reason = 'hard') AS hard_bounces,
     COUNTIF(event_type = 'bounce' AND reason = 'soft') AS soft_bounces,
     COUNTIF(event_type = 'complaint') AS complaints
-  FROM recent_events
+  FROM events_recent
   WHERE event_type IN ('send', 'delivered', 'bounce', 'complaint')
   GROUP BY campaign_id, day
 ),

@@ -6,34 +6,22 @@
 -- as the `send`) records it. Clicks by scanners and privacy proxies (is_machine) are left out.
 -- Rates are fractions (0.042 = 4.2%) and NULL when nothing was sent.
 -- The caller filters (WHERE trigger_id = @trigger_id); the file stays usable as a view.
--- Reads the last 90 days only (README: What the warehouse queries scan): events_raw with its
--- partition column bounded before deduplicating, so BigQuery reads those days' partitions and no
--- others. One row per event_id, the first copy received, as in the `events` view; the bound is a
--- day wider (copies of an event are minutes apart) so every copy of an event in the window is
--- seen, and the exact 90 days are kept after.
-WITH recent_events AS (
-  SELECT * EXCEPT (_copy)
-  FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY received_at, occurred_at) AS _copy
-    FROM events_raw
-    WHERE occurred_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 91 DAY)
-  )
-  WHERE _copy = 1 AND occurred_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 90 DAY)
-),
-run_outcomes AS (
+-- Reads the last 90 days only, deduplicated: the events_recent view (sql/views/events_recent.sql,
+-- README: What the warehouse queries scan), so BigQuery reads only those days' partitions.
+WITH run_outcomes AS (
   SELECT
     trigger_id,
     reason AS outcome,
     message_id,
     JSON_VALUE(properties, '$.goal') AS goal,
     SAFE_CAST(JSON_VALUE(properties, '$.goal_within_s') AS INT64) AS goal_within_s
-  FROM recent_events
+  FROM events_recent
   WHERE event_type = 'custom' AND trigger_id IS NOT NULL
     AND JSON_VALUE(properties, '$.name') = 'mailpipe.trigger_run'
 ),
 sends AS (
   SELECT s.trigger_id, s.subscriber_id, s.message_id, s.occurred_at, r.goal, r.goal_within_s
-  FROM recent_events AS s
+  FROM events_recent AS s
   LEFT JOIN run_outcomes AS r ON r.message_id = s.message_id
   WHERE s.event_type = 'send' AND s.trigger_id IS NOT NULL
 ),
@@ -55,7 +43,7 @@ outcomes AS (
 ),
 clicks AS (
   SELECT s.trigger_id, COUNT(*) AS clicks, COUNT(DISTINCT c.subscriber_id) AS unique_clicks
-  FROM recent_events AS c
+  FROM events_recent AS c
   JOIN sends AS s ON s.message_id = c.message_id
   WHERE c.event_type = 'click' AND c.is_machine IS NOT TRUE
   GROUP BY 1
@@ -63,7 +51,7 @@ clicks AS (
 conversions AS (
   SELECT s.trigger_id, COUNT(DISTINCT s.message_id) AS conversions
   FROM sends AS s
-  JOIN recent_events AS g
+  JOIN events_recent AS g
     ON g.subscriber_id = s.subscriber_id
     AND g.event_type = 'custom' AND g.trigger_id IS NULL
     AND JSON_VALUE(g.properties, '$.name') = s.goal

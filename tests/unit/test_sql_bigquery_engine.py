@@ -5,9 +5,10 @@ implementation (tests/bigquery_engine.py): it parses, analyzes and evaluates the
 itself, in BigQuery's external product mode, with no sqlglot or DuckDB in the path. DuckDB runs
 the same file through sqlglot (SqlCatalog("duckdb")), as local mode does. Both get the same
 fixture rows: those of test_sql_parity.py, and those of test_triggers_report.py (the only ones
-that give trigger_performance.sql something to count). Each file reads `events_raw` and
-deduplicates the days it shows itself, so both engines get the raw rows, redeliveries and all;
-the `events` view query from terraform/bigquery.tf (all time, for GDPR) is checked on its own.
+that give trigger_performance.sql something to count). Each file reads the `events_recent` view
+(sql/views/events_recent.sql), which deduplicates the days shown; ZetaSQL gets the view's text
+as a WITH clause, so both engines get the raw rows, redeliveries and all; the `events` view
+query from terraform/bigquery.tf (all time, for GDPR) is checked on its own.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from unit.test_sql_parity import fixture_rows as dashboard_rows
 from unit.test_triggers_report import fixture_rows as trigger_rows
 
 from shared.adapters.local.duckdb_warehouse import DuckDbWarehouse
-from shared.analytics.sql_catalog import SqlCatalog
+from shared.analytics.sql_catalog import RECENT_VIEW, SqlCatalog, recent_events_view
 from shared.topology import REPO_ROOT
 
 Row = dict[str, Any]
@@ -48,6 +49,11 @@ def events_view_sql() -> str:
                       re.S)  # fmt: skip
     assert found, "terraform/bigquery.tf has no `events` view query"
     return found.group(1).replace("${local.events_table}", "events_raw")
+
+
+def with_recent_view(sql: str) -> str:
+    """A dashboard query as BigQuery runs it: reading the deployed `events_recent` view."""
+    return f"WITH {RECENT_VIEW} AS (\n{recent_events_view('bigquery')}\n)\n{sql}"
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +122,7 @@ def test_zetasql_and_duckdb_give_the_same_rows(
 ) -> None:
     seen = 0
     for raw, warehouse in datasets.values():
-        on_zetasql = engine.query(BIGQUERY.query(name), {"events_raw": raw})
+        on_zetasql = engine.query(with_recent_view(BIGQUERY.query(name)), {"events_raw": raw})
         on_duckdb = warehouse.query(DUCKDB.query(name))
         assert canonical(on_zetasql) == canonical(on_duckdb)
         seen += len(on_zetasql)

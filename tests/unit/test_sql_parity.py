@@ -22,11 +22,11 @@ import pytest
 import sqlglot
 
 from shared.adapters.local.duckdb_warehouse import DuckDbWarehouse
-from shared.analytics.sql_catalog import WINDOW_DAYS, SqlCatalog, Where
+from shared.analytics.sql_catalog import RECENT_VIEW_FILE, WINDOW_DAYS, SqlCatalog, Where
 from shared.domain import events as ev
 from shared.domain.events import COLUMNS
 
-# Weeks ago, inside the 90 days the dashboard queries read (sql/dashboards: recent_events).
+# Weeks ago, inside the 90 days the dashboard queries read (sql/views/events_recent.sql).
 START = (datetime.now(UTC) - timedelta(days=40)).replace(hour=8, minute=0, second=0, microsecond=0)
 CATALOG = SqlCatalog("duckdb")
 Row = dict[str, Any]
@@ -426,11 +426,16 @@ def test_each_file_is_valid_bigquery_and_parameter_free(name: str) -> None:
     assert "${" not in source  # Terraform reads the files too
 
 
-@pytest.mark.parametrize("name", CATALOG.names())
-def test_each_file_reads_the_window_the_code_knows(name: str) -> None:
-    source = CATALOG.source(name)
+def test_the_recent_view_reads_the_window_the_code_knows() -> None:
+    source = RECENT_VIEW_FILE.read_text(encoding="utf-8")
     days = {int(n) for n in re.findall(r"INTERVAL (\d+) DAY", source)}
     assert days == {WINDOW_DAYS, WINDOW_DAYS + 1}, "bound a day wider, then the exact window"
+
+
+@pytest.mark.parametrize("name", CATALOG.names())
+def test_no_file_sets_a_window_of_its_own(name: str) -> None:
+    """The window is events_recent's alone, so the dashboards cannot drift apart."""
+    assert not re.findall(r"INTERVAL \d+ DAY", CATALOG.source(name)), name
 
 
 def test_bigquery_gets_the_file_verbatim_and_duckdb_named_parameters() -> None:

@@ -637,7 +637,13 @@ def test_index_rule_on_made_up_queries() -> None:
 # --- dashboard views ---------------------------------------------------------------------------
 
 DASHBOARDS = sorted((REPO_ROOT / "sql" / "dashboards").glob("*.sql"))
-QUALIFIED_RAW = "`project.dataset.events_raw`"
+RECENT_VIEW_FILE = REPO_ROOT / "sql" / "views" / "events_recent.sql"
+QUALIFIED = {
+    "events_raw": "`project.dataset.events_raw`",
+    "events_recent": "`project.dataset.events_recent`",
+}
+# The view each reading relation's table local must name in bigquery.tf.
+_TABLE_LOCALS = {"events_raw": "events_table", "events_recent": "recent_view"}
 
 
 def _tables(sql: str) -> set[str]:
@@ -649,37 +655,53 @@ def _tables(sql: str) -> set[str]:
 
 
 @functools.cache
-def _view_rewrite() -> tuple[str, str]:
-    """The regex and replacement bigquery.tf's replace() qualifies `events_raw` with, HCL
-    escapes undone."""
-    query = block(resource("google_bigquery_table", "dashboard"), "view")["query"]
-    found = re.search(r'"/(.+?)/", "(\$1 \$\{local\.events_table\})"', query)
+def _view_rewrite(view: str, reads: str) -> tuple[str, str]:
+    """The regex bigquery.tf's replace() in the `view` resource qualifies `reads` with (HCL
+    escapes undone), having checked that the replacement names the table of `reads`."""
+    query = block(resource("google_bigquery_table", view), "view")["query"]
+    local = _TABLE_LOCALS[reads]
+    found = re.search(rf'"/(.+?)/", "(\$1 \$\{{local\.{local}\}})"', query)
     assert found, f"unexpected view query expression: {query}"
-    table = r'events_table\s*=\s*"`\$\{local\.dataset_ref\}\.\$\{google_bigquery_table\.events_raw'
-    assert re.search(table, (TF_DIR / "bigquery.tf").read_text()), "events_table is not events_raw"
+    table = rf'{local}\s*=\s*"`\$\{{local\.dataset_ref\}}\.\$\{{google_bigquery_table\.{reads}'
+    assert re.search(table, (TF_DIR / "bigquery.tf").read_text()), f"{local} is not {reads}"
     return found[1].replace("\\\\", "\\"), found[2]
 
 
-def _as_view(sql: str) -> str:
-    """What bigquery.tf does to a dashboard file (RE2 and Python agree on this pattern)."""
-    return re.sub(_view_rewrite()[0], rf"\1 {QUALIFIED_RAW}", sql)
+def _as_view(sql: str, view: str, reads: str) -> str:
+    """What bigquery.tf does to a view's file (RE2 and Python agree on this pattern)."""
+    return re.sub(_view_rewrite(view, reads)[0], rf"\1 {QUALIFIED[reads]}", sql)
 
 
 def test_view_rewrite_pattern() -> None:
-    assert _view_rewrite()[0] == r"\b(FROM|JOIN)\s+events_raw\b"
-    assert _as_view("SELECT 1 FROM events_raw e JOIN events_raw AS f ON TRUE FROM events") == (
-        f"SELECT 1 FROM {QUALIFIED_RAW} e JOIN {QUALIFIED_RAW} AS f ON TRUE FROM events"
+    assert _view_rewrite("dashboard", "events_recent")[0] == r"\b(FROM|JOIN)\s+events_recent\b"
+    assert _view_rewrite("events_recent", "events_raw")[0] == r"\b(FROM|JOIN)\s+events_raw\b"
+    sql = "SELECT 1 FROM events_recent e JOIN events_recent AS f ON TRUE FROM events"
+    recent = QUALIFIED["events_recent"]
+    assert _as_view(sql, "dashboard", "events_recent") == (
+        f"SELECT 1 FROM {recent} e JOIN {recent} AS f ON TRUE FROM events"
     )
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
-def test_dashboard_reads_only_events_raw_and_the_view_qualifies_every_read(path: Path) -> None:
+def test_dashboard_reads_only_events_recent_and_the_view_qualifies_every_read(path: Path) -> None:
     sql = path.read_text(encoding="utf-8")
-    assert _tables(sql) == {"events_raw"}, f"{path.name} must read only events_raw"
-    assert _tables(_as_view(sql)) == {QUALIFIED_RAW.strip("`")}, (
-        f"{path.name}: an `events_raw` read that is not `FROM events_raw` / `JOIN events_raw` "
-        "would stay unqualified in the BigQuery view"
+    assert _tables(sql) == {"events_recent"}, f"{path.name} must read only events_recent"
+    assert _tables(_as_view(sql, "dashboard", "events_recent")) == {
+        QUALIFIED["events_recent"].strip("`")
+    }, (
+        f"{path.name}: an `events_recent` read that is not `FROM events_recent` / "
+        "`JOIN events_recent` would stay unqualified in the BigQuery view"
     )
+
+
+def test_the_recent_view_reads_only_events_raw_qualified() -> None:
+    sql = RECENT_VIEW_FILE.read_text(encoding="utf-8")
+    assert _tables(sql) == {"events_raw"}
+    assert _tables(_as_view(sql, "events_recent", "events_raw")) == {
+        QUALIFIED["events_raw"].strip("`")
+    }
+    query = block(resource("google_bigquery_table", "events_recent"), "view")["query"]
+    assert "sql/views/events_recent.sql" in query, "the view is not made from its one definition"
 
 
 # --- tools -------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from shared.domain.behaviour import TRIGGER_RUN
 from shared.domain.events import COLUMNS
 from shared.domain.trigger_definitions import load_yaml
 
-# Weeks ago, inside the 90 days the dashboard queries read (sql/dashboards: recent_events).
+# Weeks ago, inside the 90 days the dashboard queries read (sql/views/events_recent.sql).
 START = (datetime.now(UTC) - timedelta(days=40)).replace(hour=8, minute=0, second=0, microsecond=0)
 CATALOG = SqlCatalog("duckdb")
 GOALS = {"cart": ("purchase", 3 * 86400), "welcome": ("purchase", 7 * 86400)}

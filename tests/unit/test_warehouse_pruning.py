@@ -3,9 +3,10 @@ lower bound on its partition column (`occurred_at`) in the very SELECT that read
 before the deduplication (a QUALIFY or window over that SELECT) and before anything else; none
 reads the `events` view, which deduplicates every event stored before any filter can apply.
 The statements: the pipeline's, collected by running the real SQL builders against a warehouse
-that records what it is asked; every SQL file under sql/ (the dashboards, each a BigQuery view
-and the very text the dashboards send); and every view query in terraform/. All are parsed with
-sqlglot in BigQuery's dialect."""
+that records what it is asked; every SQL file under sql/ (the `events_recent` view in sql/views,
+and the dashboards, each a BigQuery view and the very text the dashboards send, which read
+events_raw only through `events_recent`); and every view query in terraform/. All are parsed
+with sqlglot in BigQuery's dialect."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from shared.analytics.sql_catalog import RECENT_VIEW, RECENT_VIEW_FILE
 from shared.domain.segment import EngagementWindow
 from shared.services import gdpr
 from shared.services.engagement import EngagementQueries
@@ -25,6 +27,7 @@ from shared.topology import REPO_ROOT
 PARTITION_COLUMN = "occurred_at"
 NOW = 1_780_000_000.0
 SQL_FILES = sorted((REPO_ROOT / "sql").rglob("*.sql"))
+DASHBOARD_FILES = [p for p in SQL_FILES if p.parent.name == "dashboards"]
 _HEREDOC = re.compile(r"query\s*=\s*<<-?SQL\n(.*?)\n\s*SQL\n", re.S)
 _LOCAL = re.compile(r"\$\{local\.(\w+)\}")
 TERRAFORM = REPO_ROOT / "terraform"
@@ -52,7 +55,8 @@ def _table_of(local: str, terraform: str) -> str:
     return table[1]
 
 
-EVENTS_VIEW = terraform_views()["bigquery.tf:52"]
+# The `events` view: bigquery.tf's one view query written in place (the others come from sql/).
+(EVENTS_VIEW,) = (q for w, q in terraform_views().items() if w.startswith("bigquery.tf:"))
 # Statements that must read every partition, and why.
 EXEMPT = {
     gdpr.WAREHOUSE_ROWS_SQL: "GDPR export and erasure: all of one person's events, whenever",
@@ -137,11 +141,31 @@ def test_every_pipeline_statement_prunes_before_deduplicating() -> None:
         assert problems(sql) == [], sql
 
 
+def _reads(sql: str) -> set[str]:
+    """The tables a statement reads, CTEs left out."""
+    tree = sqlglot.parse_one(sql, read="bigquery")
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    return {t.name for t in tree.find_all(exp.Table)} - ctes
+
+
 @pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_every_sql_file_prunes_before_deduplicating(path: Any) -> None:
     sql = path.read_text(encoding="utf-8")
     assert problems(sql) == [], path.name
-    assert "events_raw" in sql, f"{path.name} reads no events at all: is it still a dashboard?"
+    # Each reads events_raw itself (and is held to the bound above) or only the checked view.
+    assert _reads(sql) & {"events_raw", RECENT_VIEW}, f"{path.name} reads no events at all"
+
+
+def test_the_recent_view_bounds_events_raw_itself() -> None:
+    """What the dashboards read prunes: the view's own read of events_raw is bounded."""
+    sql = RECENT_VIEW_FILE.read_text(encoding="utf-8")
+    assert _reads(sql) == {"events_raw"} and problems(sql) == []
+    assert "PARTITION BY event_id" in sql
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.name)
+def test_every_dashboard_reads_events_only_through_the_recent_view(path: Any) -> None:
+    assert _reads(path.read_text(encoding="utf-8")) == {RECENT_VIEW}, path.name
 
 
 @pytest.mark.parametrize("where", sorted(terraform_views()))
@@ -151,7 +175,8 @@ def test_every_terraform_view_prunes_or_is_exempt(where: str) -> None:
 
 
 def test_the_sql_files_and_views_are_found() -> None:
-    assert len(SQL_FILES) >= 9 and all(p.parent.name == "dashboards" for p in SQL_FILES)
+    assert len(DASHBOARD_FILES) >= 9 and RECENT_VIEW_FILE in SQL_FILES
+    assert set(SQL_FILES) == {*DASHBOARD_FILES, RECENT_VIEW_FILE}
     assert "PARTITION BY event_id" in EVENTS_VIEW and "FROM events_raw" in EVENTS_VIEW
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.adapters.local import warehouse_service
+from shared.analytics.sql_catalog import RECENT_VIEW, recent_events_view
 from shared.domain.errors import InvalidInput
 from shared.domain.events import COLUMNS
 from shared.metering import NULL_METER, OperationMeter
@@ -140,7 +141,8 @@ class DuckDbWarehouse:
                 part.unlink(missing_ok=True)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB with `events_raw` and the deduplicated `events` view."""
+        """An in-memory DuckDB with `events_raw`, the deduplicated `events` view and the
+        dashboards' `events_recent` view."""
         db = _duckdb().connect(config={} if self._snapshot_reads else _BESIDE_PIPELINE)
         db.execute("SET TimeZone = 'UTC'")
         parts = sorted(str(p) for p in _parts_in(self._parts))
@@ -153,6 +155,7 @@ class DuckDbWarehouse:
             f" SELECT *, {_COPY_NUMBER} AS rn"
             " FROM events_raw) WHERE rn = 1"
         )
+        _create_recent_view(db)
         return db
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Document]:
@@ -193,8 +196,9 @@ class DuckDbWarehouse:
         process. Deduplicating a million rows per query costs seconds; so the snapshot loads
         only parts it has not seen (events already loaded win over later copies), and is
         rebuilt when a part it loaded changed or vanished (erasure, compaction). Its `events_raw`
-        is a view of that table: the dashboards read `events_raw` and deduplicate the window they
-        show (so BigQuery prunes partitions), which here finds each event once already."""
+        is a view of that table: the dashboards read `events_recent`, which deduplicates the window
+        of `events_raw` they show (so BigQuery prunes partitions) and here finds each event once
+        already."""
         with self._snapshot_lock:
             parts = _part_signatures(self._parts)
             seen = self._loaded
@@ -213,6 +217,7 @@ class DuckDbWarehouse:
         db.execute("SET TimeZone = 'UTC'")
         db.execute(f"CREATE TABLE events ({_SCHEMA})")
         db.execute("CREATE VIEW events_raw AS SELECT * FROM events")
+        _create_recent_view(db)
         return db
 
     @staticmethod
@@ -279,6 +284,12 @@ class DuckDbWarehouse:
             )
             os.replace(staged, part)
             return int(hits)
+
+
+def _create_recent_view(db: duckdb.DuckDBPyConnection) -> None:
+    """`events_recent`, the relation every dashboard reads, from its one definition
+    (sql/views/events_recent.sql, which Terraform deploys to BigQuery too)."""
+    db.execute(f"CREATE VIEW {RECENT_VIEW} AS {recent_events_view('duckdb')}")
 
 
 def _duckdb() -> Any:
