@@ -27,14 +27,15 @@ def ensure_chromium() -> None:
 
 
 @contextmanager
-def chromium(profile: Path) -> Iterator[Any]:
+def chromium(profile: Path, height: int = 900) -> Iterator[Any]:
+    """A headless chromium driver with its own profile, in a 1280 x `height` window; quit after."""
     ensure_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, "--window-size=1280,900", f"--user-data-dir={profile}"):
+    for flag in (*FLAGS, f"--window-size=1280,{height}", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     driver.set_page_load_timeout(60)

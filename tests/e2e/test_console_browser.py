@@ -5,7 +5,7 @@ campaign page; find and erase a subscriber; import a file; edit a template. Ever
 every page has a label, and focus is visible. Screenshots of each page at 1280 px and 390 px
 land in var/screenshots/console-*.png for a human look.
 
-Chromium is installed from Debian's packages when missing (see test_dashboard_browser.py).
+Chromium is installed from Debian's packages when missing (see tests/browser_support.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import chromium
 from campaign_support import add_audience
-from e2e.test_dashboard_browser import CHROMEDRIVER, CHROMIUM, ensure_chromium
 from support import REPO
 
 from shared.bootstrap import Container
@@ -25,9 +25,6 @@ from shared.runner.local_runner import LocalRunner
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 SCREENSHOTS = REPO / "var" / "screenshots"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         "--disable-dev-shm-usage", "--window-size=1280,1000")  # fmt: skip
 UNLABELLED = """
 return [...document.querySelectorAll('input, select, textarea, button')]
   .filter(e => e.type !== 'hidden')
@@ -44,18 +41,8 @@ return [e.id || e.tagName, s.outlineStyle, s.outlineWidth];
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    ensure_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('console-profile')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
+    with chromium(tmp_path_factory.mktemp("console-profile"), height=1000) as driver:
+        yield driver
 
 
 @pytest.fixture

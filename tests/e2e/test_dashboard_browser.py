@@ -3,7 +3,7 @@ equals the warehouse figures, and a person can go campaign list -> campaign -> A
 deliverability -> growth. Screenshots land in var/screenshots/ for a human look.
 
 Chromium is installed from Debian's packages when missing (CI runs as root); no browser is
-ever downloaded by a driver.
+ever downloaded by a driver (tests/browser_support.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import system_packages
+from browser_support import chromium
 from support import REPO
 
 from shared.bootstrap import Container
@@ -24,33 +24,13 @@ from shared.dashboard.app import DEFAULT_DAYS
 from shared.runner.local_runner import LocalRunner
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOTS = REPO / "var" / "screenshots"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         "--disable-dev-shm-usage", "--window-size=1280,2200")  # fmt: skip
-
-
-def ensure_chromium() -> None:
-    problem = system_packages.ensure(["chromium", "chromium-driver"])
-    if problem:
-        pytest.fail(problem)
 
 
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    ensure_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), height=2200) as driver:
+        yield driver
 
 
 @pytest.fixture
