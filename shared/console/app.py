@@ -17,6 +17,7 @@ from shared.bootstrap import Container
 from shared.console import (
     auth,
     campaign_views,
+    doctor_views,
     import_views,
     operation_views,
     subscriber_views,
@@ -53,7 +54,7 @@ def create_console_app(
                               static_url_path="/console/static")  # fmt: skip
     _sign_in_routes(console, access)
     for views in (campaign_views, subscriber_views, template_views, import_views,
-                  operation_views):  # fmt: skip
+                  operation_views, doctor_views):  # fmt: skip
         views.register(console)
     app.register_blueprint(console)
     secure = settings.base_url.startswith("https://") or not settings.is_local
