@@ -49,6 +49,9 @@ EXCLUDED_FROM_ZIPS: tuple[str, ...] = (
 EXTRA_FILES: Mapping[str, tuple[str, ...]] = {
     "admin": ("templates/dashboard/", "templates/console/", "sql/"),
 }
+# pyproject optional-dependency groups a function ships beside the runtime dependencies: the
+# admin function serves the console, whose dashboard pages need sqlglot and matplotlib.
+EXTRA_REQUIREMENTS: Mapping[str, tuple[str, ...]] = {"admin": ("console",)}
 
 # The Cloud Functions runtime the requirements are resolved for (markers such as
 # `python_version < "3.12"` are evaluated against it, not against the building machine).
@@ -144,11 +147,15 @@ def _closure(roots: Iterable[str]) -> set[str]:
     return set(wanted)
 
 
-def runtime_requirements(repo_root: Path = topology.REPO_ROOT) -> str:
-    """requirements.txt: pyproject's [project].dependencies and everything they pull in on the
-    target runtime, each pinned `==` to constraints.txt. Extras (local, dev) never appear."""
+def runtime_requirements(repo_root: Path = topology.REPO_ROOT, extras: Iterable[str] = ()) -> str:
+    """requirements.txt: pyproject's [project].dependencies (plus the optional groups named in
+    `extras`) and everything they pull in on the target runtime, each pinned `==` to
+    constraints.txt. Other groups (local, dev) never appear."""
     with (repo_root / "pyproject.toml").open("rb") as f:
-        roots = tomllib.load(f)["project"]["dependencies"]
+        project = tomllib.load(f)["project"]
+    roots = list(project["dependencies"])
+    for extra in extras:
+        roots += project["optional-dependencies"][extra]
     pins = _constraints(repo_root / "constraints.txt")
     names = _closure(roots)
     missing = sorted(names - pins.keys())
@@ -199,10 +206,13 @@ def build(
 ) -> list[BuiltZip]:
     """Write `<out_dir>/<function>.zip` for each function and `<out_dir>/manifest.json`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    requirements = runtime_requirements(repo_root)
+    requirements: dict[tuple[str, ...], str] = {}
     built = []
     for function in functions:
-        data = zip_bytes(zip_entries(function, requirements, repo_root))
+        extras = EXTRA_REQUIREMENTS.get(function.name, ())
+        if extras not in requirements:
+            requirements[extras] = runtime_requirements(repo_root, extras)
+        data = zip_bytes(zip_entries(function, requirements[extras], repo_root))
         path = out_dir / f"{function.name}.zip"
         path.write_bytes(data)
         built.append(BuiltZip(function.name, path, len(data), hashlib.sha256(data).hexdigest()))

@@ -113,7 +113,8 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("unsubscribe", "unsubscribe", route="/unsubscribe", public=True),
     Function("tracking", "tracking", route="/t", public=True),
     Function("webhooks", "webhooks", route="/webhooks", public=True),
-    Function("admin", "admin", route="/admin", public=False),
+    # 512 MB: the console draws its dashboard charts with matplotlib in this function.
+    Function("admin", "admin", route="/admin", public=False, memory_mb=512),
     Function("preference-sync", "preference_sync", trigger_topic=SUBSCRIBER_EVENTS),
     Function("dispatch", "dispatch", trigger_topic=CAMPAIGN_DISPATCH, timeout_s=540),
     Function("render", "render", trigger_topic=RENDER_REQUESTS, memory_mb=512, timeout_s=300),

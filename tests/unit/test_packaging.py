@@ -131,26 +131,43 @@ def test_requirements_are_the_runtime_dependencies_pinned(dist: Path) -> None:
     with (REPO_ROOT / "pyproject.toml").open("rb") as f:
         project = tomllib.load(f)["project"]
     pins = _pins()
-    texts = set()
+    texts = {}
     for function in topology.FUNCTIONS:
         with _zip(dist, function) as archive:
-            texts.add(archive.read("requirements.txt").decode())
-    assert len(texts) == 1, "every function ships the same requirements"
-    (text,) = texts
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    for line in lines:
-        assert re.fullmatch(r"[A-Za-z0-9._-]+==[^=\s]+", line), f"not pinned with ==: {line}"
-        name, _, version = line.partition("==")
-        assert pins[canonicalize_name(name)] == version, f"{line} differs from constraints.txt"
-    shipped = _requirement_names(text)
+            texts[function.name] = archive.read("requirements.txt").decode()
+    plain = {t for n, t in texts.items() if n not in packaging.EXTRA_REQUIREMENTS}
+    assert len(plain) == 1, "every function without extras ships the same requirements"
     direct = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
-    assert direct <= shipped, f"runtime dependencies missing: {direct - shipped}"
-    extras = {
-        canonicalize_name(Requirement(r).name)
-        for group in project["optional-dependencies"].values()
-        for r in group
-    } - {"mailpipe", "click"}  # click is Flask's own dependency, so it ships anyway
-    assert not (extras & shipped), f"local/dev-only packages shipped: {extras & shipped}"
+    for name, text in texts.items():
+        lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        for line in lines:
+            assert re.fullmatch(r"[A-Za-z0-9._-]+==[^=\s]+", line), f"not pinned with ==: {line}"
+            package, _, version = line.partition("==")
+            assert pins[canonicalize_name(package)] == version, f"{line} differs from constraints"
+        shipped = _requirement_names(text)
+        assert direct <= shipped, f"{name}: runtime dependencies missing: {direct - shipped}"
+        own = packaging.EXTRA_REQUIREMENTS.get(name, ())
+        wanted = {canonicalize_name(Requirement(r).name)
+                  for group in own for r in project["optional-dependencies"][group]}  # fmt: skip
+        assert wanted <= shipped, f"{name}: its extras are missing: {wanted - shipped}"
+        others = (
+            {
+                canonicalize_name(Requirement(r).name)
+                for group, requirements in project["optional-dependencies"].items()
+                for r in requirements
+            }
+            - wanted
+            - {"mailpipe", "click"}
+        )  # click is Flask's own dependency, so it ships anyway
+        assert not (others & shipped), (
+            f"{name}: local/dev-only packages shipped: {others & shipped}"
+        )
+
+
+def test_the_admin_function_ships_what_the_console_charts_need(dist: Path) -> None:
+    with _zip(dist, topology.function("admin")) as archive:
+        shipped = _requirement_names(archive.read("requirements.txt").decode())
+    assert {"matplotlib", "sqlglot"} <= shipped
 
 
 # Runs in a fresh interpreter whose PYTHONPATH is only the unzipped function; the venv's
