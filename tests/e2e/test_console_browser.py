@@ -94,9 +94,14 @@ def wait_for(
     what: str = "",
     state: Callable[[], str] = lambda: "",
 ) -> object:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = check()
+        try:
+            found = check()
+        except (NoSuchElementException, StaleElementReferenceException):
+            found = None  # the page is between loads (a redirect, its own refresh)
         if found:
             return found
         time.sleep(0.5)
