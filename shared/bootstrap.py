@@ -18,6 +18,7 @@ from shared import topology
 from shared.domain.errors import ConfigurationError
 from shared.domain.links import Links, local_base_urls
 from shared.domain.mailing_lists import ListCatalog
+from shared.domain.subscriber_mirror import change_event
 from shared.metering import NULL_METER, OperationMeter
 from shared.ports import BlobStore, DeadLetters, DocumentStore, Mailer, Publisher, Warehouse
 from shared.repositories.rate_limits import RateLimits
@@ -174,7 +175,12 @@ class Container:
 
     @cached_property
     def subscribers(self) -> Subscribers:
-        return Subscribers(self.documents, self.settings.hash_key)
+        outbox = self.outbox
+
+        def mirror(rows: list[dict[str, Any]]) -> None:
+            outbox.analytics([change_event(r) for r in rows])
+
+        return Subscribers(self.documents, self.settings.hash_key, mirror, self.clock)
 
     @cached_property
     def suppressions(self) -> Suppressions:

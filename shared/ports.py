@@ -176,11 +176,18 @@ class Warehouse(Protocol):
         """Store events; each has a unique `event_id`. Storing the same event twice is allowed
         (retries do it); every read deduplicates by `event_id`. Raises TransientError."""
 
+    def append_subscribers(self, rows: Sequence[Document]) -> None:
+        """Store subscriber mirror change rows (shared/domain/subscriber_mirror.py) in
+        `subscribers_raw`; each has a unique `change_id`, and storing one twice is allowed (reads
+        take the latest row per subscriber). Raises TransientError."""
+
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Document]:
-        """Rows of a read-only query over the deduplicated `events` relation."""
+        """Rows of a read-only query over the deduplicated `events` relation (and
+        `events_raw`, `subscribers_raw`)."""
 
     def erase_subscriber(self, subscriber_id: str) -> int:
-        """Delete (or pseudonymize) every row about one subscriber; returns rows affected."""
+        """Delete (or pseudonymize) every row about one subscriber, their mirror rows blanked
+        too; returns rows affected."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ PRICES: dict[str, Price] = {
 
 PUBSUB_MIN_BYTES = 1000  # every publish and every push delivery is billed at least this
 BIGQUERY_MIN_ROW_BYTES = 1024
+BIGQUERY_MIN_QUERY_BYTES = 10 * 1024**2  # on-demand queries bill at least 10 MB each
 
 
 def vcpus_for_memory(memory_mb: int) -> float:

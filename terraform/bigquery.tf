@@ -41,6 +41,25 @@ resource "google_bigquery_table" "events_raw" {
   }
 }
 
+# The subscriber mirror (shared/domain/subscriber_mirror.py): one row per change of a subscriber
+# document, streamed by the warehouse function from `subscriber_changed` events. The latest row
+# per subscriber_id is the current state; campaigns select their audience from it by SQL
+# (shared/services/audience_sql.py) instead of reading every Firestore document.
+resource "google_bigquery_table" "subscribers_raw" {
+  #checkov:skip=CKV_GCP_80:Google-managed encryption; see the dataset.
+  dataset_id          = google_bigquery_dataset.warehouse.dataset_id
+  table_id            = "subscribers_raw"
+  description         = "Subscriber mirror: one row per change; the latest row per subscriber_id is the state (README: how the audience is chosen)."
+  deletion_protection = var.deletion_protection
+  schema              = file("${path.module}/schemas/subscribers.json")
+  clustering          = ["subscriber_id"]
+
+  time_partitioning {
+    type  = "DAY"
+    field = "changed_at"
+  }
+}
+
 resource "google_bigquery_table" "events" {
   #checkov:skip=CKV_GCP_80:A view stores no data to encrypt.
   #checkov:skip=CKV_GCP_121:A view holds no data and is recreated from code; protection would only block removing a dashboard.

@@ -22,6 +22,9 @@ CONFIRM = "confirm"
 PREFERENCES_CHANGED = "preferences_changed"
 UNSUBSCRIBE = "unsubscribe"
 ERASED = "erased"
+# A subscriber document changed: carries its mirror row (shared/domain/subscriber_mirror.py),
+# which the warehouse stores in `subscribers_raw`, not among the events.
+SUBSCRIBER_CHANGED = "subscriber_changed"
 # Sending
 SEND = "send"
 SEND_FAILED = "send_failed"
@@ -40,8 +43,9 @@ CUSTOM = "custom"
 
 EVENT_TYPES = frozenset(
     {
-        SIGNUP, CONFIRM, PREFERENCES_CHANGED, UNSUBSCRIBE, ERASED, SEND, SEND_FAILED,
-        SUPPRESSED, DELIVERED, DEFERRED, BOUNCE, COMPLAINT, DROPPED, OPEN, CLICK, CUSTOM,
+        SIGNUP, CONFIRM, PREFERENCES_CHANGED, UNSUBSCRIBE, ERASED, SUBSCRIBER_CHANGED, SEND,
+        SEND_FAILED, SUPPRESSED, DELIVERED, DEFERRED, BOUNCE, COMPLAINT, DROPPED, OPEN, CLICK,
+        CUSTOM,
     }
 )  # fmt: skip
 

@@ -1,21 +1,49 @@
-"""Subscribers, keyed by a keyed hash of the address so signing up twice finds the same one."""
+"""Subscribers, keyed by a keyed hash of the address so signing up twice finds the same one.
+
+Every write also hands the subscriber's mirror row (shared/domain/subscriber_mirror.py) to
+`mirror`, which the container wires to the analytics topic, so the warehouse's subscriber mirror
+follows the documents: after the document is written (a failed write mirrors nothing), only when
+what the mirror keeps changed, and again when a change found nothing to do (it may be the retry
+of one whose publish was lost). Imports mirror each commit of up to 500 in one call.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from shared.domain.addresses import keyed_hash
 from shared.domain.errors import NotFound
 from shared.domain.subscriber import Subscriber
+from shared.domain.subscriber_mirror import change_row, state_of, tombstone
 from shared.ports import MAX_BATCH_WRITES, BatchWrite, DocumentStore, Filter, paged
 
 COLLECTION = "subscribers"
+MirrorSink = Callable[[list[dict[str, Any]]], None]
+
+
+def _no_mirror(rows: list[dict[str, Any]]) -> None:
+    return None
 
 
 class Subscribers:
-    def __init__(self, store: DocumentStore, hash_key: str) -> None:
+    def __init__(
+        self,
+        store: DocumentStore,
+        hash_key: str,
+        mirror: MirrorSink = _no_mirror,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
         self._hash_key = hash_key
+        self._mirror = mirror
+        self._clock = clock
+
+    def _mirrored(self, states: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        if states:
+            now = self._clock()
+            self._mirror([change_row(sid, state, now) for sid, state in states])
 
     def id_for(self, email: str) -> str:
         return self.id_for_key(keyed_hash(self._hash_key, email))
@@ -42,32 +70,51 @@ class Subscribers:
     def create(self, subscriber: Subscriber) -> None:
         """Raises AlreadyExists when this address already has a subscriber."""
         self._store.create(COLLECTION, subscriber.id, subscriber.to_doc())
+        self._mirrored([(subscriber.id, state_of(subscriber))])
 
     def create_many(self, subscribers: Sequence[Subscriber]) -> None:
         """Create each, in commits of at most 500; AlreadyExists (that commit written not at
         all) when one of them exists. One write each."""
         for start in range(0, len(subscribers), MAX_BATCH_WRITES):
+            commit = subscribers[start : start + MAX_BATCH_WRITES]
             self._store.write_batch([
-                BatchWrite(COLLECTION, s.id, s.to_doc(), create_only=True)
-                for s in subscribers[start : start + MAX_BATCH_WRITES]
+                BatchWrite(COLLECTION, s.id, s.to_doc(), create_only=True) for s in commit
             ])  # fmt: skip
+            self._mirrored([(s.id, state_of(s)) for s in commit])
 
     def save(self, subscriber: Subscriber) -> None:
         self._store.put(COLLECTION, subscriber.id, subscriber.to_doc())
+        self._mirrored([(subscriber.id, state_of(subscriber))])
 
     def change(self, subscriber_id: str, mutate: Callable[[Subscriber], bool]) -> Subscriber:
         """Atomically apply `mutate` (which returns False to write nothing). NotFound if absent."""
+        before: list[dict[str, Any] | None] = [None]  # the mirror state the last attempt read
 
         def apply(doc: dict | None) -> dict | None:
             if doc is None:
                 raise NotFound(f"no subscriber {subscriber_id}")
             subscriber = Subscriber.from_doc(doc)
-            return subscriber.to_doc() if mutate(subscriber) else None
+            before[0] = state_of(subscriber)
+            if not mutate(subscriber):
+                before[0] = None  # nothing written: mirror the state as it is
+                return None
+            return subscriber.to_doc()
 
-        return Subscriber.from_doc(self._store.update(COLLECTION, subscriber_id, apply) or {})
+        changed = Subscriber.from_doc(self._store.update(COLLECTION, subscriber_id, apply) or {})
+        after = state_of(changed)
+        if after != before[0]:
+            self._mirrored([(subscriber_id, after)])
+        return changed
 
     def delete(self, subscriber_id: str) -> None:
+        """Remove the document; the mirror gets the erasure's tombstone."""
         self._store.delete(COLLECTION, subscriber_id)
+        self._mirrored([(subscriber_id, tombstone())])
+
+    def mirror_rows(self, subscribers: Sequence[Subscriber]) -> list[dict[str, Any]]:
+        """Mirror rows of these subscribers as they are now (rebuilding the mirror)."""
+        now = self._clock()
+        return [change_row(s.id, state_of(s), now) for s in subscribers]
 
     def pages(
         self, filters: Sequence[Filter] = (), page_size: int = 500

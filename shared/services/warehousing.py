@@ -1,5 +1,8 @@
 """Warehouse: analytics events from every stage -> the Warehouse port.
 
+Subscriber changes (`subscriber_changed`, shared/domain/subscriber_mirror.py) go to the
+subscriber mirror table instead of the events.
+
 An unknown event type is a bug upstream: the batch fails (and so lands in the dead-letter queue
 for an operator) rather than being dropped.
 
@@ -14,7 +17,8 @@ import logging
 from collections import Counter
 
 from shared.domain.errors import PermanentFailure
-from shared.domain.events import EVENT_TYPES, AnalyticsEvent
+from shared.domain.events import EVENT_TYPES, SUBSCRIBER_CHANGED, AnalyticsEvent
+from shared.domain.subscriber_mirror import row_of
 from shared.ports import Warehouse
 
 log = logging.getLogger("mailpipe.warehouse")
@@ -28,7 +32,12 @@ class WarehouseService:
         unknown = sorted({e.event_type for e in events} - EVENT_TYPES)
         if unknown:
             raise PermanentFailure(f"unknown event types: {', '.join(unknown)}")
-        self._warehouse.append([e.to_row() for e in events])
+        changes = [e for e in events if e.event_type == SUBSCRIBER_CHANGED]
+        if changes:
+            self._warehouse.append_subscribers([row_of(e) for e in changes])
+        others = [e for e in events if e.event_type != SUBSCRIBER_CHANGED]
+        if others:
+            self._warehouse.append([e.to_row() for e in others])
         for event_type, count in sorted(Counter(e.event_type for e in events).items()):
             log.info("warehoused %d %s events", count, event_type,
                      extra={"event_type": event_type, "event_count": count})  # fmt: skip

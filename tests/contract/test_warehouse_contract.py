@@ -184,3 +184,50 @@ def test_erasure_waits_for_the_streaming_buffer(bigquery: Any, fake_bigquery: An
     assert bigquery.erase_subscriber("gone") == 1
     (dml,) = [c for c in fake_bigquery.calls_to("/queries") if "UPDATE" in c.body["query"]][-1:]
     assert "`events_raw`" in dml.body["query"]
+
+
+# -- the subscriber mirror (subscribers_raw) ---------------------------------------------------
+
+
+def _mirror_row(sid: str, at: float, **changes: Any) -> dict[str, Any]:
+    from shared.domain.subscriber import CONFIRMED, Subscriber
+    from shared.domain.subscriber_mirror import change_row, state_of
+
+    fields: dict[str, Any] = {"status": CONFIRMED, "confirmed_at": 1.0, "lists": ["weekly"],
+                              "attributes": {"plan": {"tier": "pro"}}} | changes  # fmt: skip
+    return change_row(sid, state_of(Subscriber(sid, f"{sid}@example.com", **fields)), at)
+
+
+def _run(warehouse: Any, query: Any) -> list[dict[str, Any]]:
+    dialect = "bigquery" if isinstance(warehouse, BigQueryWarehouse) else "duckdb"
+    return warehouse.query(query.for_dialect(dialect), query.params)
+
+
+def test_the_audience_query_reads_the_latest_mirror_row(warehouse: Any) -> None:
+    from shared.domain.segment import Segment
+    from shared.services.audience_sql import count_query, members_query
+
+    warehouse.append_subscribers([_mirror_row("s1", 10.0), _mirror_row("s2", 10.0),
+                                  _mirror_row("s3", 10.0, lists=["news"])])  # fmt: skip
+    warehouse.append_subscribers([_mirror_row("s2", 20.0, status="unsubscribed")])
+    warehouse.append_subscribers([_mirror_row("s1", 10.0)])  # a redelivery
+    segment = Segment.parse({"all": [{"list": "weekly"},
+                                     {"attribute": "plan.tier", "value": "pro"}]})  # fmt: skip
+    rows = _run(warehouse, members_query(segment, 100.0))
+    assert [(r["subscriber_id"], r["email"], r["tracking"]) for r in rows] == [
+        ("s1", "s1@example.com", True)
+    ]
+    assert json.loads(rows[0]["attributes"]) == {"plan": {"tier": "pro"}}
+    assert _run(warehouse, count_query(Segment.parse({}), 100.0)) == [{"n": 2}]
+
+
+def test_erasure_leaves_only_the_tombstone_in_the_mirror(warehouse: Any) -> None:
+    from shared.domain.subscriber_mirror import change_row, tombstone
+
+    warehouse.append_subscribers([_mirror_row("s1", 10.0), _mirror_row("s2", 10.0)])
+    warehouse.append_subscribers([change_row("s1", tombstone(), 20.0)])
+    warehouse.erase_subscriber("s1")
+    rows = warehouse.query("SELECT subscriber_id, erased, email FROM subscribers_raw")
+    assert sorted((r["subscriber_id"], r["erased"], r["email"]) for r in rows) == [
+        ("s1", True, ""), ("s2", False, "s2@example.com"),
+    ]  # fmt: skip

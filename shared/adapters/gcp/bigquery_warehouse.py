@@ -35,13 +35,16 @@ from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY, DEFAULT_RETRY
 
 from shared.adapters.gcp import clients
 from shared.adapters.gcp.errors import TRANSIENT_REASONS, translated
+from shared.domain import subscriber_mirror
 from shared.domain.errors import InvalidInput, PermanentFailure, TransientError
 from shared.domain.events import COLUMNS
 from shared.metering import NULL_METER, OperationMeter
 from shared.ports import Document
+from shared.pricing import BIGQUERY_MIN_QUERY_BYTES
 from shared.settings import Settings
 
 RAW_TABLE = "events_raw"
+MIRROR_TABLE = subscriber_mirror.TABLE
 EVENTS_VIEW = "events"
 MAX_ROWS_PER_REQUEST = 500
 MAX_BYTES_PER_REQUEST = 9_000_000
@@ -54,6 +57,11 @@ _ERASE = f"""
 UPDATE `{RAW_TABLE}`
 SET subscriber_id = @pseudonym, link_url = NULL, properties = JSON '{{}}'
 WHERE subscriber_id = @subscriber_id
+"""
+# The mirror keeps nothing of an erased person but the tombstone the erasure appends.
+_ERASE_MIRROR = f"""
+DELETE FROM `{MIRROR_TABLE}`
+WHERE subscriber_id = @subscriber_id AND erased IS NOT TRUE
 """
 
 
@@ -90,14 +98,23 @@ class BigQueryWarehouse:
         for chunk in chunked(rows):
             self._insert(chunk)
 
-    def _insert(self, chunk: list[tuple[dict[str, Any], int]]) -> None:
+    def append_subscribers(self, rows: Sequence[Document]) -> None:
+        """Mirror change rows into `subscribers_raw`, `insertId` = change_id."""
+        encoded = [_mirror_row(r) for r in rows]
+        for chunk in chunked(encoded):
+            self._insert(chunk, f"{self._dataset}.{MIRROR_TABLE}", "change_id")
+
+    def _insert(
+        self, chunk: list[tuple[dict[str, Any], int]], table: str = "", key: str = "event_id"
+    ) -> None:
         rows = [row for row, _size in chunk]
-        with translated(f"insert {len(rows)} rows into {self.table}"):
+        table = table or self.table
+        with translated(f"insert {len(rows)} rows into {table}"):
             errors = self._client.insert_rows_json(
-                self.table, rows, row_ids=[r["event_id"] for r in rows], retry=self._retry
+                table, rows, row_ids=[r[key] for r in rows], retry=self._retry
             )
         if errors:
-            raise row_errors(errors, rows)
+            raise row_errors(errors, rows, key)
         self._meter.count("bigquery.rows", len(rows), nbytes=sum(size for _, size in chunk))
 
     # -- reads ---------------------------------------------------------------------------
@@ -105,8 +122,10 @@ class BigQueryWarehouse:
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Document]:
         if not sql.lstrip().lower().startswith(("select", "with")):
             raise InvalidInput("only SELECT queries are allowed on the warehouse", field="sql")
-        self._meter.count("bigquery.query")
         rows = self._run(native_placeholders(sql, params or {}), params or {}, InvalidInput)
+        scanned = int(getattr(rows, "total_bytes_processed", None) or 0)
+        billed = max(BIGQUERY_MIN_QUERY_BYTES, scanned) if MIRROR_TABLE in sql else 0
+        self._meter.count("bigquery.query", nbytes=billed)
         json_columns = {f.name for f in rows.schema or () if f.field_type == "JSON"}
         return [_document(row, json_columns) for row in rows]
 
@@ -114,13 +133,20 @@ class BigQueryWarehouse:
         """Pseudonymize: the rows stay (campaign totals remain true) but lose the person."""
         pseudonym = "erased-" + hashlib.sha256(subscriber_id.encode()).hexdigest()[:16]
         params = {"pseudonym": pseudonym, "subscriber_id": subscriber_id}
-        try:
-            rows = self._run(_ERASE, params, PermanentFailure)
-        except PermanentFailure as exc:
-            if _STREAMING_BUFFER in str(exc).lower():
-                raise TransientError(f"erasure must wait for the streaming buffer: {exc}") from exc
-            raise
-        return int(rows.num_dml_affected_rows or 0)
+        affected = 0
+        statements = ((_ERASE, params), (_ERASE_MIRROR, {"subscriber_id": subscriber_id}))
+        for statement, values in statements:
+            try:
+                rows = self._run(statement, values, PermanentFailure)
+            except PermanentFailure as exc:
+                if _STREAMING_BUFFER in str(exc).lower():
+                    raise TransientError(
+                        f"erasure must wait for the streaming buffer: {exc}"
+                    ) from exc
+                raise
+            if statement is _ERASE:  # the events pseudonymized (mirror rows are removed)
+                affected = int(rows.num_dml_affected_rows or 0)
+        return affected
 
     def _run(
         self,
@@ -160,6 +186,14 @@ def _row(event: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     return json.loads(encoded), len(encoded) + _ROW_OVERHEAD
 
 
+def _mirror_row(row: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """The insertAll row of one mirror change and its size in the request."""
+    if not row.get("change_id"):
+        raise InvalidInput("every subscriber change needs a change_id", field="change_id")
+    encoded = json.dumps({c: row.get(c) for c in subscriber_mirror.COLUMNS}, default=str)
+    return json.loads(encoded), len(encoded) + _ROW_OVERHEAD
+
+
 def chunked(
     rows: Sequence[tuple[dict[str, Any], int]],
 ) -> Iterator[list[tuple[dict[str, Any], int]]]:
@@ -168,7 +202,8 @@ def chunked(
     size = 0
     for row, row_size in rows:
         if row_size > MAX_BYTES_PER_REQUEST:
-            raise PermanentFailure(f"event {row['event_id']} is {row_size} bytes, too large")
+            name = row.get("event_id") or row.get("change_id")
+            raise PermanentFailure(f"event {name} is {row_size} bytes, too large")
         if chunk and (
             len(chunk) == MAX_ROWS_PER_REQUEST or size + row_size > MAX_BYTES_PER_REQUEST
         ):
@@ -181,7 +216,7 @@ def chunked(
 
 
 def row_errors(
-    errors: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
+    errors: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]], key: str = "event_id"
 ) -> TransientError | PermanentFailure:
     """The domain error for insertAll's per-row errors: permanent when any row is invalid.
     Rows marked "stopped" were only held back by another row's error, so the message names
@@ -190,7 +225,7 @@ def row_errors(
     reasons = {x.get("reason", "") for e in causes for x in e.get("errors", [])} - {"stopped"}
     first = (causes or list(errors))[0]
     index = int(first.get("index", 0))
-    where = rows[index]["event_id"] if 0 <= index < len(rows) else f"row {index}"
+    where = rows[index][key] if 0 <= index < len(rows) else f"row {index}"
     detail = "; ".join(x.get("message") or x.get("reason", "") for x in first.get("errors", []))
     message = f"BigQuery refused {len(causes) or len(errors)} row(s), first {where}: {detail}"
     if reasons - TRANSIENT_REASONS:

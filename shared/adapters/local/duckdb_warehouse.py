@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.adapters.local import warehouse_service
+from shared.adapters.local.duckdb_subscriber_mirror import DuckDbSubscriberMirror
 from shared.analytics.sql_catalog import RECENT_VIEW, recent_events_view
 from shared.domain.errors import InvalidInput
 from shared.domain.events import COLUMNS
+from shared.domain.subscriber_mirror import TABLE as MIRROR_TABLE
 from shared.metering import NULL_METER, OperationMeter
 from shared.ports import Document
-from shared.pricing import BIGQUERY_MIN_ROW_BYTES
+from shared.pricing import BIGQUERY_MIN_QUERY_BYTES, BIGQUERY_MIN_ROW_BYTES
 
 if TYPE_CHECKING:
     import duckdb
@@ -78,6 +80,7 @@ class DuckDbWarehouse:
         self._loaded: dict[str, tuple[int, int]] = {}
         self._snapshot_reads = snapshot_reads
         self._via_service = via_service
+        self._mirror = DuckDbSubscriberMirror(Path(root))
 
     @property
     def parts_glob(self) -> str:
@@ -97,6 +100,15 @@ class DuckDbWarehouse:
         os.replace(staged, self._parts / f"{name}{LANDING_SUFFIX}")
         if self.landing_count() >= LANDING_PARTS and not self.compactor_running():
             self.merge_landing()
+
+    def append_subscribers(self, rows: Sequence[Document]) -> None:
+        """Subscriber mirror change rows -> `subscribers_raw` (see DuckDbSubscriberMirror)."""
+        if not rows:
+            return
+        encoded = [_ROW_ENCODER.encode(r) for r in rows]
+        billable = sum(max(BIGQUERY_MIN_ROW_BYTES, len(r)) for r in encoded)
+        self._meter.count("bigquery.rows", len(rows), nbytes=billable)
+        self._mirror.append(rows)
 
     def landing_count(self) -> int:
         return sum(1 for _ in self._parts.glob(f"*{LANDING_SUFFIX}"))
@@ -156,6 +168,7 @@ class DuckDbWarehouse:
             " FROM events_raw) WHERE rn = 1"
         )
         _create_recent_view(db)
+        self._mirror.register(db)
         return db
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Document]:
@@ -166,14 +179,18 @@ class DuckDbWarehouse:
         With `via_service` (the pipeline's), answered by the query service when one runs."""
         if not sql.lstrip().lower().startswith(("select", "with")):
             raise InvalidInput("only SELECT queries are allowed on the warehouse", field="sql")
-        self._meter.count("bigquery.query")  # one query job in GCP
+        mirror = MIRROR_TABLE in sql
+        if not mirror:
+            self._meter.count("bigquery.query")  # one query job in GCP
         if self._via_service:
             rows = warehouse_service.ask(self._parts, sql, params)
             if rows is not None:
                 return rows
         for attempt in range(1, _READ_ATTEMPTS + 1):
             try:
-                with self._reader() as db:
+                with self._reader(fresh=mirror) as db:
+                    if mirror:
+                        self._count_mirror_query(db)
                     cursor = db.execute(sql, dict(params or {}))
                     names = [d[0] for d in cursor.description or ()]
                     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -187,9 +204,16 @@ class DuckDbWarehouse:
         warehouse_service.py), in a daemon thread."""
         warehouse_service.serve(self._parts, self.query)
 
-    def _reader(self) -> duckdb.DuckDBPyConnection:
-        """A connection to query and then close: a cursor on the snapshot, or a fresh one."""
-        return self._snapshot().cursor() if self._snapshot_reads else self.connect()
+    def _reader(self, fresh: bool = False) -> duckdb.DuckDBPyConnection:
+        """A connection to query and then close: a cursor on the snapshot, or a fresh one
+        (always for the subscriber mirror, which the snapshot does not hold)."""
+        return self._snapshot().cursor() if self._snapshot_reads and not fresh else self.connect()
+
+    def _count_mirror_query(self, db: duckdb.DuckDBPyConnection) -> None:
+        """A query over the subscriber mirror, billed as BigQuery would: every byte of the
+        table's columns (it has no partition filter to prune with), at least 10 MB."""
+        scanned = max(BIGQUERY_MIN_QUERY_BYTES, self._mirror.billed_bytes(db))
+        self._meter.count("bigquery.query", nbytes=scanned)
 
     def _snapshot(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB whose `events` TABLE holds the deduplicated parts, kept per
@@ -259,7 +283,9 @@ class DuckDbWarehouse:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def erase_subscriber(self, subscriber_id: str) -> int:
-        """Pseudonymize: the rows stay (campaign totals remain true) but lose the person."""
+        """Pseudonymize: the rows stay (campaign totals remain true) but lose the person; their
+        subscriber mirror rows go (but a tombstone). Returns the events pseudonymized."""
+        self._mirror.erase(subscriber_id)  # the mirror's rows of the person are removed
         erased = 0
         pseudonym = "erased-" + hashlib.sha256(subscriber_id.encode()).hexdigest()[:16]
         self.merge_landing()  # rewrite Parquet only: landing parts are merged into one first

@@ -1,8 +1,8 @@
 """FakeBigQuery: the BigQuery REST API (v2) calls google-cloud-bigquery makes for streaming
 inserts (tabledata.insertAll) and queries (jobs.query), over an in-memory DuckDB.
 
-The dataset holds the table `events_raw` with the production schema
-(terraform/schemas/events.json) and the view `events`, written in BigQuery SQL as production
+The dataset holds the tables `events_raw` and `subscribers_raw` with the production schemas
+(terraform/schemas/events.json, subscribers.json) and the view `events`, written in BigQuery SQL as production
 defines it and run through sqlglot's BigQuery -> DuckDB translation, like every query the fake
 receives. Inserts are checked as BigQuery checks them (known columns, REQUIRED fields, JSON
 strings for JSON columns, a unique insertId per row, <= 500 rows / 10 MB per request) and
@@ -25,7 +25,15 @@ from contract.fakes.recording_server import RecordingServer, Reply, error_reply,
 from shared.topology import REPO_ROOT
 
 SCHEMA = json.loads((REPO_ROOT / "terraform" / "schemas" / "events.json").read_text())
-_DUCK_TYPES = {"STRING": "VARCHAR", "TIMESTAMP": "TIMESTAMPTZ", "BOOL": "BOOLEAN", "JSON": "JSON"}
+MIRROR_SCHEMA = json.loads((REPO_ROOT / "terraform" / "schemas" / "subscribers.json").read_text())
+SCHEMAS = {"events_raw": SCHEMA, "subscribers_raw": MIRROR_SCHEMA}
+_DUCK_TYPES = {
+    "STRING": "VARCHAR",
+    "TIMESTAMP": "TIMESTAMPTZ",
+    "BOOL": "BOOLEAN",
+    "JSON": "JSON",
+    "FLOAT64": "DOUBLE",
+}
 _BQ_TYPES = {
     "VARCHAR": "STRING",
     "BIGINT": "INTEGER",
@@ -62,8 +70,9 @@ class FakeBigQuery(RecordingServer):
         self._reject: list[tuple[int, str]] = []
         self._jobs = itertools.count(1)
         self.db = duckdb.connect()
-        columns = ", ".join(f"{c['name']} {_DUCK_TYPES.get(c['type'], c['type'])}" for c in SCHEMA)
-        self.db.execute(f"CREATE TABLE events_raw ({columns})")
+        for name, schema in SCHEMAS.items():
+            columns = ", ".join(f"{c['name']} {_duck_type(c)}" for c in schema)
+            self.db.execute(f"CREATE TABLE {name} ({columns})")
         self.db.execute("CREATE VIEW events AS " + _duckdb(EVENTS_VIEW_SQL))
         base = r"/bigquery/v2/projects/(?P<project>[^/]+)"
         table = base + r"/datasets/(?P<dataset>[^/]+)/tables/(?P<table>[^/]+)"
@@ -86,7 +95,7 @@ class FakeBigQuery(RecordingServer):
 
     def _insert_all(self, body: Any, project: str, dataset: str, table: str) -> Reply:
         expect((project, dataset) == (self.project, self.dataset), f"{project}.{dataset}")
-        if table != "events_raw":
+        if table not in SCHEMAS:
             return error_reply(404, f"Not found: Table {project}:{dataset}.{table}", "notFound")
         expect(isinstance(body, dict) and set(body) <= _INSERT_KEYS, f"insertAll keys {body}")
         expect(len(json.dumps(body)) < _MAX_REQUEST_BYTES, "request over 10 MB")
@@ -97,18 +106,18 @@ class FakeBigQuery(RecordingServer):
         ids = [r["insertId"] for r in rows]
         expect(all(isinstance(i, str) and i for i in ids), "insertId must be a non-empty string")
         expect(len(set(ids)) == len(ids), f"insertIds repeat within one request: {ids}")
-        errors = self._row_errors([r["json"] for r in rows])
+        errors = self._row_errors([r["json"] for r in rows], SCHEMAS[table])
         if errors:
             return 200, {"kind": "bigquery#tableDataInsertAllResponse", "insertErrors": errors}
         with self.lock:
             for row in rows:
-                self._store(row["json"])
+                self._store(row["json"], table)
         return 200, {"kind": "bigquery#tableDataInsertAllResponse"}
 
-    def _row_errors(self, rows: list[Any]) -> list[dict[str, Any]]:
+    def _row_errors(self, rows: list[Any], schema: list[dict[str, Any]]) -> list[dict[str, Any]]:
         with self.lock:
             injected = self._reject.pop(0) if self._reject else None
-        bad = {i: problem for i, r in enumerate(rows) if (problem := _invalid(r))}
+        bad = {i: problem for i, r in enumerate(rows) if (problem := _invalid(r, schema))}
         if injected is not None:
             bad[injected[0]] = injected[1]
         if not bad:
@@ -120,11 +129,17 @@ class FakeBigQuery(RecordingServer):
             for i in range(len(rows))
         ]
 
-    def _store(self, row: dict[str, Any]) -> None:
-        names = [c["name"] for c in SCHEMA]
+    def _store(self, row: dict[str, Any], table: str = "events_raw") -> None:
+        names = [c["name"] for c in SCHEMAS[table]]
         values = [row.get(n) for n in names]
         marks = ", ".join("?" for _ in names)
-        self.db.execute(f"INSERT INTO events_raw ({', '.join(names)}) VALUES ({marks})", values)
+        self.db.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", values)
+
+    def mirror_rows(self) -> list[dict[str, Any]]:
+        with self.lock:
+            cursor = self.db.execute("SELECT * FROM subscribers_raw ORDER BY change_id")
+            names = [d[0] for d in cursor.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     # -- jobs.query ----------------------------------------------------------------------
 
@@ -156,10 +171,9 @@ class FakeBigQuery(RecordingServer):
             reply.update(numDmlAffectedRows=str(rows[0][0] if rows else 0), totalRows="0",
                          schema={"fields": []})  # fmt: skip
             return 200, reply
-        fields = [{"name": d[0], "type": _BQ_TYPES.get(str(d[1]), "STRING"),
-                   "mode": "NULLABLE"} for d in description]  # fmt: skip
+        fields = [_field(d[0], str(d[1])) for d in description]
         reply.update(schema={"fields": fields}, totalRows=str(len(rows)),
-                     rows=[{"f": [{"v": _cell(v)} for v in row]} for row in rows])  # fmt: skip
+                     rows=[{"f": [{"v": _value(v)} for v in row]} for row in rows])  # fmt: skip
         return 200, reply
 
 
@@ -167,11 +181,16 @@ def _duckdb(sql: str) -> str:
     return sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
 
 
-def _invalid(row: Any) -> str:
+def _duck_type(column: dict[str, Any]) -> str:
+    kind = _DUCK_TYPES.get(column["type"], column["type"])
+    return f"{kind}[]" if column.get("mode") == "REPEATED" else kind
+
+
+def _invalid(row: Any, schema: list[dict[str, Any]] = SCHEMA) -> str:
     """BigQuery's reason to refuse `row`, or ""."""
     if not isinstance(row, dict):
         return "row is not an object"
-    known = {c["name"]: c for c in SCHEMA}
+    known = {c["name"]: c for c in schema}
     unknown = set(row) - set(known)
     if unknown:
         return f"no such field: {sorted(unknown)[0]}."
@@ -188,6 +207,8 @@ def _invalid(row: Any) -> str:
                 return f"{name}: invalid JSON"
         if value is not None and column["type"] == "BOOL" and not isinstance(value, bool):
             return f"{name}: not a boolean"
+        if column.get("mode") == "REPEATED" and not isinstance(value, list | None):
+            return f"{name}: a REPEATED field takes a list"
     return ""
 
 
@@ -215,7 +236,9 @@ def _parameter_value(kind: dict[str, Any], value: dict[str, Any]) -> Any:
 
 
 def _scalar(kind: str, raw: Any) -> Any:
-    expect(raw is None or isinstance(raw, str), f"parameter values are strings: {raw!r}")
+    # The official client sends FLOAT64 values as JSON numbers, which the API takes too.
+    numeric = kind == "FLOAT64" and isinstance(raw, float | int) and not isinstance(raw, bool)
+    expect(raw is None or isinstance(raw, str) or numeric, f"parameter values are strings: {raw!r}")
     if raw is None:
         return None
     converters = {
@@ -229,6 +252,17 @@ def _scalar(kind: str, raw: Any) -> Any:
     }
     expect(kind in converters, f"parameter type {kind}")
     return converters[kind](raw)
+
+
+def _field(name: str, duck_type: str) -> dict[str, str]:
+    """A result column as BigQuery describes it (a list column is a REPEATED field)."""
+    repeated = duck_type.endswith("[]")
+    kind = _BQ_TYPES.get(duck_type.removesuffix("[]"), "STRING")
+    return {"name": name, "type": kind, "mode": "REPEATED" if repeated else "NULLABLE"}
+
+
+def _value(value: Any) -> Any:
+    return [{"v": _cell(v)} for v in value] if isinstance(value, list) else _cell(value)
 
 
 def _cell(value: Any) -> Any:
