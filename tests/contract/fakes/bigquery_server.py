@@ -1,13 +1,14 @@
-"""FakeBigQuery: the BigQuery REST API (v2) calls google-cloud-bigquery makes for streaming
-inserts (tabledata.insertAll) and queries (jobs.query), over an in-memory DuckDB.
+"""FakeBigQuery: the BigQuery REST API (v2) calls google-cloud-bigquery makes for streaming inserts
+(tabledata.insertAll) and queries (jobs.query), over an in-memory DuckDB.
 
 The dataset holds the tables `events_raw` and `subscribers_raw` with the production schemas
-(terraform/schemas/events.json, subscribers.json) and the view `events`, written in BigQuery SQL as production
-defines it and run through sqlglot's BigQuery -> DuckDB translation, like every query the fake
-receives. Inserts are checked as BigQuery checks them (known columns, REQUIRED fields, JSON
-strings for JSON columns, a unique insertId per row, <= 500 rows / 10 MB per request) and
-answered with insertErrors for bad rows. Every row is kept, even a repeated insertId (BigQuery's
-own dedup is best effort), so reads prove that the `events` view deduplicates.
+(terraform/schemas/events.json, subscribers.json) and the view `events`, written in BigQuery SQL
+as production defines it and run through sqlglot's BigQuery -> DuckDB translation, like every
+query the fake receives. Inserts are checked as BigQuery checks them (known columns, REQUIRED
+fields, JSON strings for JSON columns, a unique insertId per row, <= 500 rows / 10 MB per
+request) and answered with insertErrors for bad rows. Every row is kept, even a repeated
+insertId (BigQuery's own dedup is best effort), so reads prove that the `events` view
+deduplicates.
 """
 
 from __future__ import annotations
