@@ -391,7 +391,26 @@ class Container:
                                self.engagement, self.ledger, self.outbox, self.clock,
                                pages_per_run=s.campaign_pages_per_run, lease_s=s.campaign_lease_s,
                                batch_size=s.campaign_batch_size,
-                               allowance=self.daily_allowance)  # fmt: skip
+                               allowance=self.daily_allowance,
+                               snapshots=self.audience_snapshots)  # fmt: skip
+
+    @cached_property
+    def audience_snapshots(self) -> Any:
+        """Audience snapshots (SQL over the subscriber mirror, chunks in the import blob
+        store); None when MAILPIPE_AUDIENCE_SOURCE=documents."""
+        from shared.repositories.audience_snapshots import AudienceSnapshots
+        from shared.services.audience_snapshot import AudienceSnapshotService
+
+        source = self.settings.audience_source
+        if source not in ("snapshot", "documents"):
+            raise ConfigurationError(
+                f"MAILPIPE_AUDIENCE_SOURCE must be snapshot or documents, not {source!r}"
+            )
+        if source == "documents":
+            return None
+        store = AudienceSnapshots(self.import_blobs, self.meter)
+        return AudienceSnapshotService(self.pipeline_warehouse, store, self.sql_dialect,
+                                       self.clock, self.settings.campaign_page_size)  # fmt: skip
 
     @cached_property
     def daily_allowance(self) -> Any:

@@ -185,6 +185,12 @@ class Warehouse(Protocol):
         """Rows of a read-only query over the deduplicated `events` relation (and
         `events_raw`, `subscribers_raw`)."""
 
+    def query_pages(
+        self, sql: str, params: Mapping[str, Any] | None, page_size: int
+    ) -> Iterator[list[Document]]:
+        """The rows of one read-only query (one query job), a page of about `page_size` at a
+        time, so a large result (an audience) is never held whole."""
+
     def erase_subscriber(self, subscriber_id: str) -> int:
         """Delete (or pseudonymize) every row about one subscriber, their mirror rows blanked
         too; returns rows affected."""

@@ -129,6 +129,10 @@ class Settings:
     send_workers: int = 1
     # Campaigns (issue 4).
     campaign_page_size: int = 500  # subscribers per audience page (one store query, checkpoint)
+    # Where campaigns started from now on take their audience: "snapshot" (SQL over the
+    # warehouse's subscriber mirror, written to the blob store) or "documents" (page through
+    # every subscriber document; for a deployment whose mirror is not built yet).
+    audience_source: str = "snapshot"
     campaign_batch_size: int = 250  # recipients per render batch (one rendered Pub/Sub message)
     campaign_pages_per_run: int = 50  # pages one dispatch invocation handles before handing over
     campaign_lease_s: float = 300.0  # a dispatch invocation's hold on a phase

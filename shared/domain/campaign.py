@@ -24,6 +24,11 @@ An A/B campaign reads its audience once: the test phase stashes each page's rema
 (`remainder_stashed`), and the remainder phase pages through that stash instead of the
 subscribers. Campaigns started before the stash existed leave the flag false and read the
 audience again.
+
+Campaigns started with an audience snapshot (`audience_snapshot`, the default since the
+subscriber mirror exists) select their audience once by SQL in the warehouse and walk its chunks
+in every phase (shared/services/audience_snapshot.py); they stash nothing. Cursors are then chunk
+ids. Campaigns started before keep the route they started on.
 """
 
 from __future__ import annotations
@@ -153,6 +158,7 @@ class Campaign:
     scheduled_at: float | None = None
     audience_at: float | None = None  # when sending started: the audience snapshot time
     remainder_stashed: bool = False  # A/B: the remainder phase reads the test phase's stash
+    audience_snapshot: bool = False  # every phase walks the audience snapshot (SQL, blob store)
     finished_at: float | None = None
     test_dispatched_at: float | None = None
     test_ends_at: float | None = None  # set once the test cohort has been delivered
@@ -251,11 +257,14 @@ class Campaign:
         self.scheduled_at = at
         self._become(SCHEDULED, now)
 
-    def start(self, now: float, token: str) -> str:
-        """Begin sending now; returns the first phase to dispatch."""
+    def start(self, now: float, token: str, snapshot: bool = False) -> str:
+        """Begin sending now; returns the first phase to dispatch. With `snapshot`, every
+        phase walks the audience snapshot; otherwise the subscriber documents (and an A/B
+        remainder the test phase's stash)."""
         self._require("send", (DRAFT, SCHEDULED))
         self.audience_at = now
-        self.remainder_stashed = bool(self.ab)
+        self.audience_snapshot = snapshot
+        self.remainder_stashed = bool(self.ab) and not snapshot
         self.phase = self.phases[0]
         self.progress = {self.phase: PhaseProgress(token=token, started_at=now, updated_at=now)}
         self._become(SENDING, now)

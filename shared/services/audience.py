@@ -95,6 +95,27 @@ class AudiencePlan:
             return self.winner, assignment.cohort == ab_test.REMAINDER
         return None, False
 
+    def split(
+        self, members: Sequence[Recipient], phase: str
+    ) -> tuple[dict[str | None, list[Recipient]], list[str]]:
+        """Snapshot members (already eligible and in the segment) -> this phase's recipients
+        per variant, and the holdout ids the test phase records: the same hash assignment
+        `select` applies to subscribers."""
+        groups: dict[str | None, list[Recipient]] = {}
+        held_out: list[str] = []
+        for member in members:
+            if self.ab is None:
+                groups.setdefault(None, []).append(member)
+                continue
+            assignment = self.ab.assign(self.campaign_id, member.subscriber_id)
+            if phase == PHASE_TEST and assignment.cohort == ab_test.HOLDOUT:
+                held_out.append(member.subscriber_id)
+            elif phase == PHASE_TEST and assignment.cohort == ab_test.TEST:
+                groups.setdefault(assignment.variant, []).append(member)
+            elif phase == PHASE_REMAINDER and assignment.cohort == ab_test.REMAINDER:
+                groups.setdefault(self.winner, []).append(member)
+        return groups, held_out
+
     def variant_of(self, subscriber_id: str) -> str | None:
         """The variant this subscriber gets (resends): the test variant, or the winner."""
         if self.ab is None:

@@ -356,8 +356,3 @@ _COMPARE = {
     ">": lambda a, b: exp.GT(this=a, expression=b),
     ">=": lambda a, b: exp.GTE(this=a, expression=b),
 }
-
-
-def member_attributes(raw: str | None) -> dict[str, Any]:
-    """A member row's attributes (JSON text in the mirror)."""
-    return json.loads(raw) if raw else {}

@@ -355,7 +355,12 @@ class CampaignService:
 
     def _start(self, campaign_id: str) -> Campaign:
         token, now = new_token(), self._clock()
-        campaign, phase = self._campaigns.change(campaign_id, lambda c: c.start(now, token))
+        snapshot = self._dispatcher.takes_snapshots
+
+        def start(c: Campaign) -> str:
+            return c.start(now, token, snapshot)
+
+        campaign, phase = self._campaigns.change(campaign_id, start)
         self._dispatcher.kick(campaign_id, phase, token)
         return campaign
 

@@ -55,11 +55,12 @@ from shared.domain.campaign import (
     PhaseProgress,
     batch_id,
 )
-from shared.domain.errors import Conflict, InvalidInput
+from shared.domain.errors import ConfigurationError, Conflict, InvalidInput
 from shared.domain.messages import Recipient
 from shared.domain.subscriber import Subscriber
 from shared.repositories.audience import AudiencePages
 from shared.repositories.campaigns import Campaigns
+from shared.repositories.audience_snapshots import SnapshotRow
 from shared.repositories.remainder_stash import RemainderStash, StashedPage
 from shared.repositories.send_ledger import SendLedger
 from shared.services.audience import (
@@ -69,6 +70,7 @@ from shared.services.audience import (
     recipient,
     render_requests,
 )
+from shared.services.audience_snapshot import AudienceSnapshotService
 from shared.services.daily_allowance import DailyAllowance, Taken
 from shared.services.engagement import EngagementQueries
 from shared.services.publishing import Outbox
@@ -149,8 +151,10 @@ class PhaseDispatcher:
         lease_s: float = 300.0,
         batch_size: int = BATCH_SIZE,
         allowance: DailyAllowance | None = None,
+        snapshots: AudienceSnapshotService | None = None,
     ) -> None:
         self._campaigns = campaigns
+        self._snapshots = snapshots
         self._allowance = allowance if allowance is not None and allowance.enabled else None
         self._pages = pages
         self._stash = stash
@@ -305,8 +309,16 @@ class PhaseDispatcher:
         """Today's allowance of the campaign's sending domain (None: no cap)."""
         return None if self._allowance is None else self._allowance.status(campaign)
 
+    @property
+    def takes_snapshots(self) -> bool:
+        """Whether campaigns started now select their audience as a snapshot."""
+        return self._snapshots is not None
+
     def _route(self, campaign: Campaign, phase: str) -> PhaseRoute[Any]:
-        """A stashed remainder walks the stash; every other phase walks the audience."""
+        """A snapshot campaign walks its snapshot; a stashed remainder walks the stash; every
+        other phase walks the subscriber documents."""
+        if campaign.audience_snapshot:
+            return self._snapshot_route(campaign, phase)
         if phase == PHASE_REMAINDER and campaign.remainder_stashed:
             return PhaseRoute(
                 self._stash.pages(campaign.id),
@@ -320,6 +332,39 @@ class PhaseDispatcher:
             return self._publish_page(current, plan, phase, page, rows)
 
         return PhaseRoute(self._pages, publish)
+
+    def _snapshot_route(self, campaign: Campaign, phase: str) -> PhaseRoute[Any]:
+        """The campaign's audience snapshot (taken now if this is its first phase)."""
+        if self._snapshots is None:
+            raise ConfigurationError(
+                f"campaign {campaign.id} walks an audience snapshot, but this dispatcher has no "
+                "snapshot store (MAILPIPE_AUDIENCE_SOURCE=documents?)"
+            )
+        manifest = self._snapshots.take(campaign)
+        plan = AudiencePlan.of(campaign, {})  # segment and engagement were applied in SQL
+
+        def publish(current: Campaign, page: int, rows: list[SnapshotRow]) -> PageOutcome:
+            return self._publish_snapshot(current, plan, phase, page, rows)
+
+        return PhaseRoute(self._snapshots.pages(manifest), publish)
+
+    def _publish_snapshot(
+        self,
+        campaign: Campaign,
+        plan: AudiencePlan,
+        phase: str,
+        page: int,
+        rows: list[SnapshotRow],
+    ) -> PageOutcome:
+        """A snapshot chunk -> this phase's render batches (A/B cohorts by the hash) and the
+        holdout record, as `_publish_page` does for subscriber documents."""
+        groups, held_out = plan.split([row.member for row in rows], phase)
+        batches = self._publish_groups(campaign, phase, page, groups)
+        if held_out:
+            holdout_batch = batch_id(campaign.id, PHASE_HOLDOUT, page)
+            self._ledger.record_holdout(holdout_batch, campaign.id, held_out, self._clock())
+        recipients = sum(len(m) for m in groups.values())
+        return PageOutcome(recipients=recipients, held_out=len(held_out), batches=batches)
 
     def _plan_page(
         self, campaign_id: str, phase: str, owner: str, last_id: str, day: str = ""

@@ -1,6 +1,10 @@
 """An A/B campaign reads its audience once: the test phase stashes each page's remainder members
 and the remainder phase dispatches from that stash (shared/repositories/remainder_stash.py).
 
+These campaigns start with MAILPIPE_AUDIENCE_SOURCE=documents: the route campaigns started before
+the audience snapshot existed keep while they finish (new campaigns walk a snapshot instead:
+tests/reliability/test_audience_snapshot.py proves the same for them).
+
 Driven in-process through the real local pipeline (SQLite documents and bus, the functions via
 functions-framework, DuckDB warehouse) with a fake clock, a recording mailer and the operation
 meter that prices the benchmark.
@@ -10,11 +14,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
+import pytest
 from campaign_support import Pipeline, add_audience
 
-from shared import topology
+from shared import bootstrap, topology
 from shared.bootstrap import Container
 from shared.domain.ab_test import AbTest
 from shared.domain.errors import TransientError
@@ -23,6 +29,19 @@ from shared.repositories import remainder_stash
 from shared.services.publishing import Outbox
 
 DISPATCH = "dispatch-on-campaign-dispatch"
+
+
+@pytest.fixture
+def local(local: Container) -> Iterator[Container]:
+    """The reliability container, its campaigns started on the subscriber documents' route."""
+    settings = replace(local.settings, audience_source="documents")
+    container = Container(settings, meter=local.meter, clock=local.clock,
+                          overrides={"mailer": local.mailer})  # fmt: skip
+    bootstrap.install(container)
+    yield container
+    bootstrap.install(local)
+
+
 STASH = remainder_stash.COLLECTION
 AB = {"variants": [{"name": "A"}, {"name": "B", "subject": "Subject B"}], "test_fraction": 0.4,
       "holdout_fraction": 0.1, "window_hours": 2, "min_sample": 50}  # fmt: skip

@@ -129,6 +129,22 @@ class BigQueryWarehouse:
         json_columns = {f.name for f in rows.schema or () if f.field_type == "JSON"}
         return [_document(row, json_columns) for row in rows]
 
+    def query_pages(
+        self, sql: str, params: Mapping[str, Any] | None, page_size: int
+    ) -> Iterator[list[Document]]:
+        """One query job; its results read a page at a time (reading results is not billed)."""
+        if not sql.lstrip().lower().startswith(("select", "with")):
+            raise InvalidInput("only SELECT queries are allowed on the warehouse", field="sql")
+        values = params or {}
+        rows = self._run(native_placeholders(sql, values), values, InvalidInput, page_size)
+        scanned = int(getattr(rows, "total_bytes_processed", None) or 0)
+        billed = max(BIGQUERY_MIN_QUERY_BYTES, scanned) if MIRROR_TABLE in sql else 0
+        self._meter.count("bigquery.query", nbytes=billed)
+        json_columns = {f.name for f in rows.schema or () if f.field_type == "JSON"}
+        with translated("read query results"):
+            for page in rows.pages:
+                yield [_document(row, json_columns) for row in page]
+
     def erase_subscriber(self, subscriber_id: str) -> int:
         """Pseudonymize: the rows stay (campaign totals remain true) but lose the person."""
         pseudonym = "erased-" + hashlib.sha256(subscriber_id.encode()).hexdigest()[:16]
@@ -153,6 +169,7 @@ class BigQueryWarehouse:
         sql: str,
         params: Mapping[str, Any],
         bad_request: type[InvalidInput | PermanentFailure],
+        page_size: int | None = None,
     ) -> Any:
         config = bigquery.QueryJobConfig(
             default_dataset=self._dataset,
@@ -161,7 +178,11 @@ class BigQueryWarehouse:
         )
         with translated("query", bad_request=bad_request):
             return self._client.query_and_wait(
-                sql, job_config=config, retry=self._retry, job_retry=self._job_retry
+                sql,
+                job_config=config,
+                retry=self._retry,
+                job_retry=self._job_retry,
+                page_size=page_size,
             )
 
 

@@ -199,6 +199,22 @@ class DuckDbWarehouse:
                     raise
         raise AssertionError("unreachable")
 
+    def query_pages(
+        self, sql: str, params: Mapping[str, Any] | None, page_size: int
+    ) -> Iterator[list[Document]]:
+        """`query`'s rows, `page_size` at a time, from a connection of their own."""
+        if not sql.lstrip().lower().startswith(("select", "with")):
+            raise InvalidInput("only SELECT queries are allowed on the warehouse", field="sql")
+        with self.connect() as db:
+            if MIRROR_TABLE in sql:
+                self._count_mirror_query(db)
+            else:
+                self._meter.count("bigquery.query")
+            cursor = db.execute(sql, dict(params or {}))
+            names = [d[0] for d in cursor.description or ()]
+            while rows := cursor.fetchmany(page_size):
+                yield [dict(zip(names, row, strict=True)) for row in rows]
+
     def serve_queries(self) -> None:
         """Answer the `via_service` warehouses' queries from this process (see
         warehouse_service.py), in a daemon thread."""

@@ -1,0 +1,154 @@
+"""Audience snapshots in the blob store: a campaign's audience, selected once by SQL over the
+subscriber mirror (shared/services/audience_snapshot.py), as chunk files the dispatcher walks.
+
+    audiences/<campaign id>/chunk-000001.json ...   members (Recipient fields), in id order
+    audiences/<campaign id>/manifest.json           written last: {chunks, members, taken_at}
+
+A chunk's id (`000001`) is the dispatcher's cursor, as a subscriber id or a stash page id is on
+the other routes. The manifest is written only after every chunk, so a snapshot without one is
+unfinished and is taken again (the chunks are rewritten under the same names); with one it is
+final and every phase and replay of the campaign reads the same chunks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.domain.errors import NotFound
+from shared.domain.messages import Recipient
+from shared.metering import NULL_METER, OperationMeter
+from shared.ports import BlobStore
+
+PREFIX = "audiences"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    campaign_id: str
+    chunks: int
+    members: int
+    taken_at: float
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"campaign_id": self.campaign_id, "chunks": self.chunks,
+                "members": self.members, "taken_at": self.taken_at}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SnapshotChunk:
+    """One chunk read back: a page for the dispatcher."""
+
+    id: str
+    number: int
+    members: list[Recipient]
+
+
+def chunk_id(number: int) -> str:
+    return f"{number:06d}"
+
+
+class AudienceSnapshots:
+    def __init__(self, blobs: BlobStore, meter: OperationMeter = NULL_METER) -> None:
+        self._blobs = blobs
+        self._meter = meter  # Cloud Storage operations: writes are class A, reads class B
+
+    def _name(self, campaign_id: str, leaf: str) -> str:
+        return f"{PREFIX}/{campaign_id}/{leaf}"
+
+    def manifest(self, campaign_id: str) -> Manifest | None:
+        """The finished snapshot's manifest, or None when there is none (yet)."""
+        self._meter.count("gcs.class_b")
+        try:
+            doc = json.loads(self._blobs.read(self._name(campaign_id, "manifest.json")))
+        except NotFound:
+            return None
+        return Manifest(doc["campaign_id"], int(doc["chunks"]), int(doc["members"]),
+                        float(doc["taken_at"]))  # fmt: skip
+
+    def put_chunk(self, campaign_id: str, number: int, members: Sequence[Recipient]) -> None:
+        data = json.dumps([m.to_doc() for m in members], separators=(",", ":")).encode()
+        self._meter.count("gcs.class_a")
+        self._blobs.write(self._name(campaign_id, f"chunk-{chunk_id(number)}.json"), data)
+
+    def finish(self, manifest: Manifest) -> None:
+        data = json.dumps(manifest.to_doc()).encode()
+        self._meter.count("gcs.class_a")
+        self._blobs.write(self._name(manifest.campaign_id, "manifest.json"), data)
+
+    def chunk(self, campaign_id: str, number: int) -> SnapshotChunk:
+        self._meter.count("gcs.class_b")
+        raw = json.loads(
+            self._blobs.read(self._name(campaign_id, f"chunk-{chunk_id(number)}.json"))
+        )
+        return SnapshotChunk(chunk_id(number), number, [Recipient(**m) for m in raw])
+
+    def pages(self, manifest: Manifest) -> SnapshotPages:
+        return SnapshotPages(self, manifest)
+
+    def erase_subscriber(self, campaign_ids: Sequence[str], subscriber_id: str) -> int:
+        """Remove the person from the snapshots of these campaigns; returns chunks rewritten."""
+        rewritten = 0
+        for campaign_id in campaign_ids:
+            manifest = self.manifest(campaign_id)
+            for number in range(1, (manifest.chunks if manifest else 0) + 1):
+                found = self.chunk(campaign_id, number)
+                kept = [m for m in found.members if m.subscriber_id != subscriber_id]
+                if len(kept) != len(found.members):
+                    self.put_chunk(campaign_id, number, kept)
+                    rewritten += 1
+        return rewritten
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    """One member of a snapshot, as a row of the dispatcher's walk: `id` orders the rows
+    (`<chunk>:<position>`), and is the cursor."""
+
+    id: str
+    member: Recipient
+
+
+def row_id(number: int, position: int) -> str:
+    return f"{chunk_id(number)}:{position:06d}"
+
+
+def _position(cursor: str | None) -> tuple[int, int]:
+    """(chunk number, position) of the row after which a page begins."""
+    if not cursor:
+        return 1, -1
+    number, position = cursor.split(":")
+    return int(number), int(position)
+
+
+class SnapshotPages:
+    """A snapshot, page by page in row order: the `page(cursor, until)` contract of
+    AudiencePages. A page is the rest of one chunk (a whole chunk unless a daily cap cut the
+    previous page short), so a page costs one blob read; the chunk read last is kept, as the
+    dispatcher reads a planned page again and then looks ahead."""
+
+    def __init__(self, snapshots: AudienceSnapshots, manifest: Manifest) -> None:
+        self._snapshots = snapshots
+        self._manifest = manifest
+        self._last: tuple[int, list[SnapshotRow]] | None = None
+
+    def page(self, cursor: str | None, until: str | None = None) -> list[SnapshotRow]:
+        number, after = _position(cursor)
+        found: list[SnapshotRow] = []
+        while number <= self._manifest.chunks:
+            found += [r for r in self._rows(number) if r.id > row_id(number, after)]
+            if until is None and found:
+                return found
+            if until is not None and found and found[-1].id >= until:
+                break
+            number, after = number + 1, -1
+        return [r for r in found if until is None or r.id <= until]
+
+    def _rows(self, number: int) -> list[SnapshotRow]:
+        if self._last is None or self._last[0] != number:
+            chunk = self._snapshots.chunk(self._manifest.campaign_id, number)
+            rows = [SnapshotRow(row_id(number, i), m) for i, m in enumerate(chunk.members)]
+            self._last = (number, rows)
+        return self._last[1]
