@@ -63,8 +63,8 @@ class AudienceSnapshotService:
             members += len(pending)
         manifest = Manifest(campaign.id, chunks, members, taken_at)
         self._snapshots.finish(manifest)
-        log.info("audience snapshot taken", extra={"campaign_id": campaign.id,
-                                                    "members": members, "chunks": chunks})  # fmt: skip
+        facts = {"campaign_id": campaign.id, "members": members, "chunks": chunks}
+        log.info("audience snapshot taken", extra=facts)
         return manifest
 
     def pages(self, manifest: Manifest) -> SnapshotPages:

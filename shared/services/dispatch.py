@@ -59,8 +59,8 @@ from shared.domain.errors import ConfigurationError, Conflict, InvalidInput
 from shared.domain.messages import Recipient
 from shared.domain.subscriber import Subscriber
 from shared.repositories.audience import AudiencePages
-from shared.repositories.campaigns import Campaigns
 from shared.repositories.audience_snapshots import SnapshotRow
+from shared.repositories.campaigns import Campaigns
 from shared.repositories.remainder_stash import RemainderStash, StashedPage
 from shared.repositories.send_ledger import SendLedger
 from shared.services.audience import (
