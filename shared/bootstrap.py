@@ -249,8 +249,13 @@ class Container:
 
     @cached_property
     def send(self) -> SendService:
+        recheck = None
+        if self.audience_snapshots is not None:
+            from shared.services.audience_recheck import AudienceRecheck
+
+            recheck = AudienceRecheck(self.pipeline_warehouse, self.sql_dialect, self.campaigns.get)
         return SendService(self.ledger, self.suppressions, self.mailer, self.outbox, self.clock,
-                           campaign_gate=self.campaign_gate)  # fmt: skip
+                           campaign_gate=self.campaign_gate, recheck=recheck)  # fmt: skip
 
     @cached_property
     def feedback(self) -> FeedbackService:

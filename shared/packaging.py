@@ -50,8 +50,13 @@ EXTRA_FILES: Mapping[str, tuple[str, ...]] = {
     "admin": ("templates/dashboard/", "templates/console/", "sql/"),
 }
 # pyproject optional-dependency groups a function ships beside the runtime dependencies: the
-# admin function serves the console, whose dashboard pages need sqlglot and matplotlib.
-EXTRA_REQUIREMENTS: Mapping[str, tuple[str, ...]] = {"admin": ("console",)}
+# admin function serves the console, whose dashboard pages need sqlglot and matplotlib; dispatch
+# (audience snapshots) and send (the send-time re-check) compile segments to SQL with sqlglot.
+EXTRA_REQUIREMENTS: Mapping[str, tuple[str, ...]] = {
+    "admin": ("console",),
+    "dispatch": ("audience",),
+    "send": ("audience",),
+}
 
 # The Cloud Functions runtime the requirements are resolved for (markers such as
 # `python_version < "3.12"` are evaluated against it, not against the building machine).

@@ -24,21 +24,21 @@ locals {
   #              the project (a query job is a project-level resource)
   #   secrets    secrets beyond local.common_secrets (dropped when the ESP in use has no such secret)
   function_access = {
-    signup            = { publishes = ["subscriber-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
-    confirm           = { publishes = ["subscriber-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
-    preferences       = { publishes = ["subscriber-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
-    unsubscribe       = { publishes = ["subscriber-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
+    signup            = { publishes = ["subscriber-events", "analytics-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
+    confirm           = { publishes = ["subscriber-events", "analytics-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
+    preferences       = { publishes = ["subscriber-events", "analytics-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
+    unsubscribe       = { publishes = ["subscriber-events", "analytics-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
     tracking          = { publishes = ["analytics-events"], firestore = "", templates = true, warehouse = false, queries = false, secrets = [] }
     webhooks          = { publishes = ["esp-feedback"], firestore = var.esp == "mailgun" ? "write" : "", templates = true, warehouse = false, queries = false, secrets = ["sendgrid_webhook_public_key", "mailgun_webhook_signing_key"] }
-    admin             = { publishes = ["campaign-dispatch", "render-requests", "send-requests", "subscriber-events", "subscriber-imports"], firestore = "write", templates = true, warehouse = false, queries = true, secrets = ["admin_api_key"] }
+    admin             = { publishes = ["campaign-dispatch", "render-requests", "send-requests", "subscriber-events", "subscriber-imports", "analytics-events"], firestore = "write", templates = true, warehouse = false, queries = true, secrets = ["admin_api_key"] }
     events            = { publishes = ["behaviour-events", "analytics-events"], firestore = "read", templates = true, warehouse = false, queries = false, secrets = ["events_api_key"] }
     "preference-sync" = { publishes = ["render-requests", "analytics-events", "behaviour-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = [] }
     dispatch          = { publishes = ["campaign-dispatch", "render-requests"], firestore = "write", templates = true, warehouse = false, queries = true, secrets = [] }
     render            = { publishes = ["send-requests", "analytics-events"], firestore = "", templates = true, warehouse = false, queries = false, secrets = [] }
-    send              = { publishes = ["analytics-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = ["sendgrid_api_key", "mailgun_api_key", "smtp_password", "ses_secret_access_key", "dkim_private_key"] }
+    send              = { publishes = ["analytics-events"], firestore = "write", templates = false, warehouse = false, queries = true, secrets = ["sendgrid_api_key", "mailgun_api_key", "smtp_password", "ses_secret_access_key", "dkim_private_key"] }
     feedback          = { publishes = ["subscriber-events", "analytics-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = [] }
     warehouse         = { publishes = [], firestore = "", templates = false, warehouse = true, queries = false, secrets = [] }
-    imports           = { publishes = ["subscriber-imports", "subscriber-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = [] }
+    imports           = { publishes = ["subscriber-imports", "subscriber-events", "analytics-events"], firestore = "write", templates = false, warehouse = false, queries = false, secrets = [] }
     triggers          = { publishes = ["render-requests", "analytics-events", "behaviour-events"], firestore = "write", templates = true, warehouse = false, queries = false, secrets = [] }
   }
 
@@ -129,9 +129,10 @@ resource "google_storage_bucket_iam_member" "template_reader" {
 }
 
 # Import files: the admin API uploads them and reads rejects; the import function reads them
-# and writes rejects. Nothing else touches the bucket.
+# and writes rejects. The dispatch function writes and reads campaigns' audience snapshots
+# (audiences/<campaign>/...). Nothing else touches the bucket.
 resource "google_storage_bucket_iam_member" "import_files" {
-  for_each = toset(["admin", "imports"])
+  for_each = toset(["admin", "imports", "dispatch"])
 
   bucket = google_storage_bucket.imports.name
   role   = "roles/storage.objectAdmin"

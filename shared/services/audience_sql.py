@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlglot
@@ -112,20 +113,28 @@ def count_query(segment: Segment, audience_at: float) -> AudienceQuery:
     return AudienceQuery(select, params.values)
 
 
-def changed_query(ids: Sequence[str], since: float) -> AudienceQuery:
-    """The latest state of those of `ids` whose mirror changed after `since` (the send stage's
-    one query per batch)."""
-    sql = (
-        "SELECT subscriber_id, erased, status, suppressed, lists, tags, topics"
-        f" FROM ({LATEST}) AS s WHERE subscriber_id IN UNNEST(@ids) AND changed_at > @since"
+def recheck_query(
+    segment: Segment, audience_at: float, ids: Sequence[str], since: float
+) -> AudienceQuery:
+    """For those of `ids` whose mirror changed after `since`: whether they still belong to the
+    audience (column `still`). The send stage's one query per batch. Only partitions from
+    `since` on are read: a subscriber's latest row since then is their latest row."""
+    params = _Params()
+    changed = sqlglot.parse_one(
+        f"SELECT * FROM {TABLE} WHERE changed_at > @since AND subscriber_id IN UNNEST(@ids)"
+        " QUALIFY ROW_NUMBER() OVER"
+        " (PARTITION BY subscriber_id ORDER BY changed_at DESC, change_id DESC) = 1",
+        read="bigquery",
     )
-    tree = sqlglot.parse_one(sql, read="bigquery")
-    return AudienceQuery(tree, {"ids": list(ids), "since": timestamp_param(since)})
+    still = eligible(segment, audience_at, params)
+    select = exp.select("subscriber_id", exp.alias_(still, "still")).from_(
+        exp.paren(changed).as_("s")
+    )
+    values = {**params.values, "since": timestamp_param(since), "ids": list(ids)}
+    return AudienceQuery(select, values)
 
 
-def timestamp_param(epoch_s: float) -> Any:
-    from datetime import UTC, datetime
-
+def timestamp_param(epoch_s: float) -> datetime:
     return datetime.fromtimestamp(epoch_s, UTC)
 
 

@@ -41,7 +41,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from shared import topology
 from shared.domain.campaign import (
@@ -70,10 +70,12 @@ from shared.services.audience import (
     recipient,
     render_requests,
 )
-from shared.services.audience_snapshot import AudienceSnapshotService
 from shared.services.daily_allowance import DailyAllowance, Taken
 from shared.services.engagement import EngagementQueries
 from shared.services.publishing import Outbox
+
+if TYPE_CHECKING:  # it needs sqlglot, which only the functions that take snapshots ship
+    from shared.services.audience_snapshot import AudienceSnapshotService
 
 log = logging.getLogger(__name__)
 

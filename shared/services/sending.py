@@ -30,16 +30,20 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from shared.domain import events as ev
 from shared.domain.campaign import phase_of
 from shared.domain.errors import AlreadyProcessed, MailpipeError, Throttled, TransientError
 from shared.domain.events import AnalyticsEvent, mailbox_provider, stable_id, utc_iso
-from shared.domain.messages import TRANSACTIONAL, SendBatch
+from shared.domain.messages import MARKETING, TRANSACTIONAL, SendBatch
 from shared.ports import Mailer, OutgoingEmail, SendResult
 from shared.repositories.send_ledger import DONE, LedgerEntry, SendLedger
 from shared.repositories.suppressions import Suppressions
 from shared.services.publishing import Outbox
+
+if TYPE_CHECKING:  # it needs sqlglot, which only functions that re-check audiences ship
+    from shared.services.audience_recheck import AudienceRecheck
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,7 @@ class SendService:
         max_attempts: int = 8,
         campaign_gate: CampaignGate = always_send,
         *,
+        recheck: AudienceRecheck | None = None,
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
         retry_budget_s: float = RETRY_BUDGET_S,
         sleep: Callable[[float], None] = time.sleep,
@@ -86,6 +91,7 @@ class SendService:
         self._retry_delays = tuple(retry_delays_s)
         self._retry_budget = retry_budget_s
         self._sleep = sleep
+        self._recheck = recheck
 
     def handle(self, batch: SendBatch) -> dict[str, int]:
         """Send what is left of the batch; returns counts per outcome for this delivery.
@@ -225,15 +231,45 @@ class SendService:
         else:
             since = batch.audience_at - SUPPRESSION_CLOCK_SKEW_S
             suppressed = self._suppressions.suppressed_among((e.recipient for e in todo), since)
-        if not suppressed:
-            return todo
+        if suppressed:
+            todo = self._drop(batch, entry, todo, suppressed, counts, events)
+        return self._drop_left(batch, entry, todo, counts, events)
+
+    def _drop(
+        self,
+        batch: SendBatch,
+        entry: LedgerEntry,
+        todo: list[OutgoingEmail],
+        suppressed: set[str],
+        counts: dict[str, int],
+        events: list[AnalyticsEvent],
+    ) -> list[OutgoingEmail]:
         dropped = [e for e in todo if e.recipient in suppressed]
         self._ledger.checkpoint(
             entry, {e.subscriber_id: "suppressed" for e in dropped}, self._clock()
         )
         events += [self._event(batch, e, ev.SUPPRESSED, "suppressed") for e in dropped]
-        counts["suppressed"] = len(dropped)
+        counts["suppressed"] = counts.get("suppressed", 0) + len(dropped)
         return [e for e in todo if e.recipient not in suppressed]
+
+    def _drop_left(
+        self,
+        batch: SendBatch,
+        entry: LedgerEntry,
+        todo: list[OutgoingEmail],
+        counts: dict[str, int],
+        events: list[AnalyticsEvent],
+    ) -> list[OutgoingEmail]:
+        """A snapshot campaign's recipients who left its audience since the snapshot (one
+        warehouse query, shared/services/audience_recheck.py): recorded as suppressed."""
+        if self._recheck is None or batch.kind != MARKETING or not batch.campaign_id or not todo:
+            return todo
+        left = self._recheck.left(batch.campaign_id, batch.audience_at,
+                                  [e.subscriber_id for e in todo])  # fmt: skip
+        if not left:
+            return todo
+        addresses = {e.recipient for e in todo if e.subscriber_id in left}
+        return self._drop(batch, entry, todo, addresses, counts, events)
 
     def _send_chunk(
         self,

@@ -1,0 +1,185 @@
+"""A campaign reads only its audience: selected once by SQL over the warehouse's subscriber
+mirror as of its audience time, written as chunk files, and walked by every phase
+(shared/services/audience_snapshot.py). An A/B remainder picks its cohort from the same
+snapshot, so nothing is stashed; who changed between the snapshot and the send is re-checked at
+send time with one warehouse query per batch (shared/services/audience_recheck.py).
+
+Driven in-process through the real local pipeline (SQLite documents and bus, the functions via
+functions-framework, DuckDB warehouse, the filesystem blob store) with a fake clock, a recording
+mailer and the operation meter that prices the benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+
+from campaign_support import Pipeline, add_audience, mirror_now
+
+from shared import topology
+from shared.bootstrap import Container
+from shared.domain.ab_test import AbTest
+from shared.domain.errors import TransientError
+from shared.ports import OutboundMessage, Publisher
+from shared.repositories import remainder_stash
+from shared.repositories.audience_snapshots import PREFIX
+from shared.services.publishing import Outbox
+
+DISPATCH = "dispatch-on-campaign-dispatch"
+AB = {"variants": [{"name": "A"}, {"name": "B", "subject": "Subject B"}], "test_fraction": 0.4,
+      "holdout_fraction": 0.1, "window_hours": 2, "min_sample": 50}  # fmt: skip
+PARIS_ONLY = {"attribute": "city", "value": "Paris"}
+
+
+class LostConfirmation:
+    """The Publisher port losing one publish confirmation (as in test_ab_remainder_stash.py):
+    the first render batch whose id starts with `prefix` is published, then TransientError."""
+
+    def __init__(self, real: Publisher, prefix: str) -> None:
+        self.real = real
+        self.prefix = prefix
+        self.tripped = False
+        self.batch_ids: Counter[str] = Counter()
+
+    def publish(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
+        ids = self.real.publish(topic, messages)
+        if topic != topology.RENDER_REQUESTS:
+            return ids
+        batches = [json.loads(m.data)["batch_id"] for m in messages]
+        self.batch_ids.update(batches)
+        if not self.tripped and any(b.startswith(self.prefix) for b in batches):
+            self.tripped = True
+            raise TransientError("publish sent, confirmation lost")
+        return ids
+
+
+def city(i: int) -> dict:
+    return {"attributes": {"city": "Oslo" if i % 5 == 0 else "Paris"}}
+
+
+def cohorts(container: Container, campaign_id: str, audience: int) -> dict[str, str]:
+    ab = AbTest.from_spec(AB)
+    ids = (container.subscribers.id_for(f"reader{i}@example.com") for i in range(audience))
+    return {i: ab.assign(campaign_id, i).cohort for i in ids}
+
+
+def parisians(container: Container, audience: int) -> set[str]:
+    return {container.subscribers.id_for(f"reader{i}@example.com")
+            for i in range(audience) if i % 5}  # fmt: skip
+
+
+def reads(container: Container) -> int:
+    tally = container.meter.snapshot().get("firestore.read")
+    return tally.operations if tally else 0
+
+
+def stash_docs(container: Container) -> list[tuple[str, dict]]:
+    return container.documents.query(remainder_stash.COLLECTION, limit=10_000)
+
+
+def snapshot_files(container: Container, campaign_id: str) -> list[str]:
+    return container.import_blobs.list(f"{PREFIX}/{campaign_id}/")
+
+
+def test_an_ab_campaign_reads_its_audience_once_and_stashes_nothing(local, mailer):
+    add_audience(local, 1000, make=city)
+    service = local.campaign_service
+    campaign = service.create({"name": "Snap", "template": "newsletter", "ab": AB,
+                               "segment": PARIS_ONLY})  # fmt: skip
+    local.meter.reset()
+    service.send_now(campaign.id)
+    pipeline = Pipeline(local)
+    pipeline.drain()
+    pipeline.sweep()
+    assert local.campaigns.get(campaign.id).audience_snapshot
+    # 800 Parisians in chunks of 100, then the manifest.
+    assert len(snapshot_files(local, campaign.id)) == 9
+    test_reads = reads(local)
+    # Campaign, ledger and suppression documents; walking the subscribers would add 1,000.
+    assert test_reads < 400, test_reads
+
+    cohort = cohorts(local, campaign.id, 1000)
+    eligible = parisians(local, 1000)
+    test_mail = Counter(e.subscriber_id for e in mailer.sent)
+    assert set(test_mail) == {i for i in eligible if cohort[i] == "test"}
+
+    local.meter.reset()
+    service.pick_winner(campaign.id, "B")
+    pipeline.drain(skip=[s for s in pipeline.deliverers if s != DISPATCH])
+    # Per page (8): the look-ahead and the checkpoint; per invocation (4): claim, plan, hand-over.
+    assert reads(local) <= 2 * 8 + 3 * 4 + 3, reads(local)
+    pipeline.drain()
+
+    everyone = Counter(e.subscriber_id for e in mailer.sent)
+    assert set(everyone.values()) == {1}
+    assert set(everyone) - set(test_mail) == {i for i in eligible if cohort[i] == "remainder"}
+    subjects = {e.subscriber_id: e.subject for e in mailer.sent}
+    assert all(subjects[i] == "Subject B" for i in set(everyone) - set(test_mail))
+    assert not {i for i, c in cohort.items() if c == "holdout"} & set(everyone)
+    holdout = {s for e in local.ledger.of_campaign(campaign.id) for s, o in e.outcomes.items()
+               if o == "holdout"}  # fmt: skip
+    assert holdout == {i for i in eligible if cohort[i] == "holdout"}
+    assert stash_docs(local) == []
+    assert local.campaigns.get(campaign.id).status == "sent"
+
+
+def test_a_lost_publish_confirmation_replays_the_chunk_under_the_same_batch_ids(
+    local, mailer, clock
+):
+    add_audience(local, 600)
+    service = local.campaign_service
+    campaign = service.create({"name": "Replay", "template": "newsletter"})
+    flaky = LostConfirmation(local.bus, f"{campaign.id}:all:000002")
+    local.__dict__["publisher"] = flaky
+    local.__dict__["outbox"] = Outbox(flaky)
+    for name in ("dispatcher", "dispatch", "campaign_service"):
+        local.__dict__.pop(name, None)  # rebuilt on the outbox that loses a confirmation
+    local.campaign_service.send_now(campaign.id)
+    pipeline = Pipeline(local)
+    pipeline.drain()
+    assert flaky.tripped and local.campaigns.get(campaign.id).status == "sending"
+    clock.now += 1000  # past the lease and the stall limit: the sweep restarts the phase
+    pipeline.sweep()
+    pipeline.drain()
+
+    batches = {b: n for b, n in flaky.batch_ids.items() if ":all:" in b}
+    assert batches[f"{campaign.id}:all:000002"] == 2  # the replay: same id
+    assert sorted(batches) == [f"{campaign.id}:all:{p:06d}" for p in range(1, 7)]
+    everyone = Counter(e.subscriber_id for e in mailer.sent)
+    assert set(everyone.values()) == {1} and len(everyone) == 600
+    assert local.campaigns.get(campaign.id).status == "sent"
+
+
+def test_changes_between_snapshot_and_send_are_honoured_once(local, mailer, clock):
+    """Unsubscribed, suppressed, removed from the segment's list, erased: each lands after the
+    snapshot and before the batch is sent; none is mailed and each has one outcome."""
+    people = add_audience(local, 250, make=lambda i: {"lists": ["weekly"]})
+    service = local.campaign_service
+    campaign = service.create({"name": "Late", "template": "newsletter",
+                               "segment": {"list": "weekly"}})  # fmt: skip
+    service.send_now(campaign.id)
+    pipeline = Pipeline(local)
+    pipeline.drain(skip=[s for s in pipeline.deliverers if s != DISPATCH])  # snapshot, batches
+    assert len(snapshot_files(local, campaign.id)) == 4  # three chunks and the manifest
+
+    clock.now += 60
+    unsubscribed, suppressed, removed, erased = (p.id for p in people[10:14])
+    local.unsubscribe.unsubscribe_subscriber(unsubscribed, "test")
+    local.subscriber_admin.suppress(suppressed, "asked by phone")
+    local.subscriber_admin.edit(removed, [], [], {})
+    local.gdpr.erase(people[13].email)
+    mirror_now(local)
+    pipeline.drain()
+
+    mailed = Counter(e.subscriber_id for e in mailer.sent)
+    gone = {unsubscribed, suppressed, removed, erased}
+    assert set(mailed) == {p.id for p in people} - gone
+    assert set(mailed.values()) == {1}
+    outcomes = Counter(
+        (s, o) for e in local.ledger.of_campaign(campaign.id) for s, o in e.outcomes.items()
+    )
+    for person in gone - {erased}:  # the erased person's ledger entries are pseudonymized
+        assert outcomes[(person, "suppressed")] == 1
+    assert sum(outcomes.values()) == 250
+    assert local.campaign_service.delivery(campaign.id).outcomes == {"sent": 246, "suppressed": 4}
