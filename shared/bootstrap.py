@@ -493,9 +493,12 @@ class Container:
     @cached_property
     def audience_estimator(self) -> Any:
         """Audience size and GCP cost before a campaign is sent (the console)."""
-        from shared.services.audience_estimate import AudienceEstimator
+        from shared.services.audience_estimate import AudienceEstimator, MirrorQueries
 
-        return AudienceEstimator(self.audience_pages, self.engagement, self.clock)
+        mirror = None
+        if self.settings.audience_source == "snapshot":
+            mirror = MirrorQueries(self.pipeline_warehouse, self.sql_dialect)
+        return AudienceEstimator(self.audience_pages, self.engagement, self.clock, mirror)
 
     @cached_property
     def subscriber_import(self) -> Any:

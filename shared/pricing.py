@@ -29,7 +29,15 @@ PRICES: dict[str, Price] = {
     "bigquery.streaming_byte": Price(
         0.01 / (200 * 1024**2), "byte", "BigQuery streaming inserts: $0.01 per 200 MB, 1 KB/row"
     ),
-    "bigquery.query_byte": Price(6.25 / TIB, "byte scanned", "BigQuery on-demand: $6.25 per TiB"),
+    "bigquery.query_byte": Price(
+        6.25 / TIB, "byte scanned", "BigQuery on-demand: $6.25 per TiB, at least 10 MB per query"
+    ),
+    "gcs.class_a": Price(
+        0.005 / 1000, "operation", "Cloud Storage Standard: class A (write, list) $0.005 per 1,000"
+    ),
+    "gcs.class_b": Price(
+        0.0004 / 1000, "operation", "Cloud Storage Standard: class B (read) $0.0004 per 1,000"
+    ),
 }
 
 PUBSUB_MIN_BYTES = 1000  # every publish and every push delivery is billed at least this

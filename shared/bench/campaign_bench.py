@@ -22,6 +22,7 @@ from shared import topology
 from shared.adapters.esp.smtp_connection import SmtpConnection
 from shared.bootstrap import Container
 from shared.domain.campaign import SENT
+from shared.domain.events import decode_events
 from shared.domain.subscriber import CONFIRMED, Subscriber
 from shared.metering import OperationMeter, Tally
 from shared.runner.local_runner import LocalRunner
@@ -44,20 +45,28 @@ def free_port() -> int:
 
 
 def seed(container: Container, audience: int) -> None:
+    """The audience, created as an import does (commits of 500, each mirrored in one message),
+    and its subscriber mirror rows delivered to the warehouse before the campaign starts, as a
+    deployment's would have been long before."""
     cities = ("Berlin", "Lisbon", "Oslo", "Austin")
-    for i in range(audience):
-        email = f"reader{i}@example.com"
-        container.subscribers.create(
-            Subscriber(
-                id=container.subscribers.id_for(email),
-                email=email,
-                status=CONFIRMED,
-                first_name=f"Reader{i}",
-                created_at=1.7e9,
-                confirmed_at=1.7e9,
-                attributes={"city": cities[i % 4], "plan": "pro"},
-            )
+    people = [
+        Subscriber(
+            id=container.subscribers.id_for(f"reader{i}@example.com"),
+            email=f"reader{i}@example.com",
+            status=CONFIRMED,
+            first_name=f"Reader{i}",
+            created_at=1.7e9,
+            confirmed_at=1.7e9,
+            attributes={"city": cities[i % 4], "plan": "pro"},
         )
+        for i in range(audience)
+    ]
+    container.subscribers.create_many(people)
+    subscription = topology.subscription("warehouse-on-analytics-events").name
+    while deliveries := container.bus.pull(subscription, 100):
+        for delivery in deliveries:
+            container.warehousing.handle(decode_events(delivery.data))
+        container.bus.ack_many(subscription, [d.message_id for d in deliveries])
 
 
 def finished(container: Container, campaign_id: str) -> int:

@@ -46,6 +46,11 @@ def per_million(operations: dict[str, dict[str, float]], emails: int) -> dict[st
         "firestore_deletes": _price("firestore.delete", ops("firestore.delete")),
         "pubsub": _price("pubsub.byte", ops("pubsub.billable_bytes", "bytes")),
         "bigquery_streaming": _price("bigquery.streaming_byte", ops("bigquery.rows", "bytes")),
+        # Audience snapshot and send-time re-check queries over the subscriber mirror (bytes as
+        # BigQuery bills them, 10 MB at least each) and the snapshot's chunk files.
+        "bigquery_queries": _price("bigquery.query_byte", ops("bigquery.query", "bytes")),
+        "gcs_operations": _price("gcs.class_a", ops("gcs.class_a"))
+        + _price("gcs.class_b", ops("gcs.class_b")),
         **_functions(operations),
     }
     scale = 1_000_000 / emails
@@ -59,6 +64,7 @@ def per_million(operations: dict[str, dict[str, float]], emails: int) -> dict[st
             "pubsub_messages": round(ops("pubsub.billable_bytes") / emails, 4),
             "pubsub_billable_bytes": round(ops("pubsub.billable_bytes", "bytes") / emails),
             "bigquery_rows": round(ops("bigquery.rows") / emails, 3),
+            "bigquery_queries": round(ops("bigquery.query") / emails, 5),
         },
         "prices_as_of": PRICES_AS_OF,
         "excludes": "the email provider's own fees",

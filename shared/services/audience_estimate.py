@@ -1,8 +1,10 @@
 """Before a campaign is sent: how many people a segment (and A/B split) reaches, and what
 sending to them costs on GCP.
 
-The count walks the confirmed subscribers page by page, as dispatch does, and applies the same
-eligibility (mailable, segment, engagement from one warehouse query). The cost multiplies the
+The count is the campaign's audience SQL over the warehouse's subscriber mirror, as the audience
+snapshot selects it (shared/services/audience_sql.py): one COUNT query, or for an A/B test the
+ids, assigned to cohorts by the same hash as dispatch. With MAILPIPE_AUDIENCE_SOURCE=documents
+(no mirror yet) it walks the confirmed subscribers page by page instead, as dispatch then does. The cost multiplies the
 operations per email that `make bench` counted (README, "cost per million emails") by the list
 prices in shared/pricing.py, so a price change there changes the estimate too.
 """
@@ -17,6 +19,7 @@ from typing import Any
 from shared.domain import ab_test
 from shared.domain.ab_test import AbTest
 from shared.domain.segment import Segment
+from shared.ports import Warehouse
 from shared.pricing import PRICES, PRICES_AS_OF
 from shared.repositories.audience import AudiencePages
 from shared.services.audience import AudiencePlan
@@ -58,11 +61,16 @@ def cost_usd(emails: int) -> float:
 
 class AudienceEstimator:
     def __init__(
-        self, pages: AudiencePages, engagement: EngagementQueries, clock: Callable[[], float]
+        self,
+        pages: AudiencePages,
+        engagement: EngagementQueries,
+        clock: Callable[[], float],
+        mirror: MirrorQueries | None = None,
     ) -> None:
         self._pages = pages
         self._engagement = engagement
         self._clock = clock
+        self._mirror = mirror
 
     def estimate(
         self, segment: object, ab: object = None, campaign_id: str = "estimate"
@@ -71,6 +79,8 @@ class AudienceEstimator:
         parsed = Segment.parse(segment)
         test = AbTest.from_spec(ab) if ab else None
         now = self._clock()
+        if self._mirror is not None:
+            return self._mirror.estimate(parsed, test, campaign_id, now)
         engaged = self._engagement.engaged(parsed.engagement_windows(), now)
         plan = AudiencePlan(campaign_id, parsed, test, engaged, now)
         cohorts: Counter[str] = Counter()
@@ -88,6 +98,35 @@ class AudienceEstimator:
             if len(page) < self._pages.page_size:
                 break
             cursor = page[-1].id
+        return _estimate(total, test, cohorts)
+
+
+@dataclass(frozen=True)
+class MirrorQueries:
+    """The estimate from the subscriber mirror: the audience SQL in the warehouse's dialect."""
+
+    warehouse: Warehouse
+    dialect: str
+    page_size: int = 10_000
+
+    def estimate(
+        self, segment: Segment, test: AbTest | None, campaign_id: str, now: float
+    ) -> AudienceEstimate:
+        from shared.services.audience_sql import count_query, members_query
+
+        if test is None:
+            query = count_query(segment, now)
+            (row,) = self.warehouse.query(query.for_dialect(self.dialect), query.params)
+            return _estimate(int(row["n"]), None, Counter())
+        query = members_query(segment, now)
+        cohorts: Counter[str] = Counter()
+        total = 0
+        sql = query.for_dialect(self.dialect)
+        for rows in self.warehouse.query_pages(sql, query.params, self.page_size):
+            for row in rows:
+                assignment = test.assign(campaign_id, str(row["subscriber_id"]))
+                cohorts[assignment.variant or assignment.cohort] += 1
+            total += len(rows)
         return _estimate(total, test, cohorts)
 
 

@@ -88,6 +88,10 @@ class DuckDbSubscriberMirror:
         (total,) = db.execute(f"SELECT coalesce(sum({sizes}), 0) FROM {TABLE}").fetchone()
         return int(total)
 
+    def stored_bytes(self) -> int:
+        """The parts' size on disk (Parquet compresses: less than BigQuery would bill)."""
+        return sum(p.stat().st_size for p in self._parts.glob("*.*") if p.is_file())
+
     def merge_landing(self) -> None:
         import duckdb
 

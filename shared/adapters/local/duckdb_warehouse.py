@@ -185,6 +185,9 @@ class DuckDbWarehouse:
         if self._via_service:
             rows = warehouse_service.ask(self._parts, sql, params)
             if rows is not None:
+                if mirror:  # the service's process meters nothing: bill the parts read
+                    scanned = max(BIGQUERY_MIN_QUERY_BYTES, self._mirror.stored_bytes())
+                    self._meter.count("bigquery.query", nbytes=scanned)
                 return rows
         for attempt in range(1, _READ_ATTEMPTS + 1):
             try:
