@@ -1,13 +1,14 @@
-"""Before a campaign is sent: how many people a segment (and A/B split) reaches, and what
-sending to them costs on GCP.
+"""Before a campaign is sent: how many people a segment (and A/B split) reaches, and what sending
+to them costs on GCP.
 
 The count is the campaign's audience SQL over the warehouse's subscriber mirror, as the audience
 snapshot selects it (shared/services/audience_sql.py): one COUNT query, or for an A/B test the
 ids, assigned to cohorts by the same hash as dispatch. With MAILPIPE_AUDIENCE_SOURCE=documents
 (no mirror yet) it walks the confirmed subscribers page by page instead, as dispatch then does.
 
-The cost multiplies the operations per email that `make bench` counted (README, "cost per million emails") by the list
-prices in shared/pricing.py, so a price change there changes the estimate too.
+The cost multiplies the operations per email that `make bench` counted (README, "cost per
+million emails") by the list prices in shared/pricing.py, so a price change there changes the
+estimate too.
 """
 
 from __future__ import annotations
