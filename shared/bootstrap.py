@@ -287,7 +287,15 @@ class Container:
         return GdprService(self.documents, self.subscribers, self.suppressions, self.warehouse,
                            self.outbox, self.sql_dialect, self.clock, mail,
                            (self.trigger_runs, self.trigger_activity),
-                           self.remainder_stash)  # fmt: skip
+                           self.remainder_stash, self._snapshot_store())  # fmt: skip
+
+    def _snapshot_store(self) -> Any:
+        """The audience snapshots' blob store, for GDPR erasure (None when snapshots are off)."""
+        from shared.repositories.audience_snapshots import AudienceSnapshots
+
+        if self.settings.audience_source != "snapshot":
+            return None
+        return AudienceSnapshots(self.import_blobs, self.meter)
 
     @cached_property
     def deliverability(self) -> Any:

@@ -23,6 +23,7 @@ from shared.metering import NULL_METER, OperationMeter
 from shared.ports import BlobStore
 
 PREFIX = "audiences"
+ERASED = Recipient(subscriber_id="", email="")  # an erased member's place in its chunk
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,9 @@ class AudienceSnapshots:
             manifest = self.manifest(campaign_id)
             for number in range(1, (manifest.chunks if manifest else 0) + 1):
                 found = self.chunk(campaign_id, number)
-                kept = [m for m in found.members if m.subscriber_id != subscriber_id]
-                if len(kept) != len(found.members):
+                # Blanked, not removed: positions are the dispatcher's cursors.
+                kept = [ERASED if m.subscriber_id == subscriber_id else m for m in found.members]
+                if kept != found.members:
                     self.put_chunk(campaign_id, number, kept)
                     rewritten += 1
         return rewritten

@@ -104,6 +104,8 @@ class AudiencePlan:
         groups: dict[str | None, list[Recipient]] = {}
         held_out: list[str] = []
         for member in members:
+            if not member.subscriber_id:  # erased after the snapshot (GDPR): a blank place
+                continue
             if self.ab is None:
                 groups.setdefault(None, []).append(member)
                 continue

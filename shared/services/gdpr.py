@@ -23,15 +23,16 @@ rewrite rows still in its streaming buffer) is finished by running it again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from shared.domain import events as ev
 from shared.domain.addresses import normalize_address
+from shared.domain.campaign import CANCELLED, SENT
 from shared.domain.errors import TransientError
 from shared.domain.events import AnalyticsEvent, stable_id, utc_iso
 from shared.ports import DocumentStore, Filter, Warehouse, paged
-from shared.repositories import send_ledger, tokens
+from shared.repositories import campaigns, send_ledger, tokens
 from shared.repositories import subscribers as subscriber_docs
 from shared.repositories import suppressions as reasons
 from shared.repositories.subscribers import Subscribers
@@ -60,6 +61,10 @@ class SubscriberRecords(Protocol):
     def erase_subscriber(self, subscriber_id: str) -> int: ...
 
 
+class SnapshotRecords(Protocol):
+    def erase_subscriber(self, campaign_ids: Sequence[str], subscriber_id: str) -> int: ...
+
+
 class StoredMail(Protocol):
     """Sent mail kept by the local SMTP sink (absent on GCP)."""
 
@@ -86,6 +91,7 @@ class GdprService:
         stored_mail: StoredMail | None = None,
         trigger_stores: tuple[TriggerState, ...] = (),
         remainder_stash: SubscriberRecords | None = None,
+        snapshots: SnapshotRecords | None = None,
     ) -> None:
         self._documents = documents
         self._subscribers = subscribers
@@ -98,6 +104,7 @@ class GdprService:
         self._trigger_runs = trigger_stores[0] if trigger_stores else None
         self._trigger_stores = trigger_stores
         self._remainder_stash = remainder_stash
+        self._snapshots = snapshots
 
     def export(self, raw_email: str) -> dict[str, Any]:
         """Everything held about the address, JSON-ready. InvalidAddress for a bad address."""
@@ -129,6 +136,7 @@ class GdprService:
             "stored_mail_deleted": self._mail.delete_to(email) if self._mail else 0,
             "trigger_records_deleted": self._erase_trigger_state(subscriber_id),
             "remainder_entries_erased": self._erase_remainder_entries(subscriber_id),
+            "snapshot_chunks_erased": self._erase_from_snapshots(subscriber_id),
             "subscriber_deleted": self._delete_subscriber(subscriber_id),
             "suppressed_as": self._suppressions.reason(email),
         }
@@ -199,6 +207,20 @@ class GdprService:
     def _erase_remainder_entries(self, subscriber_id: str) -> int:
         stash = self._remainder_stash
         return stash.erase_subscriber(subscriber_id) if stash else 0
+
+    def _erase_from_snapshots(self, subscriber_id: str) -> int:
+        """Remove the person from the audience snapshots of campaigns still under way (those
+        of finished campaigns go with the bucket's 30-day lifecycle rule)."""
+        if self._snapshots is None:
+            return 0
+        snapshot_campaigns = [Filter("audience_snapshot", "==", True)]
+        ongoing = [
+            campaign_id
+            for page in paged(self._documents, campaigns.COLLECTION, snapshot_campaigns)
+            for campaign_id, doc in page
+            if doc.get("status") not in (SENT, CANCELLED)
+        ]
+        return self._snapshots.erase_subscriber(ongoing, subscriber_id)
 
     def _warehouse_rows(self, subscriber_id: str) -> list[dict[str, Any]]:
         sql = in_dialect(WAREHOUSE_ROWS_SQL, self._dialect)

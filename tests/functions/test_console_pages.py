@@ -88,8 +88,6 @@ def test_gdpr_export_and_erase_with_a_confirmation_step(world) -> None:
 def test_dead_letters_list_show_replay_and_purge(world) -> None:
     container, client, _ = world
     bus = container.bus
-    for waiting in bus.pull(WAREHOUSE_SUB, 1000):  # the world's subscriber mirror rows
-        bus.ack(WAREHOUSE_SUB, waiting.message_id)
     bus.publish("analytics-events", [OutboundMessage(b'[{"n": %d}]' % n) for n in range(3)])
     for d in bus.pull(WAREHOUSE_SUB, 10):
         bus.nack(WAREHOUSE_SUB, d.message_id, f"boom {d.message_id}")
@@ -101,7 +99,7 @@ def test_dead_letters_list_show_replay_and_purge(world) -> None:
     shown = html.unescape(
         client.get(f"/dead-letters/{WAREHOUSE_SUB}/{letters[0].message_id}").get_data(as_text=True)
     )
-    assert '"n": 0' in shown and "boom 000000000001" in shown
+    assert '"n": 0' in shown and f"boom {letters[0].message_id}" in shown
     answer = post(client, f"/dead-letters/{WAREHOUSE_SUB}/replay", id=letters[0].message_id)
     assert answer.status_code == 303 and container.dead_letters.counts()[WAREHOUSE_SUB] == 2
     post(client, f"/dead-letters/{WAREHOUSE_SUB}/purge")  # not confirmed: nothing goes

@@ -18,6 +18,7 @@ def world(make_container, function_client) -> Any:
     clock = FakeClock()
     c = make_container(overrides={"clock": clock}, events_api_key=API_KEY)
     add_confirmed(c, ANN)
+    Pipeline(c, STAGES).drain()  # Ann's subscriber mirror row: the bus starts empty
     return c, clock, function_client("events")
 
 

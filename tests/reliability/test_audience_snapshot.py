@@ -183,3 +183,25 @@ def test_changes_between_snapshot_and_send_are_honoured_once(local, mailer, cloc
         assert outcomes[(person, "suppressed")] == 1
     assert sum(outcomes.values()) == 250
     assert local.campaign_service.delivery(campaign.id).outcomes == {"sent": 246, "suppressed": 4}
+
+
+def test_an_erasure_blanks_the_person_in_the_snapshot_of_a_campaign_under_way(local, mailer):
+    add_audience(local, 300)
+    service = local.campaign_service
+    campaign = service.create({"name": "Erase", "template": "newsletter", "ab": AB})
+    service.send_now(campaign.id)
+    pipeline = Pipeline(local)
+    pipeline.drain()
+    pipeline.sweep()
+    cohort = cohorts(local, campaign.id, 300)
+    erased = sorted(i for i, c in cohort.items() if c == "remainder")[0]
+    address = local.subscribers.get(erased).email
+
+    assert local.gdpr.erase(address)["snapshot_chunks_erased"] == 1
+    chunks = [n for n in snapshot_files(local, campaign.id) if "chunk-" in n]
+    assert not any(address in local.import_blobs.read(n).decode() for n in chunks)
+    service.pick_winner(campaign.id, "B")
+    pipeline.drain()
+    everyone = Counter(e.subscriber_id for e in mailer.sent)
+    assert set(everyone.values()) == {1}
+    assert set(everyone) == {i for i, c in cohort.items() if c != "holdout"} - {erased}
