@@ -253,7 +253,9 @@ class Container:
         if self.audience_snapshots is not None:
             from shared.services.audience_recheck import AudienceRecheck
 
-            recheck = AudienceRecheck(self.pipeline_warehouse, self.sql_dialect, self.campaigns.get)
+            recheck = AudienceRecheck(self.pipeline_warehouse, self.sql_dialect,
+                                      self.campaigns.get, self.clock,
+                                      self.settings.audience_recheck_ttl_s)  # fmt: skip
         return SendService(self.ledger, self.suppressions, self.mailer, self.outbox, self.clock,
                            campaign_gate=self.campaign_gate, recheck=recheck)  # fmt: skip
 

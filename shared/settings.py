@@ -133,6 +133,9 @@ class Settings:
     # warehouse's subscriber mirror, written to the blob store) or "documents" (page through
     # every subscriber document; for a deployment whose mirror is not built yet).
     audience_source: str = "snapshot"
+    # How long a send instance keeps its answer to "who left a campaign's audience since the
+    # snapshot" (one warehouse query; 0: a query per batch).
+    audience_recheck_ttl_s: float = 30.0
     campaign_batch_size: int = 250  # recipients per render batch (one rendered Pub/Sub message)
     campaign_pages_per_run: int = 50  # pages one dispatch invocation handles before handing over
     campaign_lease_s: float = 300.0  # a dispatch invocation's hold on a phase

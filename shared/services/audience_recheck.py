@@ -1,14 +1,20 @@
 """The send stage's re-check of a snapshot campaign's batch: who left the audience since the
-snapshot. One warehouse query per batch over the subscriber mirror, reading only the rows
-changed since the campaign's audience time (shared/services/audience_sql.py recheck_query), and
-re-evaluating eligibility and the segment for just those of the batch: unsubscribed, suppressed,
-erased, removed from the segment's list ... Everyone else is sent without any read.
+snapshot. One warehouse query over the subscriber mirror reads only the rows changed since the
+campaign's audience time (shared/services/audience_sql.py recheck_query) and re-evaluates
+eligibility and the segment for just those: unsubscribed, suppressed, erased, removed from the
+segment's list ... Recipients in that set are dropped; everyone else is sent without any read.
+
+The answer is kept per campaign for `ttl_s` (MAILPIPE_AUDIENCE_RECHECK_TTL_S): BigQuery bills at
+least 10 MB per query, so a query per batch (ttl 0) would cost about $0.06 per thousand batches;
+with a TTL each send instance asks at most once per TTL, and a change reaches the send stage at
+most that long after it reaches the mirror.
 
 Unsubscribes, suppressions and erasures are also caught by the suppression list re-check
 (shared/services/sending.py `_drop_suppressed`), which does not wait for the mirror."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
@@ -23,11 +29,20 @@ CLOCK_SKEW_S = 300.0  # mirror rows are stamped by other machines' clocks
 
 class AudienceRecheck:
     def __init__(
-        self, warehouse: Warehouse, dialect: str, campaign_of: Callable[[str], Campaign]
+        self,
+        warehouse: Warehouse,
+        dialect: str,
+        campaign_of: Callable[[str], Campaign],
+        clock: Callable[[], float],
+        ttl_s: float = 30.0,
     ) -> None:
         self._warehouse = warehouse
         self._dialect = dialect
         self._segment_of = lru_cache(maxsize=64)(self._lookup(campaign_of))
+        self._clock = clock
+        self._ttl_s = ttl_s
+        self._known: dict[str, tuple[float, frozenset[str]]] = {}
+        self._lock = threading.Lock()
 
     @staticmethod
     def _lookup(campaign_of: Callable[[str], Campaign]) -> Callable[[str], Segment | None]:
@@ -48,6 +63,19 @@ class AudienceRecheck:
         segment = self._segment_of(campaign_id) if ids else None
         if segment is None:
             return set()
-        query = recheck_query(segment, audience_at, ids, audience_at - CLOCK_SKEW_S)
+        return set(ids) & self._gone(campaign_id, segment, audience_at)
+
+    def _gone(self, campaign_id: str, segment: Segment, audience_at: float) -> frozenset[str]:
+        now = self._clock()
+        with self._lock:
+            known = self._known.get(campaign_id)
+            if known is not None and now - known[0] < self._ttl_s:
+                return known[1]
+        query = recheck_query(segment, audience_at, audience_at - CLOCK_SKEW_S)
         rows = self._warehouse.query(query.for_dialect(self._dialect), query.params)
-        return {str(r["subscriber_id"]) for r in rows if not r["still"]}
+        gone = frozenset(str(r["subscriber_id"]) for r in rows)
+        with self._lock:
+            self._known[campaign_id] = (now, gone)
+            if len(self._known) > 64:  # campaigns long finished
+                del self._known[min(self._known, key=lambda c: self._known[c][0])]
+        return gone

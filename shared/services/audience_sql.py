@@ -113,25 +113,20 @@ def count_query(segment: Segment, audience_at: float) -> AudienceQuery:
     return AudienceQuery(select, params.values)
 
 
-def recheck_query(
-    segment: Segment, audience_at: float, ids: Sequence[str], since: float
-) -> AudienceQuery:
-    """For those of `ids` whose mirror changed after `since`: whether they still belong to the
-    audience (column `still`). The send stage's one query per batch. Only partitions from
-    `since` on are read: a subscriber's latest row since then is their latest row."""
+def recheck_query(segment: Segment, audience_at: float, since: float) -> AudienceQuery:
+    """The subscribers whose mirror changed after `since` and who no longer belong to the
+    audience: the send stage's re-check. Only partitions from `since` on are read: a
+    subscriber's latest row since then is their latest row."""
     params = _Params()
     changed = sqlglot.parse_one(
-        f"SELECT * FROM {TABLE} WHERE changed_at > @since AND subscriber_id IN UNNEST(@ids)"
+        f"SELECT * FROM {TABLE} WHERE changed_at > @since"
         " QUALIFY ROW_NUMBER() OVER"
         " (PARTITION BY subscriber_id ORDER BY changed_at DESC, change_id DESC) = 1",
         read="bigquery",
     )
-    still = eligible(segment, audience_at, params)
-    select = exp.select("subscriber_id", exp.alias_(still, "still")).from_(
-        exp.paren(changed).as_("s")
-    )
-    values = {**params.values, "since": timestamp_param(since), "ids": list(ids)}
-    return AudienceQuery(select, values)
+    gone = exp.not_(exp.paren(eligible(segment, audience_at, params)))
+    select = exp.select("subscriber_id").from_(exp.paren(changed).as_("s")).where(gone)
+    return AudienceQuery(select, {**params.values, "since": timestamp_param(since)})
 
 
 def timestamp_param(epoch_s: float) -> datetime:
