@@ -45,7 +45,9 @@ def pulled(container, topic: str) -> list[bytes]:
 
 
 def warehouse_rows(container) -> list[dict]:
-    rows = [row for data in pulled(container, topology.ANALYTICS_EVENTS) for row in json.loads(data)]
+    rows = [
+        row for data in pulled(container, topology.ANALYTICS_EVENTS) for row in json.loads(data)
+    ]
     return [row for row in rows if row["event_type"] != "subscriber_changed"]  # mirror rows
 
 

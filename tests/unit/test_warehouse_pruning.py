@@ -208,3 +208,29 @@ def test_the_check_itself_catches_what_does_not_prune() -> None:
 @pytest.mark.parametrize("sql", sorted(EXEMPT))
 def test_the_exempt_statements_are_the_ones_that_need_all_time(sql: str) -> None:
     assert problems(sql), f"{EXEMPT[sql]}: it prunes now, so drop the exemption"
+
+
+def test_audience_statements_prune_events_and_the_recheck_prunes_the_mirror() -> None:
+    """The audience SQL (shared/services/audience_sql.py): its engagement conditions read
+    `events_raw` bounded on `occurred_at` before deduplicating; the send stage's re-check reads
+    `subscribers_raw` bounded on `changed_at`. The snapshot and count read every mirror row on
+    purpose: a subscriber's latest row may be of any age."""
+    from shared.domain.segment import Segment
+    from shared.services.audience_sql import count_query, members_query, recheck_query
+
+    segment = Segment.parse({"any": [{"clicked_within_days": 30}, {"opened_within_days": 7}]})
+    for query in (members_query(segment, NOW), count_query(segment, NOW)):
+        tree = sqlglot.parse_one(query.sql, read="bigquery")
+        assert len([t for t in tree.find_all(exp.Table) if t.name == "events_raw"]) == 2
+        assert problems(query.sql) == []
+    recheck = sqlglot.parse_one(recheck_query(segment, NOW, NOW - 60).sql, read="bigquery")
+    (mirror,) = [t for t in recheck.find_all(exp.Table) if t.name == "subscribers_raw"]
+    select = mirror.find_ancestor(exp.Select)
+    where = select.args.get("where") if select else None
+    assert where is not None
+    assert any(
+        isinstance(p, exp.GT | exp.GTE) and isinstance(p.this, exp.Column)
+        and p.this.name == "changed_at"
+        for p in _conjuncts(where.this)
+    )  # fmt: skip
+    assert problems(recheck.sql("bigquery")) == []
