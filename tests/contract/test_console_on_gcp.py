@@ -74,8 +74,8 @@ def _signed_in(client: Any) -> None:
     page = client.get("/dashboard/sign-in").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert token, "the sign-in page has no CSRF field"
-    answer = client.post("/dashboard/sign-in", data={"csrf_token": token.group(1),
-                                                     "key": ADMIN_KEY, "next": "/dashboard/"})  # fmt: skip
+    form = {"csrf_token": token.group(1), "key": ADMIN_KEY, "next": "/dashboard/"}
+    answer = client.post("/dashboard/sign-in", data=form)
     assert answer.status_code == 303, answer.get_data(as_text=True)[:500]
 
 

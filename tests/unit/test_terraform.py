@@ -1118,10 +1118,13 @@ def test_promql_names_the_log_based_metric_and_its_resource_type() -> None:
     name = _local("warehoused_events")
     assert name == "logging_googleapis_com:user_${google_logging_metric.warehoused_events.name}_sum"
     assert _local("on_cloud_run") == 'monitored_resource="cloud_run_revision"'
-    queries = [_local("sends_per_day"),
-               str(block(block(resource("google_monitoring_alert_policy", "feedback_rate"),
-                                "conditions"), "condition_prometheus_query_language")["query"]),
-               str(resource("google_monitoring_dashboard", "mailpipe")["dashboard_json"])]  # fmt: skip
+    alert = block(resource("google_monitoring_alert_policy", "feedback_rate"), "conditions")
+    dashboard = resource("google_monitoring_dashboard", "mailpipe")["dashboard_json"]
+    queries = [
+        _local("sends_per_day"),
+        str(block(alert, "condition_prometheus_query_language")["query"]),
+        str(dashboard),
+    ]
     for query in queries:
         selectors = query.split("${local.warehoused_events}")[1:]
         assert selectors, query

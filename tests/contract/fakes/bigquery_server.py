@@ -5,10 +5,11 @@ The dataset holds the table `events_raw` with the production schema
 (terraform/schemas/events.json), the view `events`, written in BigQuery SQL as production
 defines it, and the view `events_recent` the dashboards read, from its one definition
 (sql/views/events_recent.sql, as terraform/bigquery.tf makes it); both run through sqlglot's
-BigQuery -> DuckDB translation, like every query the fake receives. Inserts are checked as BigQuery checks them (known columns, REQUIRED fields, JSON
-strings for JSON columns, a unique insertId per row, <= 500 rows / 10 MB per request) and
-answered with insertErrors for bad rows. Every row is kept, even a repeated insertId (BigQuery's
-own dedup is best effort), so reads prove that the `events` view deduplicates.
+BigQuery -> DuckDB translation, like every query the fake receives. Inserts are checked as
+BigQuery checks them (known columns, REQUIRED fields, JSON strings for JSON columns, a unique
+insertId per row, <= 500 rows / 10 MB per request) and answered with insertErrors for bad rows.
+Every row is kept, even a repeated insertId (BigQuery's own dedup is best effort), so reads
+prove that the `events` view deduplicates.
 """
 
 from __future__ import annotations
