@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from contract.harnesses import DATASET
+from contract.harnesses import DATASET, gcp_environment
 
 from shared import bootstrap, settings
 from shared.adapters.gcp.bigquery_warehouse import BigQueryWarehouse
@@ -31,20 +31,14 @@ def gcp_console(
 ) -> Iterator[Container]:
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", npm_firestore_host)
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
-    loaded = settings.load({
-        "MAILPIPE_BACKEND": "gcp",
-        "MAILPIPE_GCP_PROJECT": fake_bigquery.project,
-        "MAILPIPE_TEMPLATE_BUCKET": "mailpipe-templates",
-        "MAILPIPE_BIGQUERY_DATASET": DATASET,
-        "MAILPIPE_SIGNING_KEY": "test-signing-key-0123456789abcdef",
-        "MAILPIPE_HASH_KEY": "test-hash-key-0123456789abcdef",
-        "MAILPIPE_ADMIN_API_KEY": ADMIN_KEY,
-        "MAILPIPE_PUBSUB_TRANSPORT": "rest",
-        "MAILPIPE_PUBSUB_API_ENDPOINT": fake_pubsub.url,
-        "MAILPIPE_STORAGE_API_ENDPOINT": "http://127.0.0.1:9",
-        "MAILPIPE_BIGQUERY_API_ENDPOINT": fake_bigquery.url,
-        "MAILPIPE_GCP_RETRY_DEADLINE_S": "2",
-    })  # fmt: skip
+    environment = gcp_environment(
+        fake_bigquery.project,
+        fake_pubsub.url,
+        MAILPIPE_BIGQUERY_DATASET=DATASET,
+        MAILPIPE_BIGQUERY_API_ENDPOINT=fake_bigquery.url,
+        MAILPIPE_ADMIN_API_KEY=ADMIN_KEY,
+    )
+    loaded = settings.load(environment)
     container = Container(loaded, meter=OperationMeter())
     bootstrap.install(container)
     yield container
