@@ -2,13 +2,14 @@
 (tabledata.insertAll) and queries (jobs.query), over an in-memory DuckDB.
 
 The dataset holds the tables `events_raw` and `subscribers_raw` with the production schemas
-(terraform/schemas/events.json, subscribers.json) and the view `events`, written in BigQuery SQL
-as production defines it and run through sqlglot's BigQuery -> DuckDB translation, like every
-query the fake receives. Inserts are checked as BigQuery checks them (known columns, REQUIRED
-fields, JSON strings for JSON columns, a unique insertId per row, <= 500 rows / 10 MB per
-request) and answered with insertErrors for bad rows. Every row is kept, even a repeated
-insertId (BigQuery's own dedup is best effort), so reads prove that the `events` view
-deduplicates.
+(terraform/schemas/events.json, subscribers.json), the view `events`, written in BigQuery SQL as
+production defines it, and the view `events_recent` the dashboards read, from its one definition
+(sql/views/events_recent.sql, as terraform/bigquery.tf makes it); both run through sqlglot's
+BigQuery -> DuckDB translation, like every query the fake receives. Inserts are checked as
+BigQuery checks them (known columns, REQUIRED fields, JSON strings for JSON columns, a unique
+insertId per row, <= 500 rows / 10 MB per request) and answered with insertErrors for bad rows.
+Every row is kept, even a repeated insertId (BigQuery's own dedup is best effort), so reads
+prove that the `events` view deduplicates.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from shared.topology import REPO_ROOT
 SCHEMA = json.loads((REPO_ROOT / "terraform" / "schemas" / "events.json").read_text())
 MIRROR_SCHEMA = json.loads((REPO_ROOT / "terraform" / "schemas" / "subscribers.json").read_text())
 SCHEMAS = {"events_raw": SCHEMA, "subscribers_raw": MIRROR_SCHEMA}
+RECENT_VIEW_SQL = (REPO_ROOT / "sql" / "views" / "events_recent.sql").read_text()
 _DUCK_TYPES = {
     "STRING": "VARCHAR",
     "TIMESTAMP": "TIMESTAMPTZ",
@@ -75,6 +77,7 @@ class FakeBigQuery(RecordingServer):
             columns = ", ".join(f"{c['name']} {_duck_type(c)}" for c in schema)
             self.db.execute(f"CREATE TABLE {name} ({columns})")
         self.db.execute("CREATE VIEW events AS " + _duckdb(EVENTS_VIEW_SQL))
+        self.db.execute("CREATE VIEW events_recent AS " + _duckdb(RECENT_VIEW_SQL))
         base = r"/bigquery/v2/projects/(?P<project>[^/]+)"
         table = base + r"/datasets/(?P<dataset>[^/]+)/tables/(?P<table>[^/]+)"
         self.route("POST", table + "/insertAll", self._insert_all)
