@@ -297,7 +297,7 @@ class Container:
 
         if self.settings.audience_source != "snapshot":
             return None
-        return AudienceSnapshots(self.import_blobs, self.meter)
+        return AudienceSnapshots(lambda: self.import_blobs, self.meter)
 
     @cached_property
     def deliverability(self) -> Any:
@@ -423,7 +423,7 @@ class Container:
             )
         if source == "documents":
             return None
-        store = AudienceSnapshots(self.import_blobs, self.meter)
+        store = AudienceSnapshots(lambda: self.import_blobs, self.meter)
         return AudienceSnapshotService(self.pipeline_warehouse, store, self.sql_dialect,
                                        self.clock, self.settings.campaign_page_size)  # fmt: skip
 

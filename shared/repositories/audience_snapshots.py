@@ -13,7 +13,7 @@ final and every phase and replay of the campaign reads the same chunks.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,9 +52,13 @@ def chunk_id(number: int) -> str:
 
 
 class AudienceSnapshots:
-    def __init__(self, blobs: BlobStore, meter: OperationMeter = NULL_METER) -> None:
-        self._blobs = blobs
+    def __init__(self, blobs: Callable[[], BlobStore], meter: OperationMeter = NULL_METER) -> None:
+        self._open = blobs  # the store, made when first used (the bucket must be configured)
         self._meter = meter  # Cloud Storage operations: writes are class A, reads class B
+
+    @property
+    def _blobs(self) -> BlobStore:
+        return self._open()
 
     def _name(self, campaign_id: str, leaf: str) -> str:
         return f"{PREFIX}/{campaign_id}/{leaf}"
