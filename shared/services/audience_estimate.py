@@ -27,13 +27,18 @@ from shared.repositories.audience import AudiencePages
 from shared.services.audience import AudiencePlan
 from shared.services.engagement import EngagementQueries
 
-# Operations per email of the A/B campaign `make bench` measured (README): the audience read
-# once, one ledger write per batch, Zstandard-compressed batches on Pub/Sub, one warehouse row.
+# Operations per email of the A/B campaign `make bench` measured (README, "cost per million
+# emails"; 20,000 recipients, 2026-12-07): the audience selected once from the subscriber mirror
+# (one query, chunk files), one ledger write per batch, Zstandard-compressed batches on Pub/Sub,
+# one warehouse row.
 PER_EMAIL: Mapping[str, float] = {
-    "firestore.read": 1.11,
-    "firestore.write": 0.056,
-    "pubsub.byte": 2400.0,
+    "firestore.read": 0.125,
+    "firestore.write": 0.054,
+    "pubsub.byte": 2420.0,
     "bigquery.streaming_byte": 1024.0,
+    "bigquery.query_byte": 1570.0,
+    "gcs.class_a": 0.002,
+    "gcs.class_b": 0.004,
 }
 FUNCTIONS_USD_PER_EMAIL = 0.025 / 1_000_000  # invocations, CPU and memory, as measured
 
