@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.domain.campaign import Campaign
+from shared.domain.errors import ConfigurationError
+from shared.domain.subscriber_mirror import TABLE
 from shared.domain.messages import Recipient
 from shared.ports import Warehouse
 from shared.repositories.audience_snapshots import AudienceSnapshots, Manifest, SnapshotPages
@@ -61,11 +63,24 @@ class AudienceSnapshotService:
             chunks += 1
             self._snapshots.put_chunk(campaign.id, chunks, pending)
             members += len(pending)
+        if not members:
+            self._refuse_an_empty_mirror(campaign)
         manifest = Manifest(campaign.id, chunks, members, taken_at)
         self._snapshots.finish(manifest)
         facts = {"campaign_id": campaign.id, "members": members, "chunks": chunks}
         log.info("audience snapshot taken", extra=facts)
         return manifest
+
+    def _refuse_an_empty_mirror(self, campaign: Campaign) -> None:
+        """An audience of nobody is fine; a mirror of nobody means it was never built (a
+        deployment from before the mirror): refuse rather than send the campaign to no one."""
+        (row,) = self._warehouse.query(f"SELECT COUNT(*) AS n FROM {TABLE}", {})
+        if not row["n"]:
+            raise ConfigurationError(
+                f"campaign {campaign.id}: the subscriber mirror ({TABLE}) is empty; run "
+                "`mailpipe subscribers mirror-rebuild` (or set MAILPIPE_AUDIENCE_SOURCE="
+                "documents), then the campaign goes on"
+            )
 
     def pages(self, manifest: Manifest) -> SnapshotPages:
         return self._snapshots.pages(manifest)

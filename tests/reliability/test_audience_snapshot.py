@@ -205,3 +205,24 @@ def test_an_erasure_blanks_the_person_in_the_snapshot_of_a_campaign_under_way(lo
     everyone = Counter(e.subscriber_id for e in mailer.sent)
     assert set(everyone.values()) == {1}
     assert set(everyone) == {i for i, c in cohort.items() if c != "holdout"} - {erased}
+
+
+def test_an_unbuilt_mirror_stops_the_campaign_instead_of_sending_it_to_no_one(local, mailer):
+    """A deployment from before the mirror, upgraded without `mirror-rebuild`."""
+    from shared.domain.errors import ConfigurationError
+    from shared.domain.subscriber import CONFIRMED, Subscriber
+
+    local.subscribers.save(Subscriber("s1", "ann@example.com", CONFIRMED, confirmed_at=1.0))
+    local.bus.pull("warehouse-on-analytics-events", 100)  # the mirror row is never delivered
+    service = local.campaign_service
+    campaign = service.create({"name": "Early", "template": "newsletter"})
+    service.send_now(campaign.id)
+    (message,) = local.bus.pull(DISPATCH, 10)
+    try:
+        local.dispatch.handle(json.loads(message.data))
+    except ConfigurationError as exc:
+        assert "mirror-rebuild" in str(exc)
+    else:
+        raise AssertionError("the campaign was dispatched from an empty mirror")
+    assert snapshot_files(local, campaign.id) == [] and mailer.sent == []
+    assert local.campaigns.get(campaign.id).status == "sending"
