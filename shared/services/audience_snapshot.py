@@ -18,8 +18,8 @@ from typing import Any
 
 from shared.domain.campaign import Campaign
 from shared.domain.errors import ConfigurationError
-from shared.domain.subscriber_mirror import TABLE
 from shared.domain.messages import Recipient
+from shared.domain.subscriber_mirror import TABLE
 from shared.ports import Warehouse
 from shared.repositories.audience_snapshots import AudienceSnapshots, Manifest, SnapshotPages
 from shared.services.audience_sql import members_query
