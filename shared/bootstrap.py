@@ -424,8 +424,14 @@ class Container:
         if source == "documents":
             return None
         store = AudienceSnapshots(lambda: self.import_blobs, self.meter)
+        documents = self.documents
+
+        def has_subscribers() -> bool:
+            return bool(documents.query("subscribers", [], limit=1))
+
         return AudienceSnapshotService(self.pipeline_warehouse, store, self.sql_dialect,
-                                       self.clock, self.settings.campaign_page_size)  # fmt: skip
+                                       self.clock, self.settings.campaign_page_size,
+                                       has_subscribers)  # fmt: skip
 
     @cached_property
     def daily_allowance(self) -> Any:

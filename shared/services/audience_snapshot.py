@@ -35,12 +35,14 @@ class AudienceSnapshotService:
         dialect: str,
         clock: Callable[[], float],
         chunk_size: int = 500,
+        has_subscribers: Callable[[], bool] = lambda: True,
     ) -> None:
         self._warehouse = warehouse
         self._snapshots = snapshots
         self._dialect = dialect
         self._clock = clock
         self.chunk_size = chunk_size
+        self._has_subscribers = has_subscribers
 
     def take(self, campaign: Campaign) -> Manifest:
         """The campaign's snapshot: the finished one, or a new one taken now."""
@@ -72,10 +74,11 @@ class AudienceSnapshotService:
         return manifest
 
     def _refuse_an_empty_mirror(self, campaign: Campaign) -> None:
-        """An audience of nobody is fine; a mirror of nobody means it was never built (a
-        deployment from before the mirror): refuse rather than send the campaign to no one."""
+        """An audience of nobody is fine; a mirror of nobody while subscriber documents exist
+        means it was never built (a deployment from before the mirror): refuse rather than send
+        the campaign to no one."""
         (row,) = self._warehouse.query(f"SELECT COUNT(*) AS n FROM {TABLE}", {})
-        if not row["n"]:
+        if not row["n"] and self._has_subscribers():
             raise ConfigurationError(
                 f"campaign {campaign.id}: the subscriber mirror ({TABLE}) is empty; run "
                 "`mailpipe subscribers mirror-rebuild` (or set MAILPIPE_AUDIENCE_SOURCE="

@@ -63,7 +63,10 @@ def test_signup_service_writes_firestore_and_publishes(
     (event,) = signed_up_events(fake_pubsub)
     assert (event["kind"], event["subscriber_id"]) == (SIGNED_UP, subscriber_id)
     meter = gcp_container.meter.snapshot()
-    assert meter["pubsub.publish"].operations == 1
+    # The signup event, and the new subscriber's mirror row on analytics-events.
+    assert meter["pubsub.publish"].operations == 2
+    mirror = [c for c in fake_pubsub.calls if c.path.endswith("/topics/analytics-events:publish")]
+    assert len(mirror) == 1
     assert meter["firestore.write"].operations >= 2  # the subscriber and its rate limit
 
 
