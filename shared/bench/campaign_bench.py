@@ -187,7 +187,7 @@ def run(
             sink.stop()
     peak_rss = _peak_rss_mb()  # the pipeline's, before the checks below read every result
     sent_ids = sink.message_ids() if sink else None
-    result = {
+    result: dict[str, Any] = {
         "audience": audience,
         "recipients": recipients,
         "segment": SEGMENT_10PCT if segment else None,
