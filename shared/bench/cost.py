@@ -47,6 +47,9 @@ def per_million(operations: dict[str, dict[str, float]], emails: int) -> dict[st
         "firestore_deletes": _price("firestore.delete", ops("firestore.delete")),
         "pubsub": _price("pubsub.byte", ops("pubsub.billable_bytes", "bytes")),
         "bigquery_streaming": _price("bigquery.streaming_byte", ops("bigquery.rows", "bytes")),
+        "bigquery_queries": _price("bigquery.query_byte", ops("bigquery.query", "bytes")),
+        "storage_operations": _price("storage.class_a", ops("storage.class_a"))
+        + _price("storage.class_b", ops("storage.class_b")),
         **_functions(operations),
     }
     scale = 1_000_000 / emails
