@@ -8,6 +8,7 @@ import pytest
 from shared.bench import cost
 from shared.pricing import PRICES
 
+
 def tally(operations: int, nbytes: int = 0) -> dict[str, float]:
     return {"operations": operations, "bytes": nbytes, "seconds": 0.0}
 
