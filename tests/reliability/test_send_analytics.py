@@ -123,14 +123,17 @@ def test_an_unexpected_failure_still_reports_what_was_sent(local_settings: Setti
     assert len(mailer.sent) == 50
 
 
-def test_the_last_chunk_finishes_the_batch_in_its_own_ledger_write(local: Container) -> None:
+def test_a_batch_costs_a_ledger_write_per_chunk_and_one_to_claim_it(local: Container) -> None:
     batch = rendered_batch(local, 120, "analytics:all:000001")
     local.meter.reset()
 
     assert local.send.handle(batch) == {"sent": 120}
 
-    # claim + one checkpoint per chunk of 50 (the third one marks the batch done)
-    assert local.meter.snapshot()["firestore.write@send_ledger"].operations == 4
+    # claim + one checkpoint per chunk of 50 (the third one marks the batch done); the first
+    # claim creates the document without reading it, each checkpoint reads it (the lease)
+    tallies = local.meter.snapshot()
+    assert tallies["firestore.write@send_ledger"].operations == 4
+    assert tallies["firestore.read@send_ledger"].operations == 3
     entry = local.ledger.get(batch.batch_id)
     assert entry is not None and entry.state == "done"
     assert all(entry.is_final(e.subscriber_id) for e in batch.emails)
