@@ -28,6 +28,8 @@ GOALS = {
 # Issue 13's cost cases -> the campaign runs below that measure them.
 COST_RUNS = {"whole_list": "null_plain", "whole_list_ab": "null",
              "segment_10pct": "null_segment", "segment_10pct_ab": "null_segment_ab"}  # fmt: skip
+COST_LABELS = {"whole_list": "whole", "whole_list_ab": "whole A/B", "segment_10pct": "10 %",
+               "segment_10pct_ab": "10 % A/B"}  # fmt: skip
 FAULT_AUDIENCE = 5_000  # the fault run and its fault-free twin: the same plain SMTP campaign
 
 
@@ -216,9 +218,11 @@ def _table(figures: dict[str, Any]) -> Table:
 def cost_table(cases: dict[str, Any]) -> Table:
     """USD per million emails by component (rows) for each of issue 13's cases (columns)."""
     table = Table(title="Cost per million emails (USD), counted operations x list prices")
-    table.add_column("component")
-    for name, case in cases.items():
-        table.add_column(f"{name}\n({case['emails']:,} of {case['list_size']:,})", justify="right")
+    table.add_column("component", no_wrap=True)
+    for name in cases:
+        table.add_column(COST_LABELS.get(name, name), justify="right")
+    table.add_row("emails of list", *(f"{c['emails']:,} of {c['list_size']:,}"
+                                      for c in cases.values()))  # fmt: skip
     components = next(iter(cases.values()))["components_usd_per_million"]
     for component in components:
         table.add_row(component, *(f"{c['components_usd_per_million'][component]:.4f}"
