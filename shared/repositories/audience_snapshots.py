@@ -65,7 +65,7 @@ class AudienceSnapshots:
 
     def manifest(self, campaign_id: str) -> Manifest | None:
         """The finished snapshot's manifest, or None when there is none (yet)."""
-        self._meter.count("gcs.class_b")
+        self._meter.count("storage.class_b")
         try:
             doc = json.loads(self._blobs.read(self._name(campaign_id, "manifest.json")))
         except NotFound:
@@ -75,16 +75,16 @@ class AudienceSnapshots:
 
     def put_chunk(self, campaign_id: str, number: int, members: Sequence[Recipient]) -> None:
         data = json.dumps([m.to_doc() for m in members], separators=(",", ":")).encode()
-        self._meter.count("gcs.class_a")
+        self._meter.count("storage.class_a")
         self._blobs.write(self._name(campaign_id, f"chunk-{chunk_id(number)}.json"), data)
 
     def finish(self, manifest: Manifest) -> None:
         data = json.dumps(manifest.to_doc()).encode()
-        self._meter.count("gcs.class_a")
+        self._meter.count("storage.class_a")
         self._blobs.write(self._name(manifest.campaign_id, "manifest.json"), data)
 
     def chunk(self, campaign_id: str, number: int) -> SnapshotChunk:
-        self._meter.count("gcs.class_b")
+        self._meter.count("storage.class_b")
         raw = json.loads(
             self._blobs.read(self._name(campaign_id, f"chunk-{chunk_id(number)}.json"))
         )

@@ -37,8 +37,8 @@ PER_EMAIL: Mapping[str, float] = {
     "pubsub.byte": 2420.0,
     "bigquery.streaming_byte": 1024.0,
     "bigquery.query_byte": 1570.0,
-    "gcs.class_a": 0.002,
-    "gcs.class_b": 0.004,
+    "storage.class_a": 0.002,
+    "storage.class_b": 0.004,
 }
 FUNCTIONS_USD_PER_EMAIL = 0.025 / 1_000_000  # invocations, CPU and memory, as measured
 

@@ -115,7 +115,8 @@ class BigQueryWarehouse:
             )
         if errors:
             raise row_errors(errors, rows, key)
-        self._meter.count("bigquery.rows", len(rows), nbytes=sum(size for _, size in chunk))
+        billable = sum(size for _, size in chunk)
+        self._meter.count("bigquery.rows", len(rows), nbytes=billable, detail=table.split(".")[-1])
 
     # -- reads ---------------------------------------------------------------------------
 
