@@ -21,6 +21,7 @@ from shared import topology
 from shared.bootstrap import Container
 from shared.domain.ab_test import AbTest
 from shared.domain.errors import TransientError
+from shared.domain.messages import RenderRequest
 from shared.ports import OutboundMessage, Publisher
 from shared.repositories import remainder_stash
 from shared.repositories.audience_snapshots import PREFIX
@@ -46,7 +47,7 @@ class LostConfirmation:
         ids = self.real.publish(topic, messages)
         if topic != topology.RENDER_REQUESTS:
             return ids
-        batches = [json.loads(m.data)["batch_id"] for m in messages]
+        batches = [RenderRequest.decode(m.data).batch_id for m in messages]
         self.batch_ids.update(batches)
         if not self.tripped and any(b.startswith(self.prefix) for b in batches):
             self.tripped = True
