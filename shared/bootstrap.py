@@ -494,7 +494,8 @@ class Container:
         from shared.services.imports import ImportService
 
         return ImportService(Imports(self.documents), self.import_blobs, self.subscriber_import,
-                             self.outbox, self.clock, self.settings.import_chunk_rows)  # fmt: skip
+                             self.outbox, self.clock, self.settings.import_chunk_rows,
+                             self.settings.import_parallel_chunks)  # fmt: skip
 
     # --- behavioural triggers (issue 7) -------------------------------------------------
     @cached_property

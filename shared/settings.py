@@ -143,6 +143,7 @@ class Settings:
     trigger_lease_s: float = 300.0  # a sweep's hold on a run it is sending (then another may)
     # Subscriber imports (issue 13): rows per chunk, one bus message and one invocation each.
     import_chunk_rows: int = 5000
+    import_parallel_chunks: int = 2  # chunks of one import in flight at once
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
