@@ -48,7 +48,7 @@ class Subscribers:
         all) when one of them exists. One write each."""
         for start in range(0, len(subscribers), MAX_BATCH_WRITES):
             self._store.write_batch([
-                BatchWrite(COLLECTION, s.id, s.to_doc(), create_only=True)
+                BatchWrite(COLLECTION, s.id, s.new_doc(), create_only=True)
                 for s in subscribers[start : start + MAX_BATCH_WRITES]
             ])  # fmt: skip
 
