@@ -31,8 +31,13 @@ from shared.bootstrap import Container
 from shared.metering import OperationMeter
 from shared.settings import Settings
 
-GOALS = {"import_rows_per_s": 10_000, "campaign_peak_rss_mb": 150, "campaign_dead_letters": 0,
-         "campaign_duplicates": 0, "campaign_missing": 0}
+GOALS = {
+    "import_rows_per_s": 10_000,
+    "campaign_peak_rss_mb": 150,
+    "campaign_dead_letters": 0,
+    "campaign_duplicates": 0,
+    "campaign_missing": 0,
+}
 
 
 def sample_file(path: Path, rows: int) -> int:

@@ -103,8 +103,8 @@ def _follow_import(import_id: str, timeout: float) -> ImportJob:
         job = c.imports.status(import_id)
         # Worker processes take a second to start: worth it when there are chunks to share.
         many = job.size > c.settings.import_chunk_rows * BYTES_PER_ROW_GUESS
-        worker = start_import_worker(c.bus, settings=c.settings,
-                                     processes=c.settings.import_parallel_chunks if many else 1)  # fmt: skip
+        processes = c.settings.import_parallel_chunks if many else 1
+        worker = start_import_worker(c.bus, settings=c.settings, processes=processes)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
     deadline = time.monotonic() + timeout

@@ -7,13 +7,14 @@ transaction. Writers take turns through a WriteLock rather than SQLite's sleepin
 synchronous=NORMAL: in WAL mode a commit is not fsynced, only checkpoints are; a crash of the
 process loses nothing, a power loss at most the last commits, never the database's integrity.
 Checkpoints (copying the log into the database, with the fsync) run after a write has let go
-of the write lock, every CHECKPOINT_EVERY documents written by this process, not inside the
-commit that crosses SQLite's own threshold: there every writer of every process would wait
-for it (imports of millions spent more time there than anywhere else).
+of the write lock, every CHECKPOINT_PAGES pages (estimated from the documents' sizes) this
+process wrote, not inside the commit that crosses SQLite's own threshold: there every writer
+of every process would wait for it (imports of millions spent more time there than anywhere).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -35,7 +36,9 @@ CREATE TABLE IF NOT EXISTS documents (
 ) WITHOUT ROWID;
 """
 
-CHECKPOINT_EVERY = 1000  # documents written (SQLite's own default: every 1,000 pages)
+CHECKPOINT_PAGES = 1000  # as SQLite's own auto-checkpoint
+_PAGE = 4000  # bytes of a document per page written, about (SQLite's pages are 4,096 bytes)
+_COMMIT_PAGES = 3  # pages a commit writes besides its rows' (the header, overflow, splits)
 
 _OPS = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
@@ -64,6 +67,11 @@ def _where(filters: Sequence[Filter]) -> tuple[str, list[Any]]:
         else:
             raise InvalidInput(f"unsupported filter operator {f.op!r}", field="op")
     return (" AND " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _pages(text: Any) -> int:
+    """About how many pages a row of this document takes in the log."""
+    return 1 + len(text) // _PAGE if isinstance(text, str) else 1
 
 
 def _sql_value(value: Any) -> Any:
@@ -120,22 +128,19 @@ class SqliteDocuments:
         return found
 
     def _write(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
-        try:
-            with self._write_lock.hold():
-                return self._execute(sql, params)
-        finally:
-            self._written(1)
+        with self._write_lock.hold():
+            cursor = self._execute(sql, params)
+        self._written(_pages(params[-1]))
+        return cursor
 
-    def _written(self, documents: int) -> None:
-        """Count writes; a passive checkpoint (outside the write lock) when enough were."""
-        self._unchecked += documents
-        if self._unchecked < CHECKPOINT_EVERY:
+    def _written(self, pages: int) -> None:
+        """Count pages written; a passive checkpoint (outside the write lock) when enough were."""
+        self._unchecked += pages + _COMMIT_PAGES
+        if self._unchecked < CHECKPOINT_PAGES:
             return
         self._unchecked = 0
-        try:
+        with contextlib.suppress(sqlite3.OperationalError):  # busy: the next one catches up
             self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.OperationalError:  # busy: the next one catches up
-            pass
 
     def create(self, collection: str, doc_id: str, data: Document) -> None:
         self._meter.count("firestore.write")
@@ -157,15 +162,16 @@ class SqliteDocuments:
     def update(
         self, collection: str, doc_id: str, mutate: Callable[[Document | None], Document | None]
     ) -> Document | None:
-        try:
-            with self._write_lock.hold():
-                return self._update(collection, doc_id, mutate)
-        finally:
-            self._written(1)
+        with self._write_lock.hold():
+            result, pages = self._update(collection, doc_id, mutate)
+        if pages:
+            self._written(pages)
+        return result
 
     def _update(
         self, collection: str, doc_id: str, mutate: Callable[[Document | None], Document | None]
-    ) -> Document | None:
+    ) -> tuple[Document | None, int]:
+        """The document afterwards, and the pages written (0: nothing written)."""
         conn = self._conn()
         self._execute("BEGIN IMMEDIATE")
         try:
@@ -175,17 +181,20 @@ class SqliteDocuments:
             current = json.loads(row[0]) if row else None
             self._meter.count("firestore.read")
             new = mutate(current)
+            pages = 0
             if new is not None:
                 self._meter.count("firestore.write")
+                text = json.dumps(new)
                 conn.execute(
                     "INSERT OR REPLACE INTO documents (collection, id, data) VALUES (?, ?, ?)",
-                    (collection, doc_id, json.dumps(new)),
+                    (collection, doc_id, text),
                 )
+                pages = _pages(text)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return new if new is not None else current
+        return (new if new is not None else current), pages
 
     def delete(self, collection: str, doc_id: str) -> None:
         self._meter.count("firestore.delete")
@@ -214,7 +223,7 @@ class SqliteDocuments:
                     raise AlreadyExists(f"a document of the batch exists: {exc}") from exc
                 raise
         self._meter.count("firestore.write", len(writes))
-        self._written(len(writes))
+        self._written(sum(_pages(row[2]) for row in rows))
 
     def query(
         self,
