@@ -10,6 +10,8 @@ Checkpoints (copying the log into the database, with the fsync) run after a writ
 of the write lock, every CHECKPOINT_PAGES pages (estimated from the documents' sizes) this
 process wrote, not inside the commit that crosses SQLite's own threshold: there every writer
 of every process would wait for it (imports of millions spent more time there than anywhere).
+Writers that keep appending meanwhile keep the log from being wholly copied, and so from
+starting over: when it has grown to LOG_LIMIT_PAGES, one checkpoint runs in turn with them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ CREATE TABLE IF NOT EXISTS documents (
 
 CHECKPOINT_PAGES = 1000  # as SQLite's own auto-checkpoint
 _PAGE = 4000  # bytes of a document per page written, about (SQLite's pages are 4,096 bytes)
+LOG_LIMIT_PAGES = 10 * CHECKPOINT_PAGES  # the log's length (~40 MB) that is checkpointed in turn
 _COMMIT_PAGES = 3  # pages a commit writes besides its rows' (the header, overflow, splits)
 
 _OPS = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -140,7 +143,12 @@ class SqliteDocuments:
             return
         self._unchecked = 0
         with contextlib.suppress(sqlite3.OperationalError):  # busy: the next one catches up
-            self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            _, log, _ = self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if log >= LOG_LIMIT_PAGES:
+                # Other writers kept appending while it ran, so the log never got wholly copied
+                # and never started over: once, with them waiting, so the next write restarts it.
+                with self._write_lock.hold():
+                    self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def create(self, collection: str, doc_id: str, data: Document) -> None:
         self._meter.count("firestore.write")
