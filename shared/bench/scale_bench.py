@@ -151,7 +151,7 @@ def run_campaign(data_dir: Path, recipients: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench-scale", description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--recipients", type=int, default=1_000_000)
+    parser.add_argument("--recipients", type=int, default=1_000_000, help="0: no campaign")
     parser.add_argument("--out", type=Path, default=Path("var/bench-scale.json"))
     parser.add_argument("--campaign-in", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -161,8 +161,9 @@ def main() -> None:
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="mailpipe-bench-scale-") as name:
         tmp = Path(name)
-        figures["import"] = import_figures(tmp, args.rows)
-        figures["campaign"] = campaign_figures(tmp, args.recipients, figures["import"]["created"])
+        imported = figures["import"] = import_figures(tmp, args.rows)
+        if args.recipients:  # 0: the import alone
+            figures["campaign"] = campaign_figures(tmp, args.recipients, imported["created"])
     figures["goals"] = GOALS
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
