@@ -261,9 +261,21 @@ def _exactness(
 
 
 def _peak_rss_mb() -> dict[str, float]:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own = own_peak_rss_mb()
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"runner_process": round(own, 1), "largest_child_process": round(children, 1)}
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS since it started its program. Linux folds the memory a process
+    had before execve into ru_maxrss, and a child started by subprocess (vfork) had its
+    parent's: a large parent would be counted as the child's peak. VmHWM is the program's own."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kilobytes = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
+    return int(kilobytes) / 1024
 
 
 def _operations(meter: OperationMeter, data_dir: Path) -> dict[str, dict[str, float]]:
