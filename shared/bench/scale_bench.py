@@ -10,6 +10,7 @@
   (campaign_bench.run: runner, bus, dispatch, render, send via the null provider, ledger), in a
   process of its own so that its peak memory is the campaign's. Every recipient must end with
   exactly one outcome: duplicates, missing and dead letters are counted.
+- `cost`: shared/bench/cost_cases.py.
 
 Writes `$BENCH_OUT` (default var/bench-scale.json): one section per part.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import bootstrap
+from shared.bench.cost_cases import cost_figures
 from shared.bootstrap import Container
 from shared.metering import OperationMeter
 from shared.settings import Settings
@@ -164,6 +166,7 @@ def main() -> None:
         imported = figures["import"] = import_figures(tmp, args.rows)
         if args.recipients:  # 0: the import alone
             figures["campaign"] = campaign_figures(tmp, args.recipients, imported["created"])
+    figures["cost"] = cost_figures()  # issue 13's four cost cases (shared/bench/cost_cases.py)
     figures["goals"] = GOALS
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
