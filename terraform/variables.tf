@@ -246,6 +246,8 @@ variable "topology" {
       memory_mb     = number
       timeout_s     = number
       max_instances = number
+      concurrency   = number # requests an instance takes at once (max_instance_request_concurrency)
+      cpu           = string # vCPUs per instance ("1"); null: the memory tier's default
     }))
     subscriptions = map(object({
       topic                    = string
