@@ -180,13 +180,29 @@ FUNCTIONS: tuple[Function, ...] = (
     # vCPU serves 4 at once (the publish of one overlaps the rendering of the others) and 100
     # instances take 400 batches at once, 790 batches/s: a 1 M campaign's 4,000 batches in
     # 5 s of rendering, far above any provider's rate.
-    Function("render", "render", trigger_topic=RENDER_REQUESTS, memory_mb=512, timeout_s=300,
-             cpu=1, concurrency=4, max_instances=100),  # fmt: skip
+    Function(
+        "render",
+        "render",
+        trigger_topic=RENDER_REQUESTS,
+        memory_mb=512,
+        timeout_s=300,
+        cpu=1,
+        concurrency=4,
+        max_instances=100,
+    ),
     # Send: 24 ms of CPU per batch; the rest is waiting on the provider (its round trips and
     # its rate), so one vCPU serves 16 batches at once and 50 instances hold 800: at a
     # provider rate of 1,000/s and 5 s per batch that is 4x what the pacing sends.
-    Function("send", "send", trigger_topic=SEND_REQUESTS, memory_mb=512, timeout_s=540,
-             cpu=1, concurrency=16, max_instances=50),  # fmt: skip
+    Function(
+        "send",
+        "send",
+        trigger_topic=SEND_REQUESTS,
+        memory_mb=512,
+        timeout_s=540,
+        cpu=1,
+        concurrency=16,
+        max_instances=50,
+    ),
     Function("feedback", "feedback", trigger_topic=ESP_FEEDBACK),
     # Warehouse: one message per send batch, 13 ms of CPU plus a BigQuery streaming insert
     # (I/O): 4 at once on one vCPU; 20 instances take 80, 20x the send batches of 1,000/s.
