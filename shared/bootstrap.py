@@ -81,7 +81,7 @@ class Container:
     @cached_property
     def bus(self) -> Any:
         """The local durable bus (local mode only): publisher, worker source and dead letters."""
-        from shared.adapters.local.sqlite_bus import SqliteBus
+        from shared.adapters.local.sqlite_bus import SqliteBus, scaled_capacities
 
         s = self.settings
         override = None
@@ -93,7 +93,12 @@ class Container:
                 default.maximum_backoff_s if maximum is None else maximum,
                 s.bus_max_attempts or 0,  # 0: each subscription keeps its own
             )
-        return SqliteBus(s.data_dir / "bus.sqlite3", retry_override=override, meter=self.meter)
+        return SqliteBus(
+            s.data_dir / "bus.sqlite3",
+            retry_override=override,
+            meter=self.meter,
+            capacities=scaled_capacities(s.bus_capacity_scale),
+        )
 
     @cached_property
     def dead_letters(self) -> DeadLetters:

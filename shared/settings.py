@@ -63,6 +63,10 @@ class Settings:
     bus_max_backoff_s: float | None = None
     bus_max_attempts: int | None = None
     bus_poll_interval_s: float = 0.05
+    # Each function's capacity on the local bus: the topology's instances x concurrency times
+    # this factor (1: production's; 0: no limit). A due delivery beyond it is refused as Cloud
+    # Run's 429 is: a failed attempt, backed off, dead-lettered at the last (sqlite_bus.py).
+    bus_capacity_scale: float = 1.0
     # Signup abuse limits.
     signup_ip_limit_per_hour: int = 20
     signup_address_limit_per_hour: int = 3
@@ -186,6 +190,8 @@ class Settings:
             raise ConfigurationError(
                 f"MAILPIPE_SMTP_SINK must be on, off or auto, not {self.smtp_sink!r}"
             )
+        if self.bus_capacity_scale < 0:
+            raise ConfigurationError("MAILPIPE_BUS_CAPACITY_SCALE must be 0 (no limit) or more")
         if self.trusted_proxy_hops < 0:
             raise ConfigurationError("MAILPIPE_TRUSTED_PROXY_HOPS must be 0 or more")
         if self.backend == "gcp":

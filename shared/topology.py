@@ -203,7 +203,10 @@ FUNCTIONS: tuple[Function, ...] = (
         concurrency=16,
         max_instances=50,
     ),
-    Function("feedback", "feedback", trigger_topic=ESP_FEEDBACK),
+    # Feedback: one message per provider event (webhooks publish each event of a posted batch),
+    # so a campaign's delivery reports arrive at its send rate, ~1,000/s; each is a store read
+    # or two and a publish (I/O), 50 at once on one vCPU, 20 instances take 1,000 at once.
+    Function("feedback", "feedback", trigger_topic=ESP_FEEDBACK, cpu=1, concurrency=50),
     # Warehouse: one message per send batch, 13 ms of CPU plus a BigQuery streaming insert
     # (I/O): 4 at once on one vCPU; 20 instances take 80, 20x the send batches of 1,000/s.
     Function("warehouse", "warehouse", trigger_topic=ANALYTICS_EVENTS, cpu=1, concurrency=4),

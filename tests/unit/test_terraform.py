@@ -319,7 +319,7 @@ def test_function(fn: topology.Function) -> None:
     assert at(service["max_instance_request_concurrency"]) == str(fn.concurrency)
     assert at(service["available_cpu"]) == ("null" if fn.cpu is None else f"{fn.cpu:g}")
     assert at(service["environment_variables"]) == (
-        f'${{merge(local.environment, {{THREADS = tostring({fn.concurrency})}})}}'
+        f"${{merge(local.environment, {{THREADS = tostring({fn.concurrency})}})}}"
     )
     # HTTP functions take internet traffic (IAM decides who may call them), the public ones
     # only the load balancer's when there is one; pushed ones only internal traffic (Pub/Sub
