@@ -390,7 +390,15 @@ class Container:
                                self.engagement, self.ledger, self.outbox, self.clock,
                                pages_per_run=s.campaign_pages_per_run, lease_s=s.campaign_lease_s,
                                batch_size=s.campaign_batch_size,
-                               allowance=self.daily_allowance)  # fmt: skip
+                               allowance=self.daily_allowance,
+                               pacer=self.pacer)  # fmt: skip
+
+    @cached_property
+    def pacer(self) -> Any:
+        """Dispatch's pace: MAILPIPE_CAMPAIGN_SEND_RATE_PER_S recipients/s (0: unpaced)."""
+        from shared.services.pacing import Pacer
+
+        return Pacer(self.settings.campaign_send_rate_per_s)
 
     @cached_property
     def daily_allowance(self) -> Any:

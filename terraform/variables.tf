@@ -101,6 +101,17 @@ variable "esp_rate_per_s" {
   default     = 0
 }
 
+variable "campaign_send_rate_per_s" {
+  description = "Recipients per second dispatch publishes a campaign at (MAILPIPE_CAMPAIGN_SEND_RATE_PER_S): your provider account's sustained send rate, so the backlog waits in the audience and not in Pub/Sub (README: Fan-out the platform can take); 0 is unpaced."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.campaign_send_rate_per_s >= 0
+    error_message = "campaign_send_rate_per_s must be 0 (unpaced) or more."
+  }
+}
+
 variable "smtp_host" {
   description = "SMTP relay host when esp = smtp."
   type        = string

@@ -387,10 +387,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m shared.bench.simulation", description=__doc__)
     parser.add_argument("--recipients", type=int, default=10_000_000)
     parser.add_argument("--esp-rate", type=float, default=ESP_RATE_PER_S)
-    parser.add_argument("--pacing", type=float, default=None,
-                        help="recipients/s dispatch publishes; default the ESP rate; 0 unpaced")
-    parser.add_argument("--agreement", action="store_true",
-                        help="run the local pipeline and the model side by side")
+    parser.add_argument(
+        "--pacing",
+        type=float,
+        default=None,
+        help="recipients/s dispatch publishes; default the ESP rate; 0 unpaced",
+    )
+    parser.add_argument(
+        "--agreement", action="store_true", help="run the local pipeline and the model side by side"
+    )
     args = parser.parse_args(argv)  # fmt: skip
     if args.agreement:
         from shared.bench.simulation_agreement import agreement
@@ -403,4 +408,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
