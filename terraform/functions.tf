@@ -90,9 +90,9 @@ locals {
       MALLOC_ARENA_MAX            = "2" # see shared/runner/allocator.py
     },
     local.esp_environment[var.esp],
-    local.route_urls,
     # Dispatch's pace: the provider's rate (services/pacing.py, README: Fan-out).
     { MAILPIPE_CAMPAIGN_SEND_RATE_PER_S = tostring(var.campaign_send_rate_per_s) },
+    local.route_urls,
   )
 }
 
