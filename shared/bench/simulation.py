@@ -92,6 +92,7 @@ class Scenario:
     page_size: int = 500
     pages_per_run: int = 50
     dispatch_s_per_recipient: float = DEFAULT_STAGE_COSTS["dispatch_cpu_s_per_recipient"]
+    dispatch_vcpu: float = topology.function("dispatch").vcpu
     page_read_s: float = PAGE_READ_S
     send_batches_per_render_batch: float = DEFAULT_STAGE_COSTS["send_batches_per_render_batch"]
     pubsub_bytes_per_email: float = DEFAULT_STAGE_COSTS["pubsub_bytes_per_email"]
@@ -112,6 +113,7 @@ class _Function:
     in_flight: int = 0
     refused: int = 0
     dead_letters: int = 0
+    dead_lettered_recipients: int = 0
     invocations: int = 0
 
     def admit(self, now: float) -> _Instance | None:
@@ -134,7 +136,8 @@ class Result:
     recipients: int
     minutes_to_send: float
     seconds_to_send: float
-    dead_letters: int
+    dead_letters: int  # messages, as the bus and `mailpipe dlq` count them
+    dead_lettered_recipients: int
     dead_letters_by_function: dict[str, int]
     peak_instances: int
     peak_instances_by_function: dict[str, int]
@@ -188,8 +191,7 @@ class Simulation:
         """(publish time, recipients) of every render batch: pages one after the other, each
         taking its read and its CPU, held back to the pacing rate; hand-overs are immediate."""
         s = self.s
-        dispatch = topology.function("dispatch")
-        page_s = s.page_read_s + s.page_size * s.dispatch_s_per_recipient / dispatch.vcpu
+        page_s = s.page_read_s + s.page_size * s.dispatch_s_per_recipient / s.dispatch_vcpu
         now, done = 0.0, 0
         while done < s.recipients:
             page = min(s.page_size, s.recipients - done)
@@ -208,7 +210,8 @@ class Simulation:
         if instance is None:  # 429: a failed attempt
             function.refused += 1
             if attempt >= stage.retry.max_attempts:
-                function.dead_letters += event.emails
+                function.dead_letters += 1
+                function.dead_lettered_recipients += event.emails
             else:
                 at = event.at + stage.retry.backoff(attempt)
                 self._schedule(at, "push", event.function, event.emails, attempt)
@@ -258,6 +261,9 @@ class Simulation:
             minutes_to_send=round(seconds / 60, 1),
             seconds_to_send=round(seconds, 1),
             dead_letters=sum(dead.values()),
+            dead_lettered_recipients=sum(
+                f.dead_lettered_recipients for f in self.functions.values()
+            ),
             dead_letters_by_function=dead,
             peak_instances=sum(peaks.values()),
             peak_instances_by_function=peaks,
@@ -357,6 +363,7 @@ def simulation_figures(recipients: int = 10_000_000) -> dict[str, Any]:
         "recipients": recipients,
         "minutes_to_send": paced.minutes_to_send,
         "dead_letters": paced.dead_letters,
+        "dead_lettered_recipients": paced.dead_lettered_recipients,
         "peak_instances": paced.peak_instances,
         "peak_instances_by_function": paced.peak_instances_by_function,
         "refused_pushes": paced.refused_pushes,
@@ -378,8 +385,8 @@ def simulation_figures(recipients: int = 10_000_000) -> dict[str, Any]:
 
 
 def _summary(result: Result) -> dict[str, Any]:
-    keep = ("minutes_to_send", "dead_letters", "peak_instances", "peak_instances_by_function",
-            "refused_pushes", "cost_usd")  # fmt: skip
+    keep = ("minutes_to_send", "dead_letters", "dead_lettered_recipients", "peak_instances",
+            "peak_instances_by_function", "refused_pushes", "cost_usd")  # fmt: skip
     return {k: v for k, v in asdict(result).items() if k in keep}
 
 

@@ -102,6 +102,11 @@ SELECT seq, message_id, attempt, length(data) FROM deliveries
 WHERE subscription = ? AND due <= ? ORDER BY due LIMIT -1 OFFSET ?
 """
 
+_OVERFLOW = """
+SELECT subscription, SUM(due <= :now), SUM(state = 'leased' AND due > :now)
+FROM deliveries WHERE state != 'dead' GROUP BY subscription
+"""
+
 _REFUSE = """
 UPDATE deliveries SET state = 'pending', attempt = ?, due = ?, last_error = ? WHERE seq = ?
 """
@@ -379,6 +384,26 @@ class SqliteBus:
             self._meter.count("pubsub.billable_bytes", 1, billable_bytes(d.data))
         return deliveries
 
+    def refuse_overflow(self) -> int:
+        """Refuse now, on every subscription with a capacity, the due messages beyond what
+        it has free, as Pub/Sub's pushes find the function full the moment they are due
+        (`pull` does the same, but only when a worker is free to pull). One read when
+        nothing overflows. Returns how many were refused."""
+        if not self._capacities:
+            return 0
+        now = self._clock()
+        rows = self._read(_OVERFLOW, {"now": now})
+        refused = 0
+        for name, due, in_flight in rows:
+            limit = self._capacities.get(name)
+            if limit is None or due <= max(0, limit - in_flight):
+                continue
+            sub = self._subscription(name)
+            with self._transaction() as conn:
+                free = self._free_capacity(conn, name, now) or 0
+                refused += self._refuse_beyond(conn, sub, self._retry(sub), now, offset=free)
+        return refused
+
     def capacity(self, subscription: str) -> int | None:
         """Deliveries of `subscription` that may be in flight at once; None: no limit."""
         return self._capacities.get(subscription)
@@ -397,7 +422,7 @@ class SqliteBus:
         policy: RetryPolicy,
         now: float,
         offset: int,
-    ) -> None:
+    ) -> int:
         """Refuse (429) every due message after the first `offset` (those the free capacity
         takes): each refusal is a failed attempt, backed off or, at the last, dead-lettered."""
         refused = conn.execute(_DUE_ATTEMPTS, (sub.name, now, offset)).fetchall()
@@ -405,12 +430,14 @@ class SqliteBus:
         for seq, message_id, attempt, size in refused:
             delivery = attempt + 1  # the push that was refused, billed like any other
             self._meter.count("pubsub.refused", 1, size)
+            self._meter.count(f"pubsub.refused.{sub.function}", 1, size)
             self._meter.count("pubsub.billable_bytes", 1, max(PUBSUB_MIN_BYTES, size))
             if delivery >= policy.max_attempts:
                 self._dead_letter(conn, sub, message_id, now, delivery, AT_CAPACITY)
             else:
                 retried.append((delivery, now + policy.backoff(delivery), AT_CAPACITY, seq))
         conn.executemany(_REFUSE, retried)
+        return len(refused)
 
     def ack(self, subscription: str, message_id: str) -> bool:
         """Remove the message from the subscription; False when it was not there (already
