@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from shared.bench import cost, render_bench
+from shared.bench import cost, render_bench, simulation
 
 GOALS = {
     "render_per_s": 5000, "render_vs_naive": 4.0, "smtp_per_s": 1000, "null_per_s": 3000,
@@ -62,6 +62,10 @@ def main() -> None:
         runs = figures["campaign"]
         figures["cost"] = cost.per_million(runs["null"]["operations"], runs["null"]["delivered"])
         figures["cost_without_ab_test"] = cost.per_million(
+            runs["null_plain"]["operations"], runs["null_plain"]["delivered"]
+        )
+        # Per-stage costs for the fan-out simulation (shared/bench/simulation.py).
+        figures["stage_costs"] = simulation.stage_costs(
             runs["null_plain"]["operations"], runs["null_plain"]["delivered"]
         )
         for run in runs.values():

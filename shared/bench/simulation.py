@@ -354,9 +354,10 @@ def simulate(scenario: Scenario) -> Result:
     return Simulation(scenario).run()
 
 
-def simulation_figures(recipients: int = 10_000_000) -> dict[str, Any]:
+def simulation_figures(recipients: int = 10_000_000, with_agreement: bool = True) -> dict[str, Any]:
     """`make bench-scale`'s `simulation` section: 10 M (and 1 M) recipients at the production
-    settings, paced and unpaced, at the assumed provider rate."""
+    settings, paced and unpaced, at the assumed provider rate; and the model against the local
+    pipeline where both run (simulation_agreement.py, about a minute)."""
     costs, source = measured_stage_costs()
     paced = simulate(production(recipients, costs=costs))
     figures: dict[str, Any] = {
@@ -381,6 +382,10 @@ def simulation_figures(recipients: int = 10_000_000) -> dict[str, Any]:
     figures["one_million_unpaced"] = _summary(
         simulate(production(1_000_000, pacing_per_s=0, costs=costs))
     )
+    if with_agreement:
+        from shared.bench.simulation_agreement import agreement
+
+        figures["agreement_with_local_run"] = agreement()
     return figures
 
 

@@ -125,3 +125,20 @@ def test_capacities_scale_the_topology(scale: float, expected: int) -> None:
     assert topology.function("render").capacity == 400
     assert scaled_capacities(scale)[RENDER.name] == expected
     assert scaled_capacities(0) == {}
+
+
+def test_overflow_is_refused_when_due_not_when_a_worker_next_pulls(tmp_path: Path) -> None:
+    """Pub/Sub pushes a message the moment it is due: while the one slot is busy, everything
+    due is refused at once (refuse_overflow, which the runner calls every poll interval);
+    with the slot free, one message is left for the worker to take."""
+    clock = FakeClock()
+    bus = make_bus(tmp_path, clock, capacity=1)
+    burst(bus, 5)
+    assert bus.refuse_overflow() == 4  # the slot is free: one waits for the worker
+    (taken,) = bus.pull(RENDER.name, 10)
+    assert taken.attempt == 1
+    burst(bus, 2)
+    assert bus.refuse_overflow() == 2  # the slot is busy
+    assert bus.refuse_overflow() == 0  # nothing due beyond it any more
+    depth = bus.depths()[RENDER.name]
+    assert (depth["leased"], depth["backoff"], depth["ready"]) == (1, 6, 0)
