@@ -173,8 +173,8 @@ FUNCTIONS: tuple[Function, ...] = (
     # Capacity of the fan-out stages, from `make bench` stage costs (CPU per invocation on one
     # core; README "Fan-out the platform can take" has the table and the arithmetic):
     # Dispatch: 0.075 ms of CPU per recipient; one invocation at a time per campaign phase (a
-    # lease), so concurrency cannot help; 0.167 vCPU (256 MB) pages 2,200 recipients/s, more
-    # than the pacing rate it publishes at (MAILPIPE_CAMPAIGN_SEND_RATE_PER_S).
+    # lease), so concurrency cannot help; 0.167 vCPU (256 MB) pages 1,800 recipients/s with
+    # a 50 ms page read, more than the pace it publishes at (MAILPIPE_CAMPAIGN_SEND_RATE_PER_S).
     Function("dispatch", "dispatch", trigger_topic=CAMPAIGN_DISPATCH, timeout_s=540),
     # Render: 126 ms of CPU per batch of 250, CPU-bound but for its reads and its publish; one
     # vCPU serves 4 at once (the publish of one overlaps the rendering of the others) and 100
@@ -191,8 +191,9 @@ FUNCTIONS: tuple[Function, ...] = (
         max_instances=100,
     ),
     # Send: 24 ms of CPU per batch; the rest is waiting on the provider (its round trips and
-    # its rate), so one vCPU serves 16 batches at once and 50 instances hold 800: at a
-    # provider rate of 1,000/s and 5 s per batch that is 4x what the pacing sends.
+    # its rate), so one vCPU serves 16 batches at once; 50 instances hold 800. Paced at
+    # 1,000/s, 4.4 batches/s each held ~0.5 s keep 2 busy: the room is for a slow provider and
+    # for unpaced sends (a resend, triggers), whose backlog fills it (bench/simulation.py).
     Function(
         "send",
         "send",

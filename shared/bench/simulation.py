@@ -408,7 +408,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--agreement", action="store_true", help="run the local pipeline and the model side by side"
     )
-    args = parser.parse_args(argv)  # fmt: skip
+    parser.add_argument(
+        "--figures", action="store_true", help="what make bench-scale writes under `simulation`"
+    )
+    args = parser.parse_args(argv)
+    if args.figures:
+        print(json.dumps(simulation_figures(args.recipients), indent=2))
+        return
     if args.agreement:
         from shared.bench.simulation_agreement import agreement
 
