@@ -20,9 +20,12 @@ locals {
 
   alert_documentation = "Mailpipe runbook: README (alerts) and terraform/README.md (alerts)."
 
-  # Cloud Monitoring's PromQL name of the log-based metric below, and its two series of interest.
+  # Cloud Monitoring's PromQL name of the log-based metric below (a distribution: `_sum` is the
+  # event count). Log-based metrics may map to more than one monitored resource type, so every
+  # selector names the one the warehouse function logs from.
   warehoused_events = "logging_googleapis_com:user_${google_logging_metric.warehoused_events.name}_sum"
-  sends_per_day     = "sum(increase(${local.warehoused_events}{event_type=\"send\"}[1d]))"
+  on_cloud_run      = "monitored_resource=\"cloud_run_revision\""
+  sends_per_day     = "sum(increase(${local.warehoused_events}{${local.on_cloud_run},event_type=\"send\"}[1d]))"
   rate_alerts = {
     bounce    = { event_type = "bounce", threshold = var.bounce_rate_alert, title = "Bounce rate" }
     complaint = { event_type = "complaint", threshold = var.complaint_rate_alert, title = "Complaint rate" }
@@ -195,7 +198,7 @@ resource "google_monitoring_alert_policy" "feedback_rate" {
     display_name = "${each.value.title} of the last 24 hours"
 
     condition_prometheus_query_language {
-      query               = "(sum(increase(${local.warehoused_events}{event_type=\"${each.value.event_type}\"}[1d])) / ${local.sends_per_day} > ${each.value.threshold}) and on() (${local.sends_per_day} > ${local.rate_alert_min_sends})"
+      query               = "(sum(increase(${local.warehoused_events}{${local.on_cloud_run},event_type=\"${each.value.event_type}\"}[1d])) / ${local.sends_per_day} > ${each.value.threshold}) and on() (${local.sends_per_day} > ${local.rate_alert_min_sends})"
       duration            = "0s"
       evaluation_interval = "300s"
     }
@@ -326,7 +329,7 @@ resource "google_monitoring_dashboard" "mailpipe" {
             xyChart = {
               dataSets = [{
                 plotType        = "LINE"
-                timeSeriesQuery = { prometheusQuery = "sum by (event_type) (increase(${local.warehoused_events}[1m]))" }
+                timeSeriesQuery = { prometheusQuery = "sum by (event_type) (increase(${local.warehoused_events}{${local.on_cloud_run}}[1m]))" }
               }]
             }
           }

@@ -27,7 +27,7 @@ def ensure_chromium() -> None:
 
 
 @contextmanager
-def chromium(profile: Path, height: int = 900) -> Iterator[Any]:
+def chromium(profile: Path, height: int = 900, extra_flags: tuple[str, ...] = ()) -> Iterator[Any]:
     """A headless chromium driver with its own profile, in a 1280 x `height` window; quit after."""
     ensure_chromium()
     from selenium import webdriver
@@ -35,7 +35,8 @@ def chromium(profile: Path, height: int = 900) -> Iterator[Any]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--window-size=1280,{height}", f"--user-data-dir={profile}"):
+    window = (f"--window-size=1280,{height}", f"--user-data-dir={profile}")
+    for flag in (*FLAGS, *window, *extra_flags):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     driver.set_page_load_timeout(60)

@@ -8,6 +8,7 @@ service's own words, next to the field it names.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,9 @@ from shared.console.access import ConsoleAccess
 from shared.console.render import CHROME, render
 from shared.dashboard import pages
 from shared.dashboard.app import create_dashboard_app
-from shared.domain.errors import AlreadyExists, Conflict
+from shared.domain.errors import AlreadyExists, Conflict, RateLimited
+from shared.entrypoints.http import client_ip
+from shared.repositories.rate_limits import RateLimits
 
 Services = Callable[[], Container]
 
@@ -52,7 +55,7 @@ def create_console_app(
     pages.environment().globals["console"] = CHROME
     console = flask.Blueprint("console", __name__, static_folder="static",
                               static_url_path="/console/static")  # fmt: skip
-    _sign_in_routes(console, access)
+    _sign_in_routes(console, access, services)
     for views in (campaign_views, subscriber_views, template_views, import_views,
                   operation_views, doctor_views):  # fmt: skip
         views.register(console)
@@ -86,12 +89,32 @@ def _refuse(status: int, title: str, message: str) -> tuple[str, int]:
     return render("error.html", "error", title=title, message=message), status
 
 
-def _sign_in_routes(console: flask.Blueprint, access: ConsoleAccess) -> None:
+# Sign-in attempts per client address and window, counted before the key is checked, so that
+# guessing the admin key from one address is slow and an answer never tells a right guess from
+# a limited one. Generous enough for an office behind one address.
+SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW_S = 20, 15 * 60
+
+
+def _count_sign_in(services: Services) -> None:
+    """Count one sign-in attempt from this client; RateLimited (429) over the limit."""
+    c = services()
+    address = client_ip(flask.request, c.settings.trusted_proxy_hops)
+    key = hashlib.sha256(address.encode()).hexdigest()[:24]
+    try:
+        RateLimits(c.documents).hit(f"console-sign-in:{key}", SIGN_IN_ATTEMPTS,
+                                    SIGN_IN_WINDOW_S, c.clock())  # fmt: skip
+    except RateLimited as exc:
+        raise RateLimited(f"too many sign-in attempts from your address; try again in "
+                          f"{SIGN_IN_WINDOW_S // 60} minutes") from exc  # fmt: skip
+
+
+def _sign_in_routes(console: flask.Blueprint, access: ConsoleAccess, services: Services) -> None:
     @console.route("/sign-in", methods=["GET", "POST"])
     def sign_in() -> Any:
         request = flask.request
         target = auth.safe_next(request.values.get("next"), flask.url_for("index"))
         if request.method == "POST":
+            _count_sign_in(services)
             if auth.sign_in(access, request.form.get("key", "")):
                 return flask.redirect(target, 303)
             page = render("sign_in.html", "sign-in", next=target, error="That key is not right.")
@@ -109,3 +132,7 @@ def _register_errors(app: flask.Flask) -> None:
     @app.errorhandler(AlreadyExists)
     def conflict(exc: Exception) -> tuple[str, int]:
         return _refuse(409, "Not now", str(exc))
+
+    @app.errorhandler(RateLimited)
+    def limited(exc: RateLimited) -> tuple[str, int]:
+        return _refuse(429, "Slow down", str(exc))

@@ -23,6 +23,24 @@ MAX_ATTEMPTS = 3
 DATASET = "mailpipe_test"
 
 
+def gcp_environment(project: str, pubsub_url: str, **overrides: str) -> dict[str, str]:
+    """The environment of a function deployed with MAILPIPE_BACKEND=gcp, Pub/Sub over REST at
+    `pubsub_url`; storage and BigQuery point nowhere unless `overrides` says otherwise."""
+    return {
+        "MAILPIPE_BACKEND": "gcp",
+        "MAILPIPE_GCP_PROJECT": project,
+        "MAILPIPE_TEMPLATE_BUCKET": "mailpipe-templates",
+        "MAILPIPE_BIGQUERY_DATASET": "mailpipe",
+        "MAILPIPE_SIGNING_KEY": "test-signing-key-0123456789abcdef",
+        "MAILPIPE_HASH_KEY": "test-hash-key-0123456789abcdef",
+        "MAILPIPE_PUBSUB_TRANSPORT": "rest",
+        "MAILPIPE_PUBSUB_API_ENDPOINT": pubsub_url,
+        "MAILPIPE_STORAGE_API_ENDPOINT": "http://127.0.0.1:9",
+        "MAILPIPE_BIGQUERY_API_ENDPOINT": "http://127.0.0.1:9",
+        "MAILPIPE_GCP_RETRY_DEADLINE_S": "2",
+    } | overrides
+
+
 def gcp_settings(project: str, **endpoints: Any) -> Settings:
     """backend=gcp settings for one test project; short retry deadlines keep failures fast."""
     return Settings(backend="gcp", gcp_project=project, bigquery_dataset=DATASET,

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from contract.harnesses import gcp_environment
 
 from shared import bootstrap, settings, topology
 from shared.adapters.gcp.bigquery_warehouse import BigQueryWarehouse
@@ -30,19 +31,7 @@ def gcp_container(
 ) -> Iterator[Container]:
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", npm_firestore_host)
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
-    loaded = settings.load({
-        "MAILPIPE_BACKEND": "gcp",
-        "MAILPIPE_GCP_PROJECT": fake_pubsub.project,
-        "MAILPIPE_TEMPLATE_BUCKET": "mailpipe-templates",
-        "MAILPIPE_BIGQUERY_DATASET": "mailpipe",
-        "MAILPIPE_SIGNING_KEY": "test-signing-key-0123456789abcdef",
-        "MAILPIPE_HASH_KEY": "test-hash-key-0123456789abcdef",
-        "MAILPIPE_PUBSUB_TRANSPORT": "rest",
-        "MAILPIPE_PUBSUB_API_ENDPOINT": fake_pubsub.url,
-        "MAILPIPE_STORAGE_API_ENDPOINT": "http://127.0.0.1:9",
-        "MAILPIPE_BIGQUERY_API_ENDPOINT": "http://127.0.0.1:9",
-        "MAILPIPE_GCP_RETRY_DEADLINE_S": "2",
-    })  # fmt: skip
+    loaded = settings.load(gcp_environment(fake_pubsub.project, fake_pubsub.url))
     container = Container(loaded, meter=OperationMeter())
     bootstrap.install(container)
     yield container

@@ -188,3 +188,21 @@ def test_the_admin_functions_zip_carries_the_console_templates() -> None:
     assert any(n.startswith("sql/dashboards/") for n in names)
     others = {info.filename for info, _ in zip_entries(topology.function("send"), "")}
     assert not any(n.startswith("templates/") for n in others)
+
+
+def test_sign_in_attempts_are_limited_per_address_right_key_or_not(console) -> None:
+    """Guessing the key is slow: after SIGN_IN_ATTEMPTS tries from one address, even the right
+    key is refused (429, a page that says why) until the window ends; another address is not."""
+    from shared.console.app import SIGN_IN_ATTEMPTS
+
+    guesser = console.test_client()
+    guesser.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+    for _ in range(SIGN_IN_ATTEMPTS):
+        assert sign_in(guesser, "wrong-key").status_code == 401
+    refused = sign_in(guesser)
+    assert refused.status_code == 429
+    assert "too many sign-in attempts" in refused.get_data(as_text=True)
+    assert guesser.get("/campaigns").status_code in (302, 303)  # no session came of it
+    colleague = console.test_client()
+    colleague.environ_base["REMOTE_ADDR"] = "198.51.100.8"
+    assert sign_in(colleague).status_code == 303

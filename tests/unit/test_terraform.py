@@ -1114,7 +1114,29 @@ def test_bounce_and_complaint_alerts_read_what_the_warehouse_logs() -> None:
     rates = tf()["locals"]["rate_alerts"]
     assert rates["bounce"]["event_type"] == events.BOUNCE
     assert rates["complaint"]["event_type"] == events.COMPLAINT
-    assert f'{{event_type="{events.SEND}"}}[1d]' in _local("sends_per_day")
+    assert f'{{${{local.on_cloud_run}},event_type="{events.SEND}"}}[1d]' in _local("sends_per_day")
+
+
+def test_promql_names_the_log_based_metric_and_its_resource_type() -> None:
+    """Cloud Monitoring's PromQL mapping: logging.googleapis.com/user/NAME is
+    logging_googleapis_com:user_NAME, a distribution is read through its `_sum`, and a log-based
+    metric that can map to several monitored resource types needs `monitored_resource`."""
+    metric = resource("google_logging_metric", "warehoused_events")
+    assert block(metric, "metric_descriptor")["value_type"] == "DISTRIBUTION"
+    name = _local("warehoused_events")
+    assert name == "logging_googleapis_com:user_${google_logging_metric.warehoused_events.name}_sum"
+    assert _local("on_cloud_run") == 'monitored_resource="cloud_run_revision"'
+    alert = block(resource("google_monitoring_alert_policy", "feedback_rate"), "conditions")
+    dashboard = resource("google_monitoring_dashboard", "mailpipe")["dashboard_json"]
+    queries = [
+        _local("sends_per_day"),
+        str(block(alert, "condition_prometheus_query_language")["query"]),
+        str(dashboard),
+    ]
+    for query in queries:
+        selectors = query.split("${local.warehoused_events}")[1:]
+        assert selectors, query
+        assert all(s.startswith("{${local.on_cloud_run}") for s in selectors), query
     variables = tf()["variable"]
     assert variables["bounce_rate_alert"]["default"] == 0.02
     assert variables["complaint_rate_alert"]["default"] == 0.001

@@ -2,12 +2,14 @@
 inserts (tabledata.insertAll) and queries (jobs.query), over an in-memory DuckDB.
 
 The dataset holds the table `events_raw` with the production schema
-(terraform/schemas/events.json) and the view `events`, written in BigQuery SQL as production
-defines it and run through sqlglot's BigQuery -> DuckDB translation, like every query the fake
-receives. Inserts are checked as BigQuery checks them (known columns, REQUIRED fields, JSON
-strings for JSON columns, a unique insertId per row, <= 500 rows / 10 MB per request) and
-answered with insertErrors for bad rows. Every row is kept, even a repeated insertId (BigQuery's
-own dedup is best effort), so reads prove that the `events` view deduplicates.
+(terraform/schemas/events.json), the view `events`, written in BigQuery SQL as production
+defines it, and the view `events_recent` the dashboards read, from its one definition
+(sql/views/events_recent.sql, as terraform/bigquery.tf makes it); both run through sqlglot's
+BigQuery -> DuckDB translation, like every query the fake receives. Inserts are checked as
+BigQuery checks them (known columns, REQUIRED fields, JSON strings for JSON columns, a unique
+insertId per row, <= 500 rows / 10 MB per request) and answered with insertErrors for bad rows.
+Every row is kept, even a repeated insertId (BigQuery's own dedup is best effort), so reads
+prove that the `events` view deduplicates.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from contract.fakes.recording_server import RecordingServer, Reply, error_reply,
 from shared.topology import REPO_ROOT
 
 SCHEMA = json.loads((REPO_ROOT / "terraform" / "schemas" / "events.json").read_text())
+RECENT_VIEW_SQL = (REPO_ROOT / "sql" / "views" / "events_recent.sql").read_text()
 _DUCK_TYPES = {"STRING": "VARCHAR", "TIMESTAMP": "TIMESTAMPTZ", "BOOL": "BOOLEAN", "JSON": "JSON"}
 _BQ_TYPES = {
     "VARCHAR": "STRING",
@@ -65,6 +68,7 @@ class FakeBigQuery(RecordingServer):
         columns = ", ".join(f"{c['name']} {_DUCK_TYPES.get(c['type'], c['type'])}" for c in SCHEMA)
         self.db.execute(f"CREATE TABLE events_raw ({columns})")
         self.db.execute("CREATE VIEW events AS " + _duckdb(EVENTS_VIEW_SQL))
+        self.db.execute("CREATE VIEW events_recent AS " + _duckdb(RECENT_VIEW_SQL))
         base = r"/bigquery/v2/projects/(?P<project>[^/]+)"
         table = base + r"/datasets/(?P<dataset>[^/]+)/tables/(?P<table>[^/]+)"
         self.route("POST", table + "/insertAll", self._insert_all)
