@@ -102,9 +102,8 @@ SELECT seq, message_id, attempt, length(data) FROM deliveries
 WHERE subscription = ? AND due <= ? ORDER BY due LIMIT -1 OFFSET ?
 """
 
-_OVERFLOW = """
-SELECT subscription, SUM(due <= :now), SUM(state = 'leased' AND due > :now)
-FROM deliveries WHERE state != 'dead' GROUP BY subscription
+_DUE_COUNT = """
+SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE subscription = ? AND due <= ? LIMIT ?)
 """
 
 _REFUSE = """
@@ -387,21 +386,19 @@ class SqliteBus:
     def refuse_overflow(self) -> int:
         """Refuse now, on every subscription with a capacity, the due messages beyond what
         it has free, as Pub/Sub's pushes find the function full the moment they are due
-        (`pull` does the same, but only when a worker is free to pull). One read when
-        nothing overflows. Returns how many were refused."""
-        if not self._capacities:
-            return 0
-        now = self._clock()
-        rows = self._read(_OVERFLOW, {"now": now})
+        (`pull` does the same, but only when a worker is free to pull). One bounded index
+        probe per subscription when nothing is due. Returns how many were refused."""
         refused = 0
-        for name, due, in_flight in rows:
-            limit = self._capacities.get(name)
-            if limit is None or due <= max(0, limit - in_flight):
+        now = self._clock()
+        for name, limit in self._capacities.items():
+            (due,) = self._read(_DUE_COUNT, (name, now, limit + 1))[0]
+            if not due:
                 continue
             sub = self._subscription(name)
             with self._transaction() as conn:
                 free = self._free_capacity(conn, name, now) or 0
-                refused += self._refuse_beyond(conn, sub, self._retry(sub), now, offset=free)
+                if due > free:
+                    refused += self._refuse_beyond(conn, sub, self._retry(sub), now, free)
         return refused
 
     def capacity(self, subscription: str) -> int | None:
