@@ -19,7 +19,8 @@ def stage(name: str, instances: int = 1, concurrency: int = 1, attempts: int = 5
 def burst(batches: int, render: Stage, **kwargs: float) -> Scenario:
     """`batches` render batches of 250 all published at t=0 (dispatch costs nothing)."""
     options = {"esp_rate_per_s": 0.0, "dispatch_s_per_recipient": 0.0, "page_read_s": 0.0,
-               "send_batches_per_render_batch": 1.0, "page_size": 250 * batches, **kwargs}  # fmt: skip
+               "send_batches_per_render_batch": 1.0, "page_size": 250 * batches,
+               **kwargs}  # fmt: skip
     return Scenario(batches * 250, render, stage("send", 1000), **options)  # type: ignore[arg-type]
 
 
@@ -50,7 +51,8 @@ def test_new_instances_start_cold_up_to_the_maximum() -> None:
 
 
 def test_concurrent_requests_share_the_instances_vcpu() -> None:
-    """Four 1 s renders on one 1-vCPU instance of concurrency 4 take 4 s each, not 1."""
+    """Four 1 s renders on one 1-vCPU instance of concurrency 4: the last ends after 4 s of
+    CPU, not 1."""
     result = simulate(burst(4, stage("render", concurrency=4, cpu_s=1.0)))
     assert result.peak_instances_by_function["render"] == 1
     assert result.seconds_to_send == pytest.approx(4.0, abs=0.01)
