@@ -1,7 +1,10 @@
 """Counts the billable operations a run performs, so cost is priced from counts, not guesses.
 
 Adapters call `count("firestore.read", n)`; the benchmark prices the totals with the list
-prices in shared/pricing.py. Counting is cheap and thread-safe; `NULL_METER` counts nothing.
+prices in shared/pricing.py. With `detail` (a collection, a topic and direction, a table) the
+same operation is also tallied under `name@detail`, so the bench can say where a component's
+cost comes from; prices apply to the plain names only. Counting is cheap and thread-safe;
+`NULL_METER` counts nothing.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
+
+DETAIL = "@"  # between an operation's name and its detail: "firestore.write@send_ledger"
 
 
 @dataclass
@@ -23,12 +28,15 @@ class OperationMeter:
         self._lock = threading.Lock()
         self._tallies: dict[str, Tally] = defaultdict(Tally)
 
-    def count(self, name: str, n: int = 1, nbytes: int = 0, seconds: float = 0.0) -> None:
+    def count(
+        self, name: str, n: int = 1, nbytes: int = 0, seconds: float = 0.0, detail: str = ""
+    ) -> None:
         with self._lock:
-            tally = self._tallies[name]
-            tally.operations += n
-            tally.bytes += nbytes
-            tally.seconds += seconds
+            for key in (name, f"{name}{DETAIL}{detail}") if detail else (name,):
+                tally = self._tallies[key]
+                tally.operations += n
+                tally.bytes += nbytes
+                tally.seconds += seconds
 
     def snapshot(self) -> dict[str, Tally]:
         with self._lock:
@@ -40,7 +48,9 @@ class OperationMeter:
 
 
 class _NullMeter(OperationMeter):
-    def count(self, name: str, n: int = 1, nbytes: int = 0, seconds: float = 0.0) -> None:
+    def count(
+        self, name: str, n: int = 1, nbytes: int = 0, seconds: float = 0.0, detail: str = ""
+    ) -> None:
         return None
 
 

@@ -30,6 +30,15 @@ PRICES: dict[str, Price] = {
         0.01 / (200 * 1024**2), "byte", "BigQuery streaming inserts: $0.01 per 200 MB, 1 KB/row"
     ),
     "bigquery.query_byte": Price(6.25 / TIB, "byte scanned", "BigQuery on-demand: $6.25 per TiB"),
+    "bigquery.storage_write_byte": Price(
+        0.025 / GIB, "byte", "BigQuery Storage Write API: $0.025 per GiB, no per-row minimum"
+    ),
+    # Cloud Storage, Standard class, regional: what a claim-check of send batches would cost
+    # (README, "Cost per million emails"); adapters that touch buckets count them under
+    # storage.class_a (writes, lists) and storage.class_b (reads).
+    "storage.class_a": Price(0.005 / 1000, "operation", "Cloud Storage: $0.005 per 1,000 class A"),
+    "storage.class_b": Price(0.0004 / 1000, "operation", "Cloud Storage: $0.0004 / 1,000 class B"),
+    "storage.gib_month": Price(0.020, "GiB-month", "Cloud Storage Standard, regional: $0.020"),
 }
 
 PUBSUB_MIN_BYTES = 1000  # every publish and every push delivery is billed at least this

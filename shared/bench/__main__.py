@@ -19,12 +19,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from shared.bench import cost, render_bench, simulation
+from shared.bench import cost, cost_cases, render_bench, simulation
 
 GOALS = {
     "render_per_s": 5000, "render_vs_naive": 4.0, "smtp_per_s": 1000, "null_per_s": 3000,
-    "peak_rss_mb": 300, "usd_per_million": 1.00, "fault_rate_ratio": 0.5,
+    "peak_rss_mb": 300, "usd_per_million": 0.25, "fault_rate_ratio": 0.5,
 }  # fmt: skip
+# Issue 13's cost cases -> the campaign runs below that measure them.
+COST_RUNS = {"whole_list": "null_plain", "whole_list_ab": "null",
+             "segment_10pct": "null_segment", "segment_10pct_ab": "null_segment_ab"}  # fmt: skip
+COST_LABELS = {"whole_list": "whole", "whole_list_ab": "whole A/B", "segment_10pct": "10 %",
+               "segment_10pct_ab": "10 % A/B"}  # fmt: skip
 FAULT_AUDIENCE = 5_000  # the fault run and its fault-free twin: the same plain SMTP campaign
 
 
@@ -64,6 +69,8 @@ def main() -> None:
         figures["cost_without_ab_test"] = cost.per_million(
             runs["null_plain"]["operations"], runs["null_plain"]["delivered"]
         )
+        figures["cost_cases"] = {case: cost_cases.priced(runs[run])
+                                 for case, run in COST_RUNS.items()}  # fmt: skip
         # Per-stage costs for the fan-out simulation (shared/bench/simulation.py).
         figures["stage_costs"] = simulation.stage_costs(
             runs["null_plain"]["operations"], runs["null_plain"]["delivered"]
@@ -76,6 +83,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
     console.print(_table(figures))
+    if "cost_cases" in figures:
+        console.print(cost_table(figures["cost_cases"]))
     console.print(f"Figures written to {out}")
 
 
@@ -86,6 +95,8 @@ def _campaigns(console: Console, audience: int, small: int, large: int) -> dict[
         ("smtp", audience, "smtp", "ab"),
         ("null_small", small, "null", "ab"),
         ("null_plain", audience, "null", "plain"),
+        ("null_segment", audience, "null", "plain segment"),
+        ("null_segment_ab", audience, "null", "ab segment"),
         ("smtp_fault_free", FAULT_AUDIENCE, "smtp", "plain"),
         ("smtp_faults", FAULT_AUDIENCE, "smtp", "plain faults"),
     ]
@@ -126,7 +137,7 @@ def _peak_rss_runs(runs: list[dict[str, Any]]) -> dict[int, list[float]]:
     """Audience -> peak RSS of the largest process of each A/B run with the null provider."""
     peaks: dict[int, list[float]] = {}
     for run in runs:
-        if run.get("provider") == "null" and run.get("ab_test"):
+        if run.get("provider") == "null" and run.get("ab_test") and not run.get("segment"):
             peaks.setdefault(run["audience"], []).append(max(run["peak_rss_mb"].values()))
     return dict(sorted(peaks.items()))
 
@@ -161,6 +172,7 @@ def _table(figures: dict[str, Any]) -> Table:
         goal = GOALS["smtp_per_s"] if run["provider"] == "smtp" else GOALS["null_per_s"]
         rss = max(run["peak_rss_mb"].values())
         kind = "A/B" if run["ab_test"] else "plain"
+        kind += " 10 % segment of a" if run.get("segment") else ""
         table.add_row(f"{kind} campaign {run['audience']:,} via {run['provider']}: emails/s",
                       f"{run['emails_per_s']:,}",
                       f">= {goal:,}" if name in ("null", "smtp") else "")  # fmt: skip
@@ -204,6 +216,23 @@ def _table(figures: dict[str, Any]) -> Table:
                       f"<= {GOALS['usd_per_million']:.2f}")  # fmt: skip
         table.add_row("  the same without an A/B test (USD)",
                       f"{figures['cost_without_ab_test']['usd_per_million']:.3f}", "")  # fmt: skip
+    return table
+
+
+def cost_table(cases: dict[str, Any]) -> Table:
+    """USD per million emails by component (rows) for each of issue 13's cases (columns)."""
+    table = Table(title="Cost per million emails (USD), counted operations x list prices")
+    table.add_column("component", no_wrap=True)
+    for name in cases:
+        table.add_column(COST_LABELS.get(name, name), justify="right")
+    table.add_row("emails of list", *(f"{c['emails']:,} of {c['list_size']:,}"
+                                      for c in cases.values()))  # fmt: skip
+    components = next(iter(cases.values()))["components_usd_per_million"]
+    for component in components:
+        table.add_row(component, *(f"{c['components_usd_per_million'][component]:.4f}"
+                                   for c in cases.values()))  # fmt: skip
+    table.add_row("total", *(f"{c['usd_per_million']:.3f}" for c in cases.values()))
+    table.add_row("goal", *(f"<= {GOALS['usd_per_million']:.2f}" for _ in cases))
     return table
 
 

@@ -43,6 +43,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# The cost cases' segment (issue 13): one subscriber in ten, by an attribute the seed sets.
+SEGMENT_10PCT = {"attribute": "decile", "op": "==", "value": 0}
+
+
+def segment_size(audience: int) -> int:
+    """How many of `seed`'s subscribers SEGMENT_10PCT selects."""
+    return -(-audience // 10)
+
+
 def seed(container: Container, audience: int) -> None:
     cities = ("Berlin", "Lisbon", "Oslo", "Austin")
     for i in range(audience):
@@ -55,7 +64,7 @@ def seed(container: Container, audience: int) -> None:
                 first_name=f"Reader{i}",
                 created_at=1.7e9,
                 confirmed_at=1.7e9,
-                attributes={"city": cities[i % 4], "plan": "pro"},
+                attributes={"city": cities[i % 4], "plan": "pro", "decile": i % 10},
             )
         )
 
@@ -139,9 +148,11 @@ def run(
     workers: int = 2,
     timeout_s: float = 900,
     faults: bool = False,
+    segment: bool = False,
 ) -> dict[str, Any]:
-    """One campaign; with `faults` (SMTP only) into the faulty sink: 451 to 20 % of RCPTs,
-    421 to 2 % of connections (bench/faulty_sink.py)."""
+    """One campaign to a list of `audience` subscribers; with `segment` to SEGMENT_10PCT of
+    them only; with `faults` (SMTP only) into the faulty sink: 451 to 20 % of RCPTs, 421 to
+    2 % of connections (bench/faulty_sink.py)."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"mailpipe-bench-{esp}-"))
     # Send workers overlap a provider's round trips; the null provider has none, so a second
     # send thread per process would only take the GIL from rendering and dispatch.
@@ -158,13 +169,16 @@ def run(
     container.meter.reset()  # count the campaign, not the seeding
     runner = LocalRunner(container, with_smtp_sink=False).start()
     try:
-        spec = {"id": "bench", "name": "Benchmark", "template": "newsletter"}
-        campaign = container.campaign_service.create({**spec, "ab": AB_SPEC} if ab else spec)
+        spec: dict[str, Any] = {"id": "bench", "name": "Benchmark", "template": "newsletter"}
+        spec |= {"ab": AB_SPEC} if ab else {}
+        spec |= {"segment": SEGMENT_10PCT} if segment else {}
+        campaign = container.campaign_service.create(spec)
         started = time.perf_counter()
         container.campaign_service.send_now(campaign.id)
         # Progress is watched through a container of its own, so it is not counted.
         watcher = Container(settings)
-        done = _wait(watcher, campaign.id, audience, timeout_s)
+        recipients = segment_size(audience) if segment else audience
+        done = _wait(watcher, campaign.id, recipients, timeout_s)
         elapsed = time.perf_counter() - started
         _wait_idle(watcher, timeout_s)  # the analytics still queued: counted and warehoused
     finally:
@@ -173,14 +187,16 @@ def run(
             sink.stop()
     peak_rss = _peak_rss_mb()  # the pipeline's, before the checks below read every result
     sent_ids = sink.message_ids() if sink else None
-    result = {
+    result: dict[str, Any] = {
         "audience": audience,
+        "recipients": recipients,
+        "segment": SEGMENT_10PCT if segment else None,
         "provider": esp,
         "ab_test": ab,
         "worker_processes": workers,
         "seconds": round(elapsed, 2),
         "emails_per_s": round(done / elapsed),
-        **_exactness(container, audience, sent_ids),
+        **_exactness(container, recipients, sent_ids),
         "peak_rss_mb": peak_rss,
         "operations": _operations(container.meter, data_dir),
     }
@@ -275,12 +291,13 @@ def _operations(meter: OperationMeter, data_dir: Path) -> dict[str, dict[str, fl
 
 def main() -> None:
     """One run in a fresh process (so peak memory is this run's), as JSON on stdout:
-    python -m shared.bench.campaign_bench AUDIENCE ESP [plain]."""
+    python -m shared.bench.campaign_bench AUDIENCE ESP [plain] [segment] [faults]."""
     if sys.argv[1] == "sink":
         print(json.dumps({"smtp_sink_alone_per_s": sink_capacity()}))
         return
-    audience, esp = int(sys.argv[1]), sys.argv[2]
-    result = run(audience, esp, ab="plain" not in sys.argv[3:], faults="faults" in sys.argv[3:])
+    audience, esp, flags = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    result = run(audience, esp, ab="plain" not in flags, faults="faults" in flags,
+                 segment="segment" in flags)  # fmt: skip
     print(json.dumps(result))
 
 

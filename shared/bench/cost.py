@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared import topology
+from shared.metering import DETAIL
 from shared.pricing import PRICES, PRICES_AS_OF
 
 GIB = 1024**3
@@ -46,6 +47,9 @@ def per_million(operations: dict[str, dict[str, float]], emails: int) -> dict[st
         "firestore_deletes": _price("firestore.delete", ops("firestore.delete")),
         "pubsub": _price("pubsub.byte", ops("pubsub.billable_bytes", "bytes")),
         "bigquery_streaming": _price("bigquery.streaming_byte", ops("bigquery.rows", "bytes")),
+        "bigquery_queries": _price("bigquery.query_byte", ops("bigquery.query", "bytes")),
+        "storage_operations": _price("storage.class_a", ops("storage.class_a"))
+        + _price("storage.class_b", ops("storage.class_b")),
         **_functions(operations),
     }
     scale = 1_000_000 / emails
@@ -63,3 +67,32 @@ def per_million(operations: dict[str, dict[str, float]], emails: int) -> dict[st
         "prices_as_of": PRICES_AS_OF,
         "excludes": "the email provider's own fees",
     }
+
+
+# Metered operation -> (price, the tally field it is priced by), for the breakdown by detail.
+_PRICED_BY = {
+    "firestore.read": ("firestore.read", "operations"),
+    "firestore.write": ("firestore.write", "operations"),
+    "firestore.delete": ("firestore.delete", "operations"),
+    "pubsub.billable_bytes": ("pubsub.byte", "bytes"),
+    "bigquery.rows": ("bigquery.streaming_byte", "bytes"),
+}
+
+
+def breakdown(operations: dict[str, dict[str, float]], emails: int) -> dict[str, dict[str, Any]]:
+    """Where each priced component comes from: per Firestore collection, per Pub/Sub topic and
+    direction (publish / push), per warehouse table, the dollars per million emails and the
+    operations and bytes per email behind them."""
+    scale = 1_000_000 / emails
+    found: dict[str, dict[str, Any]] = {}
+    for key, tally in sorted(operations.items()):
+        name, _, detail = key.partition(DETAIL)
+        if not detail or name not in _PRICED_BY:
+            continue
+        price, field = _PRICED_BY[name]
+        found.setdefault(name, {})[detail] = {
+            "usd_per_million": round(_price(price, tally[field]) * scale, 4),
+            "per_email": round(tally["operations"] / emails, 4),
+            "bytes_per_email": round(tally["bytes"] / emails) if tally["bytes"] else 0,
+        }
+    return found

@@ -20,6 +20,7 @@ from typing import Any
 
 from shared import bootstrap
 from shared.bench import simulation
+from shared.bench.cost_cases import cost_figures
 from shared.bootstrap import Container
 from shared.metering import OperationMeter
 from shared.settings import Settings
@@ -85,6 +86,7 @@ def main() -> None:
         file = Path(tmp) / "members_export.csv"
         invalid = sample_file(file, args.rows)
         figures = {"import": {**run_import(Path(tmp) / "var", file), "invalid_rows": invalid}}
+    figures["cost"] = cost_figures()  # issue 13's four cost cases (shared/bench/cost_cases.py)
     figures["simulation"] = simulation.simulation_figures()  # 10 M recipients in GCP, modelled
     figures["goals"] = GOALS
     args.out.parent.mkdir(parents=True, exist_ok=True)

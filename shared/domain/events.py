@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.domain.errors import InvalidInput
+from shared.domain.messages import plain_json
 
 # Subscriber lifecycle
 SIGNUP = "signup"
@@ -118,7 +119,7 @@ def encode_events(events: list[AnalyticsEvent]) -> bytes:
 def decode_events(data: bytes) -> list[AnalyticsEvent]:
     """Events from a Pub/Sub message; InvalidInput when it is not a list of event rows."""
     try:
-        rows = json.loads(data)
+        rows = json.loads(plain_json(data, "analytics events"))
         rows = rows if isinstance(rows, list) else [rows]
         return [AnalyticsEvent.from_row(r) for r in rows]
     except (ValueError, TypeError, AttributeError) as exc:

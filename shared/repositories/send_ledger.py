@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.domain.errors import AlreadyProcessed, TransientError
+from shared.domain.errors import AlreadyExists, AlreadyProcessed, TransientError
 from shared.ports import DocumentStore, Filter
 
 COLLECTION = "send_ledger"
@@ -66,7 +66,13 @@ class SendLedger:
 
     def claim(self, batch_id: str, campaign_id: str | None, owner: str, now: float) -> LedgerEntry:
         """Take the batch's lease. AlreadyProcessed when it is done; TransientError while
-        another delivery holds a live lease (it will finish, or its lease will lapse)."""
+        another delivery holds a live lease (it will finish, or its lease will lapse).
+
+        The first delivery creates the document (one write, no read); only a redelivery, which
+        finds it there, pays for a transaction's read."""
+        first = self._claim_new(batch_id, campaign_id, owner, now)
+        if first is not None:
+            return first
         taken_over = False
 
         def apply(doc: dict[str, Any] | None) -> dict[str, Any]:
@@ -91,6 +97,25 @@ class SendLedger:
             batch_id, campaign_id, doc["state"], doc["attempts"], doc["outcomes"],
             doc.get("reasons", {}), owner, taken_over,
         )  # fmt: skip
+
+    def _claim_new(
+        self, batch_id: str, campaign_id: str | None, owner: str, now: float
+    ) -> LedgerEntry | None:
+        """The entry of a batch no delivery has claimed yet; None when its document exists."""
+        doc: dict[str, Any] = {
+            "campaign_id": campaign_id,
+            "state": OPEN,
+            "attempts": 1,
+            "outcomes": {},
+            "lease_owner": owner,
+            "lease_until": now + self._lease_s,
+            "updated_at": now,
+        }
+        try:
+            self._store.create(COLLECTION, batch_id, doc)
+        except AlreadyExists:
+            return None
+        return LedgerEntry(batch_id, campaign_id, OPEN, 1, {}, {}, owner)
 
     def checkpoint(
         self,

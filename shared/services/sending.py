@@ -22,6 +22,11 @@ ledger write (done, or the lease given back), rather than one per chunk: a fifth
 messages and warehouse loads. A delivery that never got to its last write (a crash, a lapsed
 lease) leaves the lease set, so the delivery that takes the batch over reports again what the
 ledger says was decided before it; event ids are deterministic, so a repeat is deduplicated.
+
+The chunk that leaves no recipient of the batch without a final outcome is checkpointed as
+done in the same write (one ledger write per batch fewer: ~$0.01-0.03 per million emails), so
+the analytics go out just before that write, its own events with them. A crash between the two
+resends that chunk, which is unrecorded, with the same Message-IDs, hence the same event ids.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from shared.domain.errors import AlreadyProcessed, MailpipeError, Throttled, Tra
 from shared.domain.events import AnalyticsEvent, mailbox_provider, stable_id, utc_iso
 from shared.domain.messages import TRANSACTIONAL, SendBatch
 from shared.ports import Mailer, OutgoingEmail, SendResult
-from shared.repositories.send_ledger import DONE, LedgerEntry, SendLedger
+from shared.repositories.send_ledger import DONE, FINAL_OUTCOMES, LedgerEntry, SendLedger
 from shared.repositories.suppressions import Suppressions
 from shared.services.publishing import Outbox
 
@@ -110,6 +115,8 @@ class SendService:
         except Exception:  # Throttled, LeaseLost, and any other failure: report what was sent
             self._give_up(entry, events)
             raise
+        if entry.state == DONE:  # the last chunk's checkpoint finished it (module docstring)
+            return counts
         self._outbox.analytics(events)
         try:
             self._finish(batch, entry)
@@ -266,8 +273,22 @@ class SendService:
                                            at))  # fmt: skip
             else:
                 deferred[email.subscriber_id] = result
+        if self._completes(batch, entry, outcomes):
+            self._outbox.analytics([*events, *decided])  # before the batch's last write
+            events.clear()
+            self._ledger.checkpoint(entry, outcomes, self._clock(), state=DONE, reasons=reasons)
+            return
         self._ledger.checkpoint(entry, outcomes, self._clock(), reasons=reasons)
         events += decided  # only once recorded: whoever resends an unrecorded chunk reports it
+
+    @staticmethod
+    def _completes(batch: SendBatch, entry: LedgerEntry, outcomes: dict[str, str]) -> bool:
+        """Whether, with `outcomes`, every recipient of the batch has a final outcome."""
+        final = FINAL_OUTCOMES
+        return all(
+            outcomes.get(e.subscriber_id, entry.outcomes.get(e.subscriber_id, "")) in final
+            for e in batch.emails
+        ) and all(entry.is_final(s) for s in batch.failed)
 
     def _results(self, chunk: Sequence[OutgoingEmail], sent_before: bool) -> list[SendResult]:
         """The mailer's results. When it breaks on a chunk with something other than our own

@@ -242,7 +242,9 @@ def test_operations_are_metered_alike(documents: DocumentStore, meter: Operation
     documents.delete("things", "b")
     counts: dict[str, Any] = {k: v.operations for k, v in meter.snapshot().items()}
     assert counts == {"firestore.write": 3, "firestore.read": 1 + 3 + 1 + 1 + 1,
-                      "firestore.delete": 1}  # fmt: skip
+                      "firestore.delete": 1, "firestore.write@things": 3,
+                      "firestore.read@things": 1 + 3 + 1 + 1, "firestore.read@nothing-here": 1,
+                      "firestore.delete@things": 1}  # fmt: skip
 
 
 def test_write_batch_creates_and_replaces_in_one_commit(

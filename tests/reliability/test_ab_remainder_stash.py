@@ -18,6 +18,7 @@ from shared import topology
 from shared.bootstrap import Container
 from shared.domain.ab_test import AbTest
 from shared.domain.errors import TransientError
+from shared.domain.messages import RenderRequest
 from shared.ports import OutboundMessage, Publisher
 from shared.repositories import remainder_stash
 from shared.services.publishing import Outbox
@@ -44,7 +45,7 @@ class LostConfirmation:
         ids = self.real.publish(topic, messages)
         if topic != topology.RENDER_REQUESTS:
             return ids
-        batches = [json.loads(m.data)["batch_id"] for m in messages]
+        batches = [RenderRequest.decode(m.data).batch_id for m in messages]
         self.batch_ids.update(batches)
         if not self.tripped and any(b.startswith(self.prefix) for b in batches):
             self.tripped = True
@@ -233,7 +234,7 @@ class CancelsMidPage:
     def publish(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
         ids = self.real.publish(topic, messages)
         if topic == topology.RENDER_REQUESTS:
-            campaign_id = json.loads(messages[0].data)["campaign_id"]
+            campaign_id = RenderRequest.decode(messages[0].data).campaign_id
             now = self.container.clock()
             self.container.campaigns.change(campaign_id, lambda c: c.cancel(now))
         return ids

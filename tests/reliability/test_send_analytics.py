@@ -14,7 +14,8 @@ from shared import topology
 from shared.bootstrap import Container
 from shared.domain.errors import TransientError
 from shared.domain.events import SEND, decode_events
-from shared.ports import OutgoingEmail, SendResult
+from shared.ports import OutboundMessage, OutgoingEmail, Publisher, SendResult
+from shared.services.publishing import Outbox
 from shared.services.sending import SendService
 from shared.settings import Settings
 
@@ -120,3 +121,60 @@ def test_an_unexpected_failure_still_reports_what_was_sent(local_settings: Setti
     (message,) = analytics_messages(container)
     assert sorted(message) == sorted((SEND, e.message_id) for e in mailer.sent)
     assert len(mailer.sent) == 50
+
+
+def test_a_batch_costs_a_ledger_write_per_chunk_and_one_to_claim_it(local: Container) -> None:
+    batch = rendered_batch(local, 120, "analytics:all:000001")
+    local.meter.reset()
+
+    assert local.send.handle(batch) == {"sent": 120}
+
+    # claim + one checkpoint per chunk of 50 (the third one marks the batch done); the first
+    # claim creates the document without reading it, each checkpoint reads it (the lease)
+    tallies = local.meter.snapshot()
+    assert tallies["firestore.write@send_ledger"].operations == 4
+    assert tallies["firestore.read@send_ledger"].operations == 3
+    entry = local.ledger.get(batch.batch_id)
+    assert entry is not None and entry.state == "done"
+    assert all(entry.is_final(e.subscriber_id) for e in batch.emails)
+    (message,) = analytics_messages(local)
+    assert sorted(message) == sorted((SEND, e.message_id) for e in batch.emails)
+
+
+class Killed(BaseException):
+    """The process dies (kill -9): nothing after it runs, no handler catches it."""
+
+
+class DiesAfterReporting:
+    """Publishes, then kills the process right after the first analytics message."""
+
+    def __init__(self, real: Publisher) -> None:
+        self.real = real
+
+    def publish(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
+        ids = self.real.publish(topic, messages)
+        if topic == topology.ANALYTICS_EVENTS:
+            raise Killed()
+        return ids
+
+
+def test_a_crash_between_the_report_and_the_last_write_resends_only_the_last_chunk(
+    local: Container, mailer: RecordingMailer, clock: FakeClock
+) -> None:
+    batch = rendered_batch(local, 120, "analytics:all:000001")
+    dying = SendService(local.ledger, local.suppressions, mailer,
+                        Outbox(DiesAfterReporting(local.bus)), local.clock)  # fmt: skip
+    with pytest.raises(Killed):
+        dying.handle(batch)
+    assert local.ledger.get(batch.batch_id).state == "open"  # the done write never happened
+    clock.now += local.settings.send_lease_s + 1  # its lease lapses
+
+    assert local.send.handle(batch) == {"sent": 20}  # the last chunk, unrecorded, again
+
+    sent = Counter(e.message_id for e in mailer.sent)
+    assert set(sent) == {e.message_id for e in batch.emails}
+    assert sorted(sent.values()) == [1] * 100 + [2] * 20  # same Message-IDs
+    entry = local.ledger.get(batch.batch_id)
+    assert entry.state == "done" and all(entry.is_final(e.subscriber_id) for e in batch.emails)
+    reported = [pair for message in analytics_messages(local) for pair in message]
+    assert set(reported) == {(SEND, e.message_id) for e in batch.emails}  # repeats: same ids

@@ -98,7 +98,8 @@ class BigQueryWarehouse:
             )
         if errors:
             raise row_errors(errors, rows)
-        self._meter.count("bigquery.rows", len(rows), nbytes=sum(size for _, size in chunk))
+        billable = sum(size for _, size in chunk)
+        self._meter.count("bigquery.rows", len(rows), nbytes=billable, detail=RAW_TABLE)
 
     # -- reads ---------------------------------------------------------------------------
 

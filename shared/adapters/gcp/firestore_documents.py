@@ -16,6 +16,7 @@ last id back still visits every match once: the cursor is built from that docume
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -70,14 +71,14 @@ class FirestoreDocuments:
 
     def get(self, collection: str, doc_id: str) -> Document | None:
         ref = self._ref(collection, doc_id)
-        self._meter.count("firestore.read")
+        self._meter.count("firestore.read", detail=collection)
         with translated(f"get {collection}/{doc_id}"):
             snapshot = ref.get()
         return snapshot.to_dict() if snapshot.exists else None
 
     def get_many(self, collection: str, doc_ids: Sequence[str]) -> dict[str, Document]:
         refs = [self._ref(collection, doc_id) for doc_id in dict.fromkeys(doc_ids)]
-        self._meter.count("firestore.read", len(refs))
+        self._meter.count("firestore.read", len(refs), detail=collection)
         found: dict[str, Document] = {}
         for start in range(0, len(refs), _GET_ALL_CHUNK):
             with translated(f"get_all {collection}"):
@@ -87,13 +88,13 @@ class FirestoreDocuments:
 
     def create(self, collection: str, doc_id: str, data: Document) -> None:
         ref = self._ref(collection, doc_id)
-        self._meter.count("firestore.write")
+        self._meter.count("firestore.write", detail=collection)
         with translated(f"create {collection}/{doc_id}"):
             ref.create(data)
 
     def put(self, collection: str, doc_id: str, data: Document) -> None:
         ref = self._ref(collection, doc_id)
-        self._meter.count("firestore.write")
+        self._meter.count("firestore.write", detail=collection)
         with translated(f"put {collection}/{doc_id}"):
             ref.set(data)
 
@@ -106,7 +107,7 @@ class FirestoreDocuments:
         @firestore.transactional
         def read_modify_write(transaction: firestore.Transaction) -> Document | None:
             wrote.clear()
-            self._meter.count("firestore.read")
+            self._meter.count("firestore.read", detail=collection)
             snapshot = ref.get(transaction=transaction)
             current = snapshot.to_dict() if snapshot.exists else None
             new = mutate(current)
@@ -125,12 +126,12 @@ class FirestoreDocuments:
                 raise TransientError(f"update {collection}/{doc_id}: contention: {exc}") from exc
             raise
         if wrote:
-            self._meter.count("firestore.write")
+            self._meter.count("firestore.write", detail=collection)
         return stored
 
     def delete(self, collection: str, doc_id: str) -> None:
         ref = self._ref(collection, doc_id)
-        self._meter.count("firestore.delete")
+        self._meter.count("firestore.delete", detail=collection)
         with translated(f"delete {collection}/{doc_id}"):
             ref.delete()
 
@@ -148,7 +149,8 @@ class FirestoreDocuments:
                 batch.set(ref, w.data)
         with translated(f"batch of {len(writes)} writes"):
             batch.commit()
-        self._meter.count("firestore.write", len(writes))
+        for collection, n in Counter(w.collection for w in writes).items():
+            self._meter.count("firestore.write", n, detail=collection)
 
     def query(
         self,
@@ -168,7 +170,7 @@ class FirestoreDocuments:
         with translated(f"query {collection}"):
             snapshots = list(query.limit(limit).stream())
         # Firestore bills a query at least one read even when it returns nothing.
-        self._meter.count("firestore.read", max(1, len(snapshots)))
+        self._meter.count("firestore.read", max(1, len(snapshots)), detail=collection)
         return [(s.id, s.to_dict() or {}) for s in snapshots]
 
     def _filtered(self, collection: str, filters: Sequence[Filter]) -> BaseQuery:

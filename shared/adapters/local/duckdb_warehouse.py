@@ -91,7 +91,7 @@ class DuckDbWarehouse:
         rows = [_ROW_ENCODER.encode(_normalized(e)) for e in events]
         # BigQuery streaming bills each row's size with a 1 KB minimum.
         billable = sum(max(BIGQUERY_MIN_ROW_BYTES, len(r)) for r in rows)
-        self._meter.count("bigquery.rows", len(events), nbytes=billable)
+        self._meter.count("bigquery.rows", len(events), nbytes=billable, detail="events_raw")
         staged = self._parts / f".{name}.{os.getpid()}.{threading.get_ident()}.landing"
         staged.write_text("\n".join(rows) + "\n")
         os.replace(staged, self._parts / f"{name}{LANDING_SUFFIX}")

@@ -323,7 +323,8 @@ class SqliteBus:
             conn.executemany(_INSERT, _rows(targets, ids, messages, stamp, now))
         for message in messages:
             self._meter.count("pubsub.publish", 1, len(message.data))
-            self._meter.count("pubsub.billable_bytes", 1, billable_bytes(message.data))
+            self._meter.count("pubsub.billable_bytes", 1, billable_bytes(message.data),
+                              detail=f"publish:{topic}")  # fmt: skip
         return ids
 
     # -- consuming -----------------------------------------------------------------------
@@ -380,7 +381,8 @@ class SqliteBus:
         ]
         for d in deliveries:
             self._meter.count("pubsub.delivery", 1, len(d.data))
-            self._meter.count("pubsub.billable_bytes", 1, billable_bytes(d.data))
+            self._meter.count("pubsub.billable_bytes", 1, billable_bytes(d.data),
+                              detail=f"push:{subscription}")  # fmt: skip
         return deliveries
 
     def refuse_overflow(self) -> int:

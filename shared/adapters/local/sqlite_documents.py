@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ class SqliteDocuments:
             raise TransientError(f"document store busy: {exc}") from exc
 
     def get(self, collection: str, doc_id: str) -> Document | None:
-        self._meter.count("firestore.read")
+        self._meter.count("firestore.read", detail=collection)
         row = self._execute(
             "SELECT data FROM documents WHERE collection=? AND id=?", (collection, doc_id)
         ).fetchone()
@@ -97,7 +98,7 @@ class SqliteDocuments:
     def get_many(self, collection: str, doc_ids: Sequence[str]) -> dict[str, Document]:
         found: dict[str, Document] = {}
         ids = list(dict.fromkeys(doc_ids))
-        self._meter.count("firestore.read", len(ids))
+        self._meter.count("firestore.read", len(ids), detail=collection)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" for _ in chunk)
@@ -113,7 +114,7 @@ class SqliteDocuments:
             return self._execute(sql, params)
 
     def create(self, collection: str, doc_id: str, data: Document) -> None:
-        self._meter.count("firestore.write")
+        self._meter.count("firestore.write", detail=collection)
         try:
             self._write(
                 "INSERT INTO documents (collection, id, data) VALUES (?, ?, ?)",
@@ -123,7 +124,7 @@ class SqliteDocuments:
             raise AlreadyExists(f"{collection}/{doc_id} exists") from exc
 
     def put(self, collection: str, doc_id: str, data: Document) -> None:
-        self._meter.count("firestore.write")
+        self._meter.count("firestore.write", detail=collection)
         self._write(
             "INSERT OR REPLACE INTO documents (collection, id, data) VALUES (?, ?, ?)",
             (collection, doc_id, json.dumps(data)),
@@ -145,10 +146,10 @@ class SqliteDocuments:
                 "SELECT data FROM documents WHERE collection=? AND id=?", (collection, doc_id)
             ).fetchone()
             current = json.loads(row[0]) if row else None
-            self._meter.count("firestore.read")
+            self._meter.count("firestore.read", detail=collection)
             new = mutate(current)
             if new is not None:
-                self._meter.count("firestore.write")
+                self._meter.count("firestore.write", detail=collection)
                 conn.execute(
                     "INSERT OR REPLACE INTO documents (collection, id, data) VALUES (?, ?, ?)",
                     (collection, doc_id, json.dumps(new)),
@@ -160,7 +161,7 @@ class SqliteDocuments:
         return new if new is not None else current
 
     def delete(self, collection: str, doc_id: str) -> None:
-        self._meter.count("firestore.delete")
+        self._meter.count("firestore.delete", detail=collection)
         self._write("DELETE FROM documents WHERE collection=? AND id=?", (collection, doc_id))
 
     def write_batch(self, writes: Sequence[BatchWrite]) -> None:
@@ -185,7 +186,8 @@ class SqliteDocuments:
                 if isinstance(exc, sqlite3.IntegrityError):
                     raise AlreadyExists(f"a document of the batch exists: {exc}") from exc
                 raise
-        self._meter.count("firestore.write", len(writes))
+        for collection, n in Counter(w.collection for w in writes).items():
+            self._meter.count("firestore.write", n, detail=collection)
 
     def query(
         self,
@@ -204,5 +206,5 @@ class SqliteDocuments:
             (collection, *params, limit),
         ).fetchall()
         # Firestore bills a query at least one read even when it returns nothing.
-        self._meter.count("firestore.read", max(1, len(rows)))
+        self._meter.count("firestore.read", max(1, len(rows)), detail=collection)
         return [(row[0], json.loads(row[1])) for row in rows]
