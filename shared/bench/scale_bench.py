@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import bootstrap
+from shared.bench import simulation
 from shared.bench.cost_cases import cost_figures
 from shared.bootstrap import Container
 from shared.metering import OperationMeter
@@ -167,6 +168,7 @@ def main() -> None:
         if args.recipients:  # 0: the import alone
             figures["campaign"] = campaign_figures(tmp, args.recipients, imported["created"])
     figures["cost"] = cost_figures()  # issue 13's four cost cases (shared/bench/cost_cases.py)
+    figures["simulation"] = simulation.simulation_figures()  # 10 M recipients in GCP, modelled
     figures["goals"] = GOALS
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")

@@ -71,6 +71,7 @@ from shared.services.audience import (
 )
 from shared.services.daily_allowance import DailyAllowance, Taken
 from shared.services.engagement import EngagementQueries
+from shared.services.pacing import Pacer
 from shared.services.publishing import Outbox
 
 log = logging.getLogger(__name__)
@@ -149,8 +150,10 @@ class PhaseDispatcher:
         lease_s: float = 300.0,
         batch_size: int = BATCH_SIZE,
         allowance: DailyAllowance | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._campaigns = campaigns
+        self._pacer = pacer or Pacer()  # publish no faster than the provider sends (pacing.py)
         self._allowance = allowance if allowance is not None and allowance.enabled else None
         self._pages = pages
         self._stash = stash
@@ -212,6 +215,7 @@ class PhaseDispatcher:
         route = self._route(campaign, phase)
         rows: list[Any] | None = None
         published = 0
+        pace = self._pacer.start()
         while True:
             progress = campaign.progress_of(phase)
             if progress.planned_end is None:
@@ -230,6 +234,7 @@ class PhaseDispatcher:
             campaign = self._page_done(campaign.id, phase, owner, outcome, next_end, taken.day)
             route.done(rows)
             published += 1
+            pace.after(outcome.recipients)
             if not self._goes_on(campaign, phase, owner, following, taken.rows, published):
                 return published
             rows = taken.rows
