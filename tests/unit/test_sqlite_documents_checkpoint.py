@@ -43,7 +43,8 @@ def _write_many(path: Path, k: int) -> None:
 def test_the_log_starts_over_while_two_processes_keep_writing(tmp_path):
     """Each checkpoints while the other appends, so neither copies the whole log."""
     path = tmp_path / "documents.sqlite3"
-    SqliteDocuments(path)
+    keeper = SqliteDocuments(path)
+    keeper.get("c", "-")  # a connection open throughout: the log file is kept when they close
     context = multiprocessing.get_context("spawn")
     writers = [context.Process(target=_write_many, args=(path, k)) for k in range(2)]
     for writer in writers:
