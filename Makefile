@@ -10,7 +10,7 @@ help:
 	@echo "make run        start the whole pipeline locally (http://127.0.0.1:$${PORT:-8080})"
 	@echo "make test       lint, type-check and run every test"
 	@echo "make bench      render / campaign / cost benchmarks -> $${BENCH_OUT:-var/bench.json}"
-	@echo "make bench-scale  1 M-row import (issue 13) -> $${BENCH_OUT:-var/bench-scale.json}"
+	@echo "make bench-scale  1 M-row import and 1 M-recipient campaign (issue 13), up to 30 min -> $${BENCH_OUT:-var/bench-scale.json}"
 	@echo "make bench-http the runner's memory under a burst of oversized requests"
 	@echo "make package    one reproducible zip per Cloud Function in dist/"
 	@echo "make demo       fill the local data directory with demo data for the dashboard"

@@ -82,7 +82,7 @@ class Container:
     @cached_property
     def bus(self) -> Any:
         """The local durable bus (local mode only): publisher, worker source and dead letters."""
-        from shared.adapters.local.sqlite_bus import SqliteBus
+        from shared.adapters.local.sqlite_bus import SqliteBus, scaled_capacities
 
         s = self.settings
         override = None
@@ -94,7 +94,12 @@ class Container:
                 default.maximum_backoff_s if maximum is None else maximum,
                 s.bus_max_attempts or 0,  # 0: each subscription keeps its own
             )
-        return SqliteBus(s.data_dir / "bus.sqlite3", retry_override=override, meter=self.meter)
+        return SqliteBus(
+            s.data_dir / "bus.sqlite3",
+            retry_override=override,
+            meter=self.meter,
+            capacities=scaled_capacities(s.bus_capacity_scale),
+        )
 
     @cached_property
     def dead_letters(self) -> DeadLetters:
@@ -407,7 +412,8 @@ class Container:
                                pages_per_run=s.campaign_pages_per_run, lease_s=s.campaign_lease_s,
                                batch_size=s.campaign_batch_size,
                                allowance=self.daily_allowance,
-                               snapshots=self.audience_snapshots)  # fmt: skip
+                               snapshots=self.audience_snapshots,
+                               pacer=self.pacer)  # fmt: skip
 
     @cached_property
     def audience_snapshots(self) -> Any:
@@ -432,6 +438,13 @@ class Container:
         return AudienceSnapshotService(self.pipeline_warehouse, store, self.sql_dialect,
                                        self.clock, self.settings.campaign_page_size,
                                        has_subscribers)  # fmt: skip
+
+    @cached_property
+    def pacer(self) -> Any:
+        """Dispatch's pace: MAILPIPE_CAMPAIGN_SEND_RATE_PER_S recipients/s (0: unpaced)."""
+        from shared.services.pacing import Pacer
+
+        return Pacer(self.settings.campaign_send_rate_per_s)
 
     @cached_property
     def daily_allowance(self) -> Any:
@@ -543,7 +556,8 @@ class Container:
         from shared.services.imports import ImportService
 
         return ImportService(Imports(self.documents), self.import_blobs, self.subscriber_import,
-                             self.outbox, self.clock, self.settings.import_chunk_rows)  # fmt: skip
+                             self.outbox, self.clock, self.settings.import_chunk_rows,
+                             self.settings.import_parallel_chunks)  # fmt: skip
 
     # --- behavioural triggers (issue 7) -------------------------------------------------
     @cached_property

@@ -24,6 +24,9 @@ SINK_HOST = "127.0.0.1"  # where the local runner's SMTP sink listens
 # apply never waits for values: it means "no value yet", and the setting keeps its default.
 UNSET_SECRET = "unset: add a version to this secret"
 log = logging.getLogger("mailpipe.settings")
+# A paced dispatch invocation's longest run: well within the function's 540 s timeout and the
+# 300 s campaign lease (renewed at every page).
+PACED_RUN_MAX_S = 400
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,10 @@ class Settings:
     bus_max_backoff_s: float | None = None
     bus_max_attempts: int | None = None
     bus_poll_interval_s: float = 0.05
+    # Each function's capacity on the local bus: the topology's instances x concurrency times
+    # this factor (1: production's; 0: no limit). A due delivery beyond it is refused as Cloud
+    # Run's 429 is: a failed attempt, backed off, dead-lettered at the last (sqlite_bus.py).
+    bus_capacity_scale: float = 1.0
     # Signup abuse limits.
     signup_ip_limit_per_hour: int = 20
     signup_address_limit_per_hour: int = 3
@@ -138,6 +145,9 @@ class Settings:
     audience_recheck_ttl_s: float = 30.0
     campaign_batch_size: int = 250  # recipients per render batch (one rendered Pub/Sub message)
     campaign_pages_per_run: int = 50  # pages one dispatch invocation handles before handing over
+    # Dispatch publishes at most this many recipients per second (0: unpaced), so a campaign's
+    # backlog waits in its audience, not in Pub/Sub (services/pacing.py); GCP: the provider's rate.
+    campaign_send_rate_per_s: float = 0.0
     campaign_lease_s: float = 300.0  # a dispatch invocation's hold on a phase
     campaign_stall_s: float = 900.0  # the sweep restarts a phase idle this long without a lease
     campaign_gate_ttl_s: float = 3.0  # how long the send stage trusts a cached campaign status
@@ -150,7 +160,21 @@ class Settings:
     trigger_lease_s: float = 300.0  # a sweep's hold on a run it is sending (then another may)
     # Subscriber imports (issue 13): rows per chunk, one bus message and one invocation each.
     import_chunk_rows: int = 5000
+    import_parallel_chunks: int = 2  # chunks of one import in flight at once
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    def _check_pacing(self) -> None:
+        """A paced dispatch invocation must finish its pages well within its timeout."""
+        rate = self.campaign_send_rate_per_s
+        if rate < 0:
+            raise ConfigurationError("MAILPIPE_CAMPAIGN_SEND_RATE_PER_S must be 0 or more")
+        run_s = self.campaign_pages_per_run * self.campaign_page_size / rate if rate else 0
+        if run_s > PACED_RUN_MAX_S:
+            raise ConfigurationError(
+                f"at MAILPIPE_CAMPAIGN_SEND_RATE_PER_S={rate:g} a dispatch invocation of "
+                f"MAILPIPE_CAMPAIGN_PAGES_PER_RUN={self.campaign_pages_per_run} pages takes "
+                f"{run_s:.0f} s, more than {PACED_RUN_MAX_S} s: lower the pages per run"
+            )
 
     @property
     def base_url(self) -> str:
@@ -193,6 +217,9 @@ class Settings:
             raise ConfigurationError(
                 f"MAILPIPE_SMTP_SINK must be on, off or auto, not {self.smtp_sink!r}"
             )
+        self._check_pacing()
+        if self.bus_capacity_scale < 0:
+            raise ConfigurationError("MAILPIPE_BUS_CAPACITY_SCALE must be 0 (no limit) or more")
         if self.trusted_proxy_hops < 0:
             raise ConfigurationError("MAILPIPE_TRUSTED_PROXY_HOPS must be 0 or more")
         if self.backend == "gcp":

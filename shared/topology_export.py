@@ -28,6 +28,11 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
+def _cpu(cpu: float | None) -> str | None:
+    """Terraform's available_cpu is a string ("1", "0.5"); null keeps the memory tier's."""
+    return None if cpu is None else f"{cpu:g}"
+
+
 def _function(f: topology.Function) -> dict[str, Any]:
     return {
         "entry_point": f.entry_point,
@@ -38,6 +43,8 @@ def _function(f: topology.Function) -> dict[str, Any]:
         "memory_mb": f.memory_mb,
         "timeout_s": f.timeout_s,
         "max_instances": f.max_instances,
+        "concurrency": f.concurrency,
+        "cpu": _cpu(f.cpu),
     }
 
 

@@ -90,6 +90,8 @@ locals {
       MALLOC_ARENA_MAX            = "2" # see shared/runner/allocator.py
     },
     local.esp_environment[var.esp],
+    # Dispatch's pace: the provider's rate (services/pacing.py, README: Fan-out).
+    { MAILPIPE_CAMPAIGN_SEND_RATE_PER_S = tostring(var.campaign_send_rate_per_s) },
     local.route_urls,
   )
 }
@@ -126,14 +128,17 @@ resource "google_cloudfunctions2_function" "function" {
 
   service_config {
     available_memory                 = "${each.value.memory_mb}M"
+    available_cpu                    = each.value.cpu
     timeout_seconds                  = each.value.timeout_s
     max_instance_count               = lookup(var.max_instances, each.key, each.value.max_instances)
     min_instance_count               = lookup(var.min_instances, each.key, 0)
-    max_instance_request_concurrency = 1
+    max_instance_request_concurrency = each.value.concurrency
     ingress_settings                 = local.ingress[each.key]
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function[each.key].email
-    environment_variables            = local.environment
+    # functions-framework serves as many requests at once as it has THREADS (Cloud Run
+    # functions' advice: THREADS = concurrency), so the concurrency setting takes effect.
+    environment_variables = merge(local.environment, { THREADS = tostring(each.value.concurrency) })
 
     dynamic "secret_environment_variables" {
       for_each = local.function_secrets[each.key]

@@ -101,6 +101,17 @@ variable "esp_rate_per_s" {
   default     = 0
 }
 
+variable "campaign_send_rate_per_s" {
+  description = "Recipients per second dispatch publishes a campaign at (MAILPIPE_CAMPAIGN_SEND_RATE_PER_S): your provider account's sustained send rate, so the backlog waits in the audience and not in Pub/Sub (README: Fan-out the platform can take); 0 is unpaced."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.campaign_send_rate_per_s >= 0
+    error_message = "campaign_send_rate_per_s must be 0 (unpaced) or more."
+  }
+}
+
 variable "smtp_host" {
   description = "SMTP relay host when esp = smtp."
   type        = string
@@ -246,6 +257,8 @@ variable "topology" {
       memory_mb     = number
       timeout_s     = number
       max_instances = number
+      concurrency   = number # requests an instance takes at once (max_instance_request_concurrency)
+      cpu           = string # vCPUs per instance ("1"); null: the memory tier's default
     }))
     subscriptions = map(object({
       topic                    = string

@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from shared.bench import cost, cost_cases, render_bench
+from shared.bench import cost, cost_cases, render_bench, simulation
 
 GOALS = {
     "render_per_s": 5000, "render_vs_naive": 4.0, "smtp_per_s": 1000, "null_per_s": 3000,
@@ -71,6 +71,10 @@ def main() -> None:
         )
         figures["cost_cases"] = {case: cost_cases.priced(runs[run])
                                  for case, run in COST_RUNS.items()}  # fmt: skip
+        # Per-stage costs for the fan-out simulation (shared/bench/simulation.py).
+        figures["stage_costs"] = simulation.stage_costs(
+            runs["null_plain"]["operations"], runs["null_plain"]["delivered"]
+        )
         for run in runs.values():
             run.pop("operations", None)
         figures["smtp_sink_alone_per_s"] = runs.pop("sink")["smtp_sink_alone_per_s"]

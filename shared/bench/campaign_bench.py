@@ -158,11 +158,14 @@ def run(
     timeout_s: float = 900,
     faults: bool = False,
     segment: bool = False,
+    data_dir: Path | None = None,
 ) -> dict[str, Any]:
     """One campaign to a list of `audience` subscribers; with `segment` to SEGMENT_10PCT of
     them only; with `faults` (SMTP only) into the faulty sink: 451 to 20 % of RCPTs, 421 to
-    2 % of connections (bench/faulty_sink.py)."""
-    data_dir = Path(tempfile.mkdtemp(prefix=f"mailpipe-bench-{esp}-"))
+    2 % of connections (bench/faulty_sink.py). With `data_dir`, to the `audience` confirmed
+    subscribers already there (make bench-scale imports them); else to new ones."""
+    seeded = data_dir is not None
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix=f"mailpipe-bench-{esp}-"))
     # Send workers overlap a provider's round trips; the null provider has none, so a second
     # send thread per process would only take the GIL from rendering and dispatch.
     send_workers = 1 if esp == "null" else 2
@@ -173,7 +176,8 @@ def run(
         log_level="WARNING",
     )  # fmt: skip
     container = Container(settings, meter=OperationMeter())
-    seed(container, audience)
+    if not seeded:
+        seed(container, audience)
     sink = Sink(data_dir / "mail", settings.smtp_port, faults) if esp == "smtp" else None
     container.meter.reset()  # count the campaign, not the seeding
     runner = LocalRunner(container, with_smtp_sink=False).start()
@@ -206,6 +210,7 @@ def run(
         "seconds": round(elapsed, 2),
         "emails_per_s": round(done / elapsed),
         **_exactness(container, recipients, sent_ids),
+        "dead_letters": sum(container.bus.counts().values()),
         "peak_rss_mb": peak_rss,
         "operations": _operations(container.meter, data_dir),
     }
@@ -281,9 +286,21 @@ def _exactness(
 
 
 def _peak_rss_mb() -> dict[str, float]:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own = own_peak_rss_mb()
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"runner_process": round(own, 1), "largest_child_process": round(children, 1)}
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS since it started its program. Linux folds the memory a process
+    had before execve into ru_maxrss, and a child started by subprocess (vfork) had its
+    parent's: a large parent would be counted as the child's peak. VmHWM is the program's own."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kilobytes = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
+    return int(kilobytes) / 1024
 
 
 def _operations(meter: OperationMeter, data_dir: Path) -> dict[str, dict[str, float]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from shared import topology
 from shared.metering import DETAIL
-from shared.pricing import PRICES, PRICES_AS_OF, vcpus_for_memory
+from shared.pricing import PRICES, PRICES_AS_OF
 
 GIB = 1024**3
 
@@ -26,7 +26,7 @@ def _functions(operations: dict[str, dict[str, float]]) -> dict[str, float]:
         function = topology.function(name.removeprefix("function."))
         invocations += tally["operations"]
         cpu_s += tally["seconds"]
-        instance_s = tally["seconds"] / vcpus_for_memory(function.memory_mb)
+        instance_s = tally["seconds"] / function.vcpu  # its cpu, else its memory tier's
         gib_s += instance_s * function.memory_mb / 1024
     return {
         "functions_invocations": _price("functions.invocation", invocations),

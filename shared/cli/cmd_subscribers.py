@@ -90,6 +90,9 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str] | None:
     return mapping or None
 
 
+BYTES_PER_ROW_GUESS = 50
+
+
 def _follow_import(import_id: str, timeout: float) -> ImportJob:
     """Progress until the import finishes; locally this process works through it too."""
     c = container()
@@ -97,7 +100,11 @@ def _follow_import(import_id: str, timeout: float) -> ImportJob:
     if c.settings.is_local:
         from shared.runner.import_worker import start_import_worker
 
-        worker = start_import_worker(c.bus)
+        job = c.imports.status(import_id)
+        # Worker processes take a second to start: worth it when there are chunks to share.
+        many = job.size > c.settings.import_chunk_rows * BYTES_PER_ROW_GUESS
+        processes = c.settings.import_parallel_chunks if many else 1
+        worker = start_import_worker(c.bus, settings=c.settings, processes=processes)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
     deadline = time.monotonic() + timeout

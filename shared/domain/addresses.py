@@ -59,4 +59,4 @@ def address_key(address: str) -> str:
 
 def keyed_hash(secret: str, address: str) -> str:
     """A keyed hash of an address: stable ids and erasure-proof suppression without the address."""
-    return hmac.new(secret.encode(), address_key(address).encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret.encode(), address_key(address).encode(), hashlib.sha256).hex()

@@ -22,6 +22,7 @@ changed before the import starts.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -218,16 +219,30 @@ def parse_cells(
 
 def split_names(cell: str, column: str) -> list[str]:
     """`"newsletter,offers"`, `a;b`, `a|b`, Mailchimp's `"VIP","Customer"` -> names."""
+    names = _split_names(cell, column)
+    if isinstance(names, str):
+        raise InvalidInput(names)
+    return list(names)
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_names(cell: str, column: str) -> tuple[str, ...] | str:
+    """The names, or why not (cached: a file repeats the same few cells a million times)."""
     names = [n.strip().strip('"').strip() for n in _MULTI.split(cell)]
     for name in (n for n in names if n):
         if not NAME.match(name):
-            raise InvalidInput(f"{column} has an invalid name {name[:40]!r}")
-    return list(dict.fromkeys(n for n in names if n))
+            return f"{column} has an invalid name {name[:40]!r}"
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
+@functools.lru_cache(maxsize=1024)
+def _status_of(raw: str) -> tuple[str, str] | None:
+    return STATUSES.get(header_key(raw))
 
 
 def _status(values: dict[str, str]) -> tuple[str, str]:
     raw = values.get("status", "")
-    found = STATUSES.get(header_key(raw))
+    found = _status_of(raw)
     if found is None:
         known = "subscribed, pending, unsubscribed, cleaned, blocklisted"
         raise InvalidInput(f"unknown status {raw[:40]!r} (e.g. {known})")

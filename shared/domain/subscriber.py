@@ -67,6 +67,11 @@ class Subscriber:
         doc["soft_bounces"] = [list(b) for b in self.soft_bounces]
         return doc
 
+    def new_doc(self) -> dict[str, Any]:
+        """The document of a subscriber about to be created, sharing its lists and dicts (no
+        copies: for a write that serializes it at once, as creating millions does)."""
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
+
     @property
     def mailable(self) -> bool:
         """May receive marketing mail: confirmed and not suppressed."""

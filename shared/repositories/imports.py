@@ -3,9 +3,11 @@
     uploaded -> scanning -> running -> done
                    \\-> refused (a malformed file: nothing was imported)
 
-`done_chunks` counts the chunks finished, in order; a chunk is finished in the same atomic
-change that adds its counts, so a redelivered chunk is recognised and an interrupted import
-carries on from the first unfinished chunk.
+Several chunks run at once (a window of `parallel` chunks in flight). `finished_chunks`
+lists the chunks finished (`done_chunks` counts them) and `next_chunk` is the first chunk not
+yet published; a chunk is finished in the same atomic change that adds its counts and claims
+the next chunk to publish, so a redelivered chunk is recognised and an interrupted import
+carries on with the chunks not yet finished.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class ImportJob:
     rows_total: int = 0
     chunks: list[list[int]] = field(default_factory=list)  # [byte offset, line before] each
     done_chunks: int = 0
+    finished_chunks: list[int] = field(default_factory=list)
+    next_chunk: int = 0  # the first chunk not yet published
     counts: dict[str, int] = field(default_factory=dict)
     duplicate_lines: list[list[int]] = field(default_factory=list)  # [line, first line], a few
     reject_parts: list[int] = field(default_factory=list)  # chunks that rejected rows
@@ -48,7 +52,11 @@ class ImportJob:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> ImportJob:
-        return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
+        job = cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
+        if "finished_chunks" not in doc:  # stored by the version that ran chunks in order
+            job.finished_chunks = list(range(job.done_chunks))
+            job.next_chunk = job.done_chunks
+        return job
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +64,11 @@ class ImportJob:
     @property
     def rows_done(self) -> int:
         return int(self.counts.get("rows", 0))
+
+    def unfinished_chunks(self) -> list[int]:
+        """The chunks published and not finished: in flight, or lost with a crash."""
+        finished = set(self.finished_chunks)
+        return [i for i in range(self.next_chunk) if i not in finished]
 
     def chunk_range(self, index: int) -> tuple[int, int, int]:
         """(first byte, byte after the last, the line before its first row) of a chunk."""

@@ -78,7 +78,7 @@ class Subscribers:
         for start in range(0, len(subscribers), MAX_BATCH_WRITES):
             commit = subscribers[start : start + MAX_BATCH_WRITES]
             self._store.write_batch([
-                BatchWrite(COLLECTION, s.id, s.to_doc(), create_only=True) for s in commit
+                BatchWrite(COLLECTION, s.id, s.new_doc(), create_only=True) for s in commit
             ])  # fmt: skip
             self._mirrored([(s.id, state_of(s)) for s in commit])
 

@@ -103,12 +103,16 @@ class FunctionsHost:
         push = pusher(self.apps[subscription.function], subscription.topic)
 
         def deliver(delivery: Delivery) -> bool:
-            started = time.thread_time()
+            started, wall = time.thread_time(), time.perf_counter()
             take_failure()  # nothing left over from an earlier delivery
             status = push(delivery)
-            # CPU time of this invocation (the thread's), for pricing function compute.
+            # CPU time of this invocation (the thread's), for pricing function compute; and
+            # its wall time, waits included, for the simulation's local stage costs.
             self._meter.count(
                 f"function.{subscription.function}", 1, seconds=time.thread_time() - started
+            )
+            self._meter.count(
+                f"wall.{subscription.function}", 1, seconds=time.perf_counter() - wall
             )
             if 200 <= status < 300:
                 return True

@@ -22,7 +22,7 @@ import flask
 
 from shared import bootstrap, topology
 from shared import settings as settings_module
-from shared.adapters.local.bus_worker import BusWorker
+from shared.adapters.local.bus_worker import BusWorker, OverflowRefuser
 from shared.bootstrap import Container
 from shared.console.access import ConsoleAccess
 from shared.console.app import create_console_app
@@ -68,6 +68,7 @@ class LocalRunner:
         self.sink: SmtpSink | None = None
         self.server: WaitressServer | None = None
         self.workers: list[BusWorker] = []
+        self.refuser: OverflowRefuser | None = None
         self.processes: list[subprocess.Popen[bytes]] = []
         self.scheduler: Scheduler | None = None
         self.trigger_scheduler: Scheduler | None = None  # the trigger sweep (behaviour-events)
@@ -153,6 +154,10 @@ class LocalRunner:
         self.workers = self.host.bus_workers(
             self.container.bus, self.settings, self.worker_batch, self.stop_event
         )
+        if self.settings.bus_capacity_scale > 0:  # one for all processes: the bus is shared
+            self.refuser = OverflowRefuser(self.container.bus, self.settings.bus_poll_interval_s,
+                                           self.stop_event)  # fmt: skip
+            self.refuser.start()
         for worker in self.workers:
             worker.start()
 
@@ -182,6 +187,8 @@ class LocalRunner:
                 process.kill()
         for worker in self.workers:
             worker.join(timeout=30)
+        if self.refuser:
+            self.refuser.join(timeout=5)
         self.container.close()  # QUIT on the pooled SMTP connections
         if self.scheduler:
             self.scheduler.join(timeout=5)

@@ -72,6 +72,7 @@ from shared.services.audience import (
 )
 from shared.services.daily_allowance import DailyAllowance, Taken
 from shared.services.engagement import EngagementQueries
+from shared.services.pacing import Pacer
 from shared.services.publishing import Outbox
 
 if TYPE_CHECKING:  # it needs sqlglot, which only the functions that take snapshots ship
@@ -154,9 +155,11 @@ class PhaseDispatcher:
         batch_size: int = BATCH_SIZE,
         allowance: DailyAllowance | None = None,
         snapshots: AudienceSnapshotService | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._campaigns = campaigns
         self._snapshots = snapshots
+        self._pacer = pacer or Pacer()  # publish no faster than the provider sends (pacing.py)
         self._allowance = allowance if allowance is not None and allowance.enabled else None
         self._pages = pages
         self._stash = stash
@@ -218,6 +221,7 @@ class PhaseDispatcher:
         route = self._route(campaign, phase)
         rows: list[Any] | None = None
         published = 0
+        pace = self._pacer.start()
         while True:
             progress = campaign.progress_of(phase)
             if progress.planned_end is None:
@@ -236,6 +240,7 @@ class PhaseDispatcher:
             campaign = self._page_done(campaign.id, phase, owner, outcome, next_end, taken.day)
             route.done(rows)
             published += 1
+            pace.after(outcome.recipients)
             if not self._goes_on(campaign, phase, owner, following, taken.rows, published):
                 return published
             rows = taken.rows

@@ -10,11 +10,17 @@ one chunk at a time, each chunk a bus message.
 
 The scan step reads the whole file before anything is written: a file that is not UTF-8 or not
 valid CSV is refused with the line, and nothing is imported. It also records where each chunk
-starts (byte offset and line) and counts addresses that occur more than once. Then chunk 0 is
-published; each chunk, once imported, is marked finished in the same atomic change that adds
-its counts, and publishes the next. So a redelivered chunk changes nothing, a crash resumes from
-the first unfinished chunk, and one chunk at a time keeps Firestore's write rate gentle (a new
-collection should ramp up slowly: the "500/50/5" rule).
+starts (byte offset and line) and counts addresses that occur more than once. Then the first
+`parallel_chunks` chunks are published; each chunk, once imported, is marked finished in the
+same atomic change that adds its counts and claims the next chunk not yet published, which it
+then publishes. So a redelivered chunk changes nothing, a crash resumes with the chunks not yet
+finished, and a small window of chunks in flight keeps Firestore's write rate gentle (a new
+collection should ramp up slowly: the "500/50/5" rule) while several instances (locally:
+processes) share the work.
+
+Chunks in flight at once may hold the same address (the scan reports it as a duplicate): both
+create-if-absent, so it is one subscriber, memberships and attributes merged; which of the two
+rows is merged last (and so wins a conflicting first name or attribute) is not fixed.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import hashlib
 import io
 import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -104,6 +110,7 @@ class ImportService:
         outbox: Outbox,
         clock: Callable[[], float],
         chunk_rows: int = 5000,
+        parallel_chunks: int = 2,
     ) -> None:
         self._imports = imports
         self._blobs = blobs
@@ -111,6 +118,7 @@ class ImportService:
         self._outbox = outbox
         self._clock = clock
         self._chunk_rows = chunk_rows
+        self._parallel = max(1, parallel_chunks)
 
     # -- what the CLI, the admin API and the console call -------------------------------------
     def upload(self, data: bytes, filename: str) -> ImportJob:
@@ -198,7 +206,7 @@ class ImportService:
 
     def _scan(self, job: ImportJob) -> str:
         if job.status == RUNNING:  # scanned before a crash: carry on
-            self._next(job)
+            self._resume(job)
             return "resumed"
         try:
             found = _Scan(self._blobs, job, self._chunk_rows).run()
@@ -214,34 +222,43 @@ class ImportService:
             current.chunks = found.chunks
             current.counts = {**current.counts, "duplicates": found.duplicates}
             current.duplicate_lines = found.duplicate_lines
+            current.next_chunk = min(self._parallel, len(found.chunks))
             return True
 
-        self._next(self._imports.change(job.id, scanned))
+        after = self._imports.change(job.id, scanned)
+        if after.status == RUNNING:
+            self._publish_chunks(after, range(after.next_chunk))
+            self._finish_when_done(after)
         return f"scanned {found.rows} rows in {len(found.chunks)} chunks"
 
     def _chunk(self, job: ImportJob, index: int) -> str:
-        if job.status != RUNNING or index != job.done_chunks:
-            if index == job.done_chunks - 1:  # finished, maybe not followed by the next
-                self._next(job)
+        if job.status != RUNNING or index in job.finished_chunks or index >= len(job.chunks):
+            if job.status == RUNNING:  # finished, maybe not followed by the next: pick up
+                self._resume(job)
             raise AlreadyProcessed(f"import {job.id} chunk {index} (done: {job.done_chunks})")
         summary = self._import_chunk(job, index)
         if summary.rejects:
             self._blobs.write(_part_name(job, index), _rejects_csv(job, summary.rejects))
+        claimed: list[int] = []
 
         def finished(current: ImportJob) -> bool:
-            if current.done_chunks != index:
+            if index in current.finished_chunks:
                 return False  # a concurrent duplicate finished it first
-            current.done_chunks += 1
+            current.finished_chunks.append(index)
+            current.done_chunks = len(current.finished_chunks)
             for name, value in summary.counts().items():
                 if name != "duplicates":  # the scan counted them across the whole file
                     current.counts[name] = current.counts.get(name, 0) + value
             if summary.rejects:
                 current.reject_parts.append(index)
+            if current.next_chunk < len(current.chunks):
+                claimed[:] = [current.next_chunk]
+                current.next_chunk += 1
             return True
 
         after = self._imports.change(job.id, finished)
-        if after.done_chunks == index + 1:
-            self._next(after)
+        self._publish_chunks(after, claimed)
+        self._finish_when_done(after)
         return f"chunk {index}: {summary.rows} rows"
 
     def _import_chunk(self, job: ImportJob, index: int) -> ImportSummary:
@@ -254,10 +271,29 @@ class ImportService:
         summary = self._importer.import_cells(rows, job.headers, targets, options, set())
         return summary
 
-    def _next(self, job: ImportJob) -> None:
-        """Publish the first unfinished chunk, or finish the import."""
-        if job.done_chunks < len(job.chunks):
-            self._publish(ImportStep(job.id, "chunk", job.done_chunks))
+    def _resume(self, job: ImportJob) -> None:
+        """After a crash or a lost message: publish again every chunk published and not
+        finished (a duplicate delivery changes nothing), fill the window, or finish."""
+        claimed: list[int] = []
+
+        def claim(current: ImportJob) -> bool:
+            window = self._parallel - len(current.unfinished_chunks())
+            free = min(window, len(current.chunks) - current.next_chunk)
+            claimed[:] = list(range(current.next_chunk, current.next_chunk + max(0, free)))
+            current.next_chunk += len(claimed)
+            return bool(claimed)
+
+        after = self._imports.change(job.id, claim)
+        self._publish_chunks(after, after.unfinished_chunks())
+        self._finish_when_done(after)
+
+    def _publish_chunks(self, job: ImportJob, chunks: Iterable[int]) -> None:
+        for index in chunks:
+            self._publish(ImportStep(job.id, "chunk", index))
+
+    def _finish_when_done(self, job: ImportJob) -> None:
+        """Every chunk finished: the rejects file from the chunks' parts, and done."""
+        if job.status != RUNNING or job.done_chunks < len(job.chunks):
             return
         rejects_blob = ""
         if job.reject_parts:

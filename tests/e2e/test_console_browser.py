@@ -294,7 +294,9 @@ def test_find_and_erase_a_subscriber_then_import_a_file(browser, console, tmp_pa
     labelled(browser)
     by_id(browser, "file").send_keys(str(csv_file))
     by_id(browser, "upload").click()
-    rows = browser.find_elements(By.CSS_SELECTOR, "#mapping tr[data-column]")
+    # The mapping page after the upload's round trip (read at once, it was sometimes the form).
+    rows = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#mapping tr[data-column]"),
+                    20, "the mapping page")  # fmt: skip
     mapped = {r.get_attribute("data-column"): r.find_element(By.TAG_NAME, "select") for r in rows}
     chosen = {c: s.get_attribute("value") for c, s in mapped.items()}
     assert chosen == {"Email Address": "email", "First Name": "first_name", "Groups": "lists",

@@ -5,6 +5,7 @@ function, a redelivered chunk changes nothing, a crash resumes from the last fin
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -222,3 +223,52 @@ def test_a_subscribed_row_of_a_suppressed_address_is_rejected(make_container, de
     done = import_text(c, deliver, "email,status\nbounced@example.com,subscribed\n", "s.csv")
     assert done.counts["rejected"] == 1
     assert "suppressed (hard_bounce)" in c.imports.rejects(done.id).decode()
+
+
+def chunk_steps(container) -> list:
+    """The chunk messages waiting on the bus (pulled, so leased to the caller)."""
+    return [d for d in container.bus.pull(IMPORTS, 100)]
+
+
+def test_chunks_run_several_at_once_in_any_order(make_container, deliver):
+    c = make_container(import_chunk_rows=10, import_parallel_chunks=2)
+    job = c.imports.upload(("email,first_name,lists\n" + rows(45)).encode(), "p.csv")
+    c.imports.start(job.id, confirmed_consent=True)
+    scan = c.bus.pull(IMPORTS, 1)[0]
+    deliver("imports", scan.data)
+    c.bus.ack(IMPORTS, scan.message_id)
+    window = chunk_steps(c)
+    assert sorted(json.loads(d.data)["chunk"] for d in window) == [0, 1]  # two in flight
+    for d in reversed(window):  # chunk 1 finishes before chunk 0
+        deliver("imports", d.data)
+        c.bus.ack(IMPORTS, d.message_id)
+    assert sorted(c.imports.status(job.id).finished_chunks) == [0, 1]
+    nxt = chunk_steps(c)
+    assert sorted(json.loads(d.data)["chunk"] for d in nxt) == [2, 3]  # each claimed the next
+    for d in nxt:
+        c.bus.ack(IMPORTS, d.message_id)  # lost with a crash, say
+    # A step of the import delivered again publishes what is in flight and not finished.
+    deliver("imports", json.dumps({"import_id": job.id, "step": "chunk", "chunk": 1}).encode())
+    pump(c, deliver)
+    final = c.imports.status(job.id)
+    assert final.status == "done" and final.done_chunks == 5
+    assert final.counts["rows"] == 45 and final.counts["created"] == 45
+
+
+def test_import_worker_processes_share_the_chunks(make_container):
+    from shared.runner.import_worker import start_import_worker
+
+    c = make_container(import_chunk_rows=100, import_parallel_chunks=2)
+    addresses = "".join(f"w{i}@example.org\n" for i in range(2000))
+    job = c.imports.upload(("email\n" + addresses).encode(), "w.csv")
+    c.imports.start(job.id, confirmed_consent=True)
+    worker = start_import_worker(c.bus, 0.01, c.settings, processes=2)
+    try:
+        deadline = time.monotonic() + 60
+        while c.imports.status(job.id).status != "done" and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        worker.stop(timeout=30)
+    final = c.imports.status(job.id)
+    assert final.status == "done" and final.counts["created"] == final.rows_total
+    assert len(worker.processes) == 2 and all(p.returncode == 0 for p in worker.processes)

@@ -175,6 +175,8 @@ def test_topology_tfvars_matches_topology_both_ways() -> None:
             "memory_mb": f.memory_mb,
             "timeout_s": f.timeout_s,
             "max_instances": f.max_instances,
+            "concurrency": f.concurrency,
+            "cpu": None if f.cpu is None else f"{f.cpu:g}",
         }, f.name
     assert set(data["subscriptions"]) == {s.name for s in topology.SUBSCRIPTIONS}
     for s in topology.SUBSCRIPTIONS:
@@ -312,6 +314,12 @@ def test_function(fn: topology.Function) -> None:
     assert at(service["timeout_seconds"]) == str(fn.timeout_s)
     assert at(service["max_instance_count"]) == (
         f'${{lookup(var.max_instances, "{fn.name}", {fn.max_instances})}}'
+    )
+    # Capacity: concurrency and CPU from the topology, and as many server threads as requests.
+    assert at(service["max_instance_request_concurrency"]) == str(fn.concurrency)
+    assert at(service["available_cpu"]) == ("null" if fn.cpu is None else f"{fn.cpu:g}")
+    assert at(service["environment_variables"]) == (
+        f"${{merge(local.environment, {{THREADS = tostring({fn.concurrency})}})}}"
     )
     # HTTP functions take internet traffic (IAM decides who may call them), the public ones
     # only the load balancer's when there is one; pushed ones only internal traffic (Pub/Sub

@@ -142,3 +142,27 @@ class BusWorker(threading.Thread):
             self.bus.release(self.subscription_name, [d.message_id for d in deliveries])
         except Exception:
             log.exception("could not release leases on %s", self.subscription_name)
+
+
+class OverflowRefuser(threading.Thread):
+    """Plays Pub/Sub pushing every message the moment it is due: those beyond their function's
+    capacity are refused then (SqliteBus.refuse_overflow), every `poll_interval_s`, rather
+    than when a busy worker next pulls, so they back off from the same moment as in GCP."""
+
+    def __init__(
+        self,
+        bus: SqliteBus,
+        poll_interval_s: float = 0.05,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        super().__init__(name="bus-overflow-refuser", daemon=True)
+        self.bus = bus
+        self._poll_interval_s = poll_interval_s
+        self.stop_event = stop_event or threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self._poll_interval_s):
+            try:
+                self.bus.refuse_overflow()
+            except Exception:
+                log.exception("refusing deliveries beyond capacity failed; retrying")

@@ -13,6 +13,11 @@ It implements the Publisher and DeadLetters ports. What the rest of Mailpipe may
 - `nack` schedules redelivery after the subscription's exponential backoff. The delivery
   that reaches `max_attempts` goes to the subscription's dead-letter hold instead, keeping
   its data, attributes, attempts and last error; `replay` and `purge` act on the hold.
+- Capacity, as Cloud Run has it: a subscription may have a limit of deliveries in flight (its
+  function's instances x concurrency, `capacities`). Pub/Sub pushes every due message; one
+  that finds the function full is answered 429, and Pub/Sub counts that as a failed attempt.
+  So each `pull` refuses every due message beyond the free capacity: its attempt counts, it
+  waits out the backoff, and the refusal at `max_attempts` dead-letters it, as a nack would.
 
 Storage is one row per (subscription, message) in `deliveries`. The `due` column is when a
 row may be pulled next: its publish time when fresh, the end of its lease while leased, the
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -86,6 +92,25 @@ UPDATE deliveries SET state = 'leased', attempt = attempt + 1, due = ?
 WHERE seq IN ({marks})
 RETURNING seq, message_id, data, attributes, publish_time, attempt
 """
+
+_IN_FLIGHT = """
+SELECT COUNT(*) FROM deliveries WHERE subscription = ? AND state = 'leased' AND due > ?
+"""
+
+_DUE_ATTEMPTS = """
+SELECT seq, message_id, attempt, length(data) FROM deliveries
+WHERE subscription = ? AND due <= ? ORDER BY due LIMIT -1 OFFSET ?
+"""
+
+_DUE_COUNT = """
+SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE subscription = ? AND due <= ? LIMIT ?)
+"""
+
+_REFUSE = """
+UPDATE deliveries SET state = 'pending', attempt = ?, due = ?, last_error = ? WHERE seq = ?
+"""
+
+AT_CAPACITY = "429: the function is at its capacity (instances x concurrency)"
 
 _TO_HOLD = """
 UPDATE deliveries SET subscription = :hold, state = 'dead', due = :now, attempt = :attempts,
@@ -178,6 +203,7 @@ class SqliteBus:
         clock: Callable[[], float] = time.time,
         retry_override: RetryPolicy | None = None,
         meter: OperationMeter | None = None,
+        capacities: Mapping[str, int] | None = None,
     ) -> None:
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +211,7 @@ class SqliteBus:
         self._retry_override = retry_override
         self._meter = meter or NULL_METER
         self._subscriptions = {s.name: s for s in subscriptions}
+        self._capacities = dict(capacities or {})  # subscription -> deliveries in flight at most
         self._holds = {s.dead_letter_subscription: s for s in subscriptions}
         self._local = threading.local()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
@@ -329,10 +356,15 @@ class SqliteBus:
         ):
             return []
         until = now + (sub.ack_deadline_s if lease_s is None else lease_s)
-        max_attempts = self._retry(sub).max_attempts
+        policy = self._retry(sub)
+        max_attempts = policy.max_attempts
         with self._transaction() as conn:
             if ack:
                 conn.executemany(_ACK, [(subscription, message_id) for message_id in ack])
+            free = self._free_capacity(conn, subscription, now)
+            if free is not None:
+                max_messages = min(max_messages, free)
+                self._refuse_beyond(conn, sub, policy, now, offset=free)
             due = [seq for (seq,) in conn.execute(_DUE, (subscription, now, max_messages))]
             if not due:
                 return []
@@ -352,6 +384,59 @@ class SqliteBus:
             self._meter.count("pubsub.billable_bytes", 1, billable_bytes(d.data),
                               detail=f"push:{subscription}")  # fmt: skip
         return deliveries
+
+    def refuse_overflow(self) -> int:
+        """Refuse now, on every subscription with a capacity, the due messages beyond what
+        it has free, as Pub/Sub's pushes find the function full the moment they are due
+        (`pull` does the same, but only when a worker is free to pull). One bounded index
+        probe per subscription when nothing is due. Returns how many were refused."""
+        refused = 0
+        now = self._clock()
+        for name, limit in self._capacities.items():
+            (due,) = self._read(_DUE_COUNT, (name, now, limit + 1))[0]
+            if not due:
+                continue
+            sub = self._subscription(name)
+            with self._transaction() as conn:
+                free = self._free_capacity(conn, name, now) or 0
+                if due > free:
+                    refused += self._refuse_beyond(conn, sub, self._retry(sub), now, free)
+        return refused
+
+    def capacity(self, subscription: str) -> int | None:
+        """Deliveries of `subscription` that may be in flight at once; None: no limit."""
+        return self._capacities.get(subscription)
+
+    def _free_capacity(self, conn: sqlite3.Connection, subscription: str, now: float) -> int | None:
+        limit = self._capacities.get(subscription)
+        if limit is None:
+            return None
+        (in_flight,) = conn.execute(_IN_FLIGHT, (subscription, now)).fetchone()
+        return max(0, limit - in_flight)
+
+    def _refuse_beyond(
+        self,
+        conn: sqlite3.Connection,
+        sub: Subscription,
+        policy: RetryPolicy,
+        now: float,
+        offset: int,
+    ) -> int:
+        """Refuse (429) every due message after the first `offset` (those the free capacity
+        takes): each refusal is a failed attempt, backed off or, at the last, dead-lettered."""
+        refused = conn.execute(_DUE_ATTEMPTS, (sub.name, now, offset)).fetchall()
+        retried = []
+        for seq, message_id, attempt, size in refused:
+            delivery = attempt + 1  # the push that was refused, billed like any other
+            self._meter.count("pubsub.refused", 1, size)
+            self._meter.count(f"pubsub.refused.{sub.function}", 1, size)
+            self._meter.count("pubsub.billable_bytes", 1, max(PUBSUB_MIN_BYTES, size))
+            if delivery >= policy.max_attempts:
+                self._dead_letter(conn, sub, message_id, now, delivery, AT_CAPACITY)
+            else:
+                retried.append((delivery, now + policy.backoff(delivery), AT_CAPACITY, seq))
+        conn.executemany(_REFUSE, retried)
+        return len(refused)
 
     def ack(self, subscription: str, message_id: str) -> bool:
         """Remove the message from the subscription; False when it was not there (already
@@ -518,6 +603,19 @@ class SqliteBus:
                 f"DELETE FROM deliveries WHERE subscription = ?{where}", (hold, *ids)
             )
         return cursor.rowcount
+
+
+def scaled_capacities(
+    scale: float, subscriptions: Sequence[Subscription] = topology.SUBSCRIPTIONS
+) -> dict[str, int]:
+    """Each subscription's capacity: its function's instances x concurrency times `scale`
+    (rounded up, at least 1); no limits at all when `scale` is 0."""
+    if scale <= 0:
+        return {}
+    return {
+        s.name: max(1, math.ceil(topology.function(s.function).capacity * scale))
+        for s in subscriptions
+    }
 
 
 def _rows(

@@ -3,10 +3,20 @@
 WAL mode lets many threads read while one writes; `update` runs in a BEGIN IMMEDIATE
 transaction so read-modify-write is atomic across threads and processes, like a Firestore
 transaction. Writers take turns through a WriteLock rather than SQLite's sleeping busy handler.
+
+synchronous=NORMAL: in WAL mode a commit is not fsynced, only checkpoints are; a crash of the
+process loses nothing, a power loss at most the last commits, never the database's integrity.
+Checkpoints (copying the log into the database, with the fsync) run after a write has let go
+of the write lock, every CHECKPOINT_PAGES pages (estimated from the documents' sizes) this
+process wrote, not inside the commit that crosses SQLite's own threshold: there every writer
+of every process would wait for it (imports of millions spent more time there than anywhere).
+Writers that keep appending meanwhile keep the log from being wholly copied, and so from
+starting over: when it has grown to LOG_LIMIT_PAGES, one checkpoint runs in turn with them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -28,6 +38,11 @@ CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (collection, id)
 ) WITHOUT ROWID;
 """
+
+CHECKPOINT_PAGES = 1000  # as SQLite's own auto-checkpoint
+_PAGE = 4000  # bytes of a document per page written, about (SQLite's pages are 4,096 bytes)
+LOG_LIMIT_PAGES = 10 * CHECKPOINT_PAGES  # the log's length (~40 MB) that is checkpointed in turn
+_COMMIT_PAGES = 3  # pages a commit writes besides its rows' (the header, overflow, splits)
 
 _OPS = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
@@ -58,6 +73,11 @@ def _where(filters: Sequence[Filter]) -> tuple[str, list[Any]]:
     return (" AND " + " AND ".join(clauses) if clauses else ""), params
 
 
+def _pages(text: Any) -> int:
+    """About how many pages a row of this document takes in the log."""
+    return 1 + len(text) // _PAGE if isinstance(text, str) else 1
+
+
 def _sql_value(value: Any) -> Any:
     # json_extract returns 1/0 for JSON booleans.
     return int(value) if isinstance(value, bool) else value
@@ -70,6 +90,7 @@ class SqliteDocuments:
         self._local = threading.local()
         self._meter = meter
         self._write_lock = WriteLock(self._path)
+        self._unchecked = 0  # documents written by this process since its last checkpoint
         with self._write_lock.hold():
             self._conn().executescript(_SCHEMA)
 
@@ -79,6 +100,7 @@ class SqliteDocuments:
             conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # see _written
             self._local.conn = conn
         return conn
 
@@ -111,7 +133,23 @@ class SqliteDocuments:
 
     def _write(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
         with self._write_lock.hold():
-            return self._execute(sql, params)
+            cursor = self._execute(sql, params)
+        self._written(_pages(params[-1]))
+        return cursor
+
+    def _written(self, pages: int) -> None:
+        """Count pages written; a passive checkpoint (outside the write lock) when enough were."""
+        self._unchecked += pages + _COMMIT_PAGES
+        if self._unchecked < CHECKPOINT_PAGES:
+            return
+        self._unchecked = 0
+        with contextlib.suppress(sqlite3.OperationalError):  # busy: the next one catches up
+            _, log, _ = self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if log >= LOG_LIMIT_PAGES:
+                # Other writers kept appending while it ran, so the log never got wholly copied
+                # and never started over: once, with them waiting, so the next write restarts it.
+                with self._write_lock.hold():
+                    self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def create(self, collection: str, doc_id: str, data: Document) -> None:
         self._meter.count("firestore.write", detail=collection)
@@ -134,11 +172,15 @@ class SqliteDocuments:
         self, collection: str, doc_id: str, mutate: Callable[[Document | None], Document | None]
     ) -> Document | None:
         with self._write_lock.hold():
-            return self._update(collection, doc_id, mutate)
+            result, pages = self._update(collection, doc_id, mutate)
+        if pages:
+            self._written(pages)
+        return result
 
     def _update(
         self, collection: str, doc_id: str, mutate: Callable[[Document | None], Document | None]
-    ) -> Document | None:
+    ) -> tuple[Document | None, int]:
+        """The document afterwards, and the pages written (0: nothing written)."""
         conn = self._conn()
         self._execute("BEGIN IMMEDIATE")
         try:
@@ -148,17 +190,20 @@ class SqliteDocuments:
             current = json.loads(row[0]) if row else None
             self._meter.count("firestore.read", detail=collection)
             new = mutate(current)
+            pages = 0
             if new is not None:
                 self._meter.count("firestore.write", detail=collection)
+                text = json.dumps(new)
                 conn.execute(
                     "INSERT OR REPLACE INTO documents (collection, id, data) VALUES (?, ?, ?)",
-                    (collection, doc_id, json.dumps(new)),
+                    (collection, doc_id, text),
                 )
+                pages = _pages(text)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return new if new is not None else current
+        return (new if new is not None else current), pages
 
     def delete(self, collection: str, doc_id: str) -> None:
         self._meter.count("firestore.delete", detail=collection)
@@ -188,6 +233,7 @@ class SqliteDocuments:
                 raise
         for collection, n in Counter(w.collection for w in writes).items():
             self._meter.count("firestore.write", n, detail=collection)
+        self._written(sum(_pages(row[2]) for row in rows))
 
     def query(
         self,

@@ -1,0 +1,153 @@
+"""The simulation against the real local pipeline, where both can run.
+
+A plain campaign to `audience` recipients (null provider) runs through the local runner (one
+worker process: the bus, every function, the real SQLite stores) with the bus capacities scaled
+down by AGREEMENT_SCALE, so that render takes one batch at a time and the burst dispatch
+publishes is refused, backed off and retried as in GCP, with the backoff scaled to 1..4 s. The
+simulation then runs the same campaign with the same capacities, retry policies and backoff and
+that run's own stage costs, and the two are compared: the mean time to send of RUNS runs within
+AGREEMENT_TOLERANCE, dead letters equal. `python -m shared.bench.simulation --agreement` runs
+it alone; `make bench-scale` runs it with the simulation's figures.
+
+Stage costs are this run's wall time per invocation (one process has one GIL: a function's
+wall time includes its turns waiting for the others).
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from shared import topology
+from shared.adapters.local.sqlite_bus import scaled_capacities
+from shared.bench import campaign_bench
+from shared.bench.simulation import Result, Scenario, Stage, simulate
+from shared.bootstrap import Container
+from shared.metering import OperationMeter
+from shared.runner.local_runner import LocalRunner
+from shared.settings import Settings
+from shared.topology import REPO_ROOT, RetryPolicy
+
+AGREEMENT_SCALE = 1 / 400  # render's 100 x 4 becomes 1; send's 50 x 16 becomes 2
+MIN_BACKOFF_S, MAX_BACKOFF_S = 1.0, 2.0
+AGREEMENT_TOLERANCE = 0.3  # |simulated - measured| / measured, of the means of RUNS runs
+AUDIENCE = 10_000
+RUNS = 3
+TIMEOUT_S = 600
+
+
+def run_local(audience: int) -> dict[str, Any]:
+    """The campaign through the local runner; its time to send, dead letters and operations."""
+    data_dir = Path(tempfile.mkdtemp(prefix="mailpipe-agreement-"))
+    settings = Settings(
+        data_dir=data_dir, template_root=REPO_ROOT / "templates",
+        port=campaign_bench.free_port(), smtp_port=campaign_bench.free_port(), esp="null",
+        worker_processes=1, send_workers=1, bus_capacity_scale=AGREEMENT_SCALE,
+        bus_min_backoff_s=MIN_BACKOFF_S, bus_max_backoff_s=MAX_BACKOFF_S,
+        bus_poll_interval_s=0.02, scheduler_interval_s=600.0, esp_rate_per_s=1_000_000,
+        log_level="WARNING",
+    )  # fmt: skip
+    container = Container(settings, meter=OperationMeter())
+    campaign_bench.seed(container, audience)
+    container.meter.reset()
+    runner = LocalRunner(container, with_smtp_sink=False).start()
+    try:
+        campaign = container.campaign_service.create(
+            {"id": "agreement", "name": "Agreement", "template": "newsletter"}
+        )
+        started = time.perf_counter()
+        container.campaign_service.send_now(campaign.id)
+        watcher = Container(settings)
+        elapsed = _until_sent(watcher, campaign.id, started)
+        dead = sum(watcher.bus.counts().values())
+    finally:
+        runner.stop()
+    operations = campaign_bench._operations(container.meter, data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    return {"seconds_to_send": round(elapsed, 1), "dead_letters": dead, "operations": operations}
+
+
+def _until_sent(watcher: Container, campaign_id: str, started: float) -> float:
+    """Seconds until nothing of the campaign is left to render or send, nor waiting for a
+    retry (a dead-lettered batch ends too: it waits in its hold)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        if campaign_bench._sending_over(watcher, campaign_id):
+            return time.perf_counter() - started
+        time.sleep(0.1)
+    raise TimeoutError(f"the agreement campaign was not sent within {TIMEOUT_S} s")
+
+
+def local_scenario(audience: int, operations: dict[str, dict[str, float]]) -> Scenario:
+    """The local run as the simulation sees it: scaled capacities, scaled backoff, no cold
+    starts, no provider limit, this run's CPU per invocation."""
+
+    def tally(name: str, field: str = "operations") -> float:
+        return float(operations.get(name, {}).get(field, 0.0))
+
+    capacities = scaled_capacities(AGREEMENT_SCALE)
+    render_n = max(1.0, tally("function.render"))
+    send_n = max(1.0, tally("function.send"))
+
+    def local_stage(function: str, cpu_s: float) -> Stage:
+        (sub,) = topology.subscriptions_of(topology.function(function).trigger_topic or "")
+        retry = RetryPolicy(MIN_BACKOFF_S, MAX_BACKOFF_S, sub.retry.max_attempts)
+        return Stage(function, capacities[sub.name], 1, 1.0, 512, cpu_s, 0.0, retry, 0.0)
+
+    return Scenario(
+        recipients=audience,
+        render=local_stage("render", tally("wall.render", "seconds") / render_n),
+        send=local_stage("send", tally("wall.send", "seconds") / send_n),
+        esp_rate_per_s=0.0,
+        pacing_per_s=0.0,
+        page_read_s=0.0,
+        dispatch_s_per_recipient=tally("wall.dispatch", "seconds") / audience,
+        dispatch_vcpu=1.0,
+        send_batches_per_render_batch=tally("function.send") / render_n,
+    )
+
+
+def agreement(audience: int = AUDIENCE, runs: int = RUNS) -> dict[str, Any]:
+    """`runs` local runs, each simulated with its own stage costs; the means are compared
+    (one run's time to send varies by a quarter: who gets the free slot in each wave of
+    retries depends on timing to the millisecond, here as in GCP)."""
+    pairs = []
+    for _ in range(runs):
+        local = run_local(audience)
+        simulated = simulate(local_scenario(audience, local["operations"]))
+        pairs.append((local, simulated))
+    measured = statistics.mean(local["seconds_to_send"] for local, _ in pairs)
+    modelled = statistics.mean(sim.seconds_to_send for _, sim in pairs)
+    local_dead = [local["dead_letters"] for local, _ in pairs]
+    sim_dead = [sim.dead_letters for _, sim in pairs]
+    deviation = abs(modelled - measured) / measured
+    return {
+        "audience": audience,
+        "scale": AGREEMENT_SCALE,
+        "backoff_s": [MIN_BACKOFF_S, MAX_BACKOFF_S],
+        "runs": [_pair(local, sim) for local, sim in pairs],
+        "local_seconds_to_send": round(measured, 1),
+        "simulated_seconds_to_send": round(modelled, 1),
+        "local_dead_letters": local_dead,
+        "simulated_dead_letters": sim_dead,
+        "deviation": round(deviation, 3),
+        "tolerance": AGREEMENT_TOLERANCE,
+        "agrees": deviation <= AGREEMENT_TOLERANCE and local_dead == sim_dead,
+    }
+
+
+def _pair(local: dict[str, Any], simulated: Result) -> dict[str, Any]:
+    prefix = "pubsub.refused."
+    refused = {k.removeprefix(prefix): v["operations"]
+               for k, v in local["operations"].items() if k.startswith(prefix)}  # fmt: skip
+    return {
+        "local": {"seconds_to_send": local["seconds_to_send"],
+                  "dead_letters": local["dead_letters"], "refused_pushes": refused},
+        "simulated": {"seconds_to_send": simulated.seconds_to_send,
+                      "dead_letters": simulated.dead_letters,
+                      "refused_pushes": simulated.refused_pushes},
+    }  # fmt: skip

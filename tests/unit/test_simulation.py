@@ -1,0 +1,97 @@
+"""The fan-out simulation's logic on small deterministic cases (shared/bench/simulation.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import topology
+from shared.bench import simulation
+from shared.bench.simulation import Scenario, Stage, simulate
+from shared.topology import RetryPolicy
+
+
+def stage(name: str, instances: int = 1, concurrency: int = 1, attempts: int = 5, *,
+          cpu_s: float = 0.001, cold_start_s: float = 0.0) -> Stage:  # fmt: skip
+    return Stage(name, instances, concurrency, 1.0, 512, cpu_s, 0.0,
+                 RetryPolicy(10, 600, attempts), cold_start_s)  # fmt: skip
+
+
+def burst(batches: int, render: Stage, **kwargs: float) -> Scenario:
+    """`batches` render batches of 250 all published at t=0 (dispatch costs nothing)."""
+    options = {"esp_rate_per_s": 0.0, "dispatch_s_per_recipient": 0.0, "page_read_s": 0.0,
+               "send_batches_per_render_batch": 1.0, "page_size": 250 * batches,
+               **kwargs}  # fmt: skip
+    return Scenario(batches * 250, render, stage("send", 1000), **options)  # type: ignore[arg-type]
+
+
+def test_capacity_one_and_too_few_attempts_dead_letters_the_rest() -> None:
+    """10 at once, capacity 1, 5 attempts: one rendered per wave (t = 0, 10, 30, 70, 150 s),
+    the 5 refused a fifth time are dead letters; refusals 9 + 8 + 7 + 6 + 5."""
+    result = simulate(burst(10, stage("render", attempts=5)))
+    assert result.dead_letters == 5 and result.dead_lettered_recipients == 5 * 250
+    assert result.refused_pushes["render"] == 9 + 8 + 7 + 6 + 5
+    assert result.invocations["render"] == 5
+    assert result.seconds_to_send == pytest.approx(150, abs=0.1)
+
+
+def test_enough_attempts_dead_letter_nothing() -> None:
+    """The same burst with 20 attempts: wave k refuses 10 - k; the tenth batch goes after
+    10+20+40+80+160+320+600+600+600 s of backoff."""
+    result = simulate(burst(10, stage("render", attempts=20)))
+    assert result.dead_letters == 0
+    assert result.refused_pushes["render"] == sum(range(1, 10))
+    assert result.seconds_to_send == pytest.approx(2430, abs=0.1)
+
+
+def test_new_instances_start_cold_up_to_the_maximum() -> None:
+    result = simulate(burst(3, stage("render", instances=3, cold_start_s=3.0)))
+    assert result.peak_instances_by_function["render"] == 3
+    assert result.dead_letters == 0 and result.refused_pushes["render"] == 0
+    assert result.seconds_to_send == pytest.approx(3.0, abs=0.01)
+
+
+def test_concurrent_requests_share_the_instances_vcpu() -> None:
+    """Four 1 s renders on one 1-vCPU instance of concurrency 4: the last ends after 4 s of
+    CPU, not 1."""
+    result = simulate(burst(4, stage("render", concurrency=4, cpu_s=1.0)))
+    assert result.peak_instances_by_function["render"] == 1
+    assert result.seconds_to_send == pytest.approx(4.0, abs=0.01)
+
+
+def test_the_provider_rate_bounds_the_time_to_send() -> None:
+    result = simulate(burst(8, stage("render", instances=8), esp_rate_per_s=100.0))
+    assert result.seconds_to_send == pytest.approx(2000 / 100 + simulation.ESP_ROUND_TRIP_S)
+
+
+def test_pacing_spreads_dispatch_over_the_rate() -> None:
+    paced = simulate(burst(40, stage("render", instances=10), pacing_per_s=1000.0,
+                           page_size=500))  # fmt: skip
+    assert paced.seconds_to_send == pytest.approx(9.5, abs=0.1)  # the last page at 9,500/1,000
+
+
+def test_production_figures_for_a_million() -> None:
+    """At the production topology, paced at the provider's rate: nothing refused or dead-
+    lettered, the provider's rate sets the time; unpaced, the send function fills up."""
+    paced = simulate(simulation.production(1_000_000))
+    assert paced.dead_letters == 0 and sum(paced.refused_pushes.values()) == 0
+    assert paced.minutes_to_send == pytest.approx(1_000_000 / 1000 / 60, rel=0.02)
+    unpaced = simulate(simulation.production(1_000_000, pacing_per_s=0))
+    assert unpaced.peak_instances_by_function["send"] == topology.function("send").max_instances
+    assert unpaced.cost_usd["total"] > paced.cost_usd["total"]
+
+
+def test_stage_costs_come_from_a_bench_run() -> None:
+    operations = {
+        "function.dispatch": {"operations": 4, "seconds": 2.0},
+        "function.render": {"operations": 40, "seconds": 4.0},
+        "function.send": {"operations": 44, "seconds": 1.1},
+        "pubsub.publish": {"operations": 100, "bytes": 20_000_000},
+    }
+    costs = simulation.stage_costs(operations, 10_000)
+    assert costs == {
+        "dispatch_cpu_s_per_recipient": 0.0002,
+        "render_cpu_s_per_batch": 0.1,
+        "send_cpu_s_per_batch": 0.025,
+        "send_batches_per_render_batch": 1.1,
+        "pubsub_bytes_per_email": 2000.0,
+    }
