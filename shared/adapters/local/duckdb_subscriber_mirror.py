@@ -7,15 +7,15 @@ see every part through the `subscribers_raw` view `register` creates on a connec
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from shared.adapters.local.write_lock import directory_lock
 from shared.domain.subscriber_mirror import COLUMN_TYPES, TABLE
 from shared.ports import Document
 
@@ -125,14 +125,9 @@ class DuckDbSubscriberMirror:
                     removed += _erase_in_part(db, part, subscriber_id)
         return removed
 
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        with open(self._parts / ".lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _exclusive(self) -> AbstractContextManager[None]:
+        """A lock across processes (the runner, the CLI) for rewriting parts."""
+        return directory_lock(self._parts)
 
 
 def _erase_in_part(db: Any, part: Path, subscriber_id: str) -> int:

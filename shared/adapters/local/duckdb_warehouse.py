@@ -18,12 +18,13 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.adapters.local import warehouse_service
 from shared.adapters.local.duckdb_subscriber_mirror import DuckDbSubscriberMirror
+from shared.adapters.local.write_lock import directory_lock
 from shared.analytics.sql_catalog import RECENT_VIEW, recent_events_view
 from shared.domain.errors import InvalidInput
 from shared.domain.events import COLUMNS
@@ -291,15 +292,9 @@ class DuckDbWarehouse:
                     part.unlink(missing_ok=True)
             return len(parts)
 
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
+    def _exclusive(self) -> AbstractContextManager[None]:
         """A lock across processes (the runner, the CLI) for rewriting parts."""
-        with open(self._parts / ".lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return directory_lock(self._parts)
 
     def erase_subscriber(self, subscriber_id: str) -> int:
         """Pseudonymize: the rows stay (campaign totals remain true) but lose the person; their
