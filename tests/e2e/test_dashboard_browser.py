@@ -59,6 +59,12 @@ def sign_in(driver, base: str, key: str) -> None:
     driver.get(base + "/sign-in")
     driver.find_element(By.ID, "key").send_keys(key)
     driver.find_element(By.ID, "sign-in").click()
+    # Wait for the redirect: a navigation straight after the click can cancel the POST, and
+    # the next page would then be the sign-in form again.
+    deadline = time.monotonic() + 30
+    while "/sign-in" in driver.current_url and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "/sign-in" not in driver.current_url, "signing in did not leave the sign-in page"
 
 
 def figure(driver, css: str) -> str:
