@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from shared.domain.errors import InvalidInput
 from shared.domain.messages import plain_json
 
@@ -115,9 +117,15 @@ class AnalyticsEvent:
 
 
 def encode_events(events: list[AnalyticsEvent]) -> bytes:
-    """One message's events; those without `received_at` get one stamp, the time of now."""
+    """One message's events; those without `received_at` get one stamp, the time of now.
+    By orjson (a fifth of json.dumps's time: an import publishes a mirror row per subscriber);
+    what it cannot encode (an integer beyond 64 bits, a key that is not a string) by json."""
     now = utc_iso()
-    return json.dumps([e.to_row(now) for e in events], separators=(",", ":")).encode()
+    rows = [e.to_row(now) for e in events]
+    try:
+        return orjson.dumps(rows)
+    except orjson.JSONEncodeError:
+        return json.dumps(rows, separators=(",", ":")).encode()
 
 
 def decode_events(data: bytes) -> list[AnalyticsEvent]:
