@@ -108,6 +108,14 @@ class AnalyticsEvent:
         row["received_at"] = self.received_at or received_at or utc_iso()
         return row
 
+    def wire_row(self, received_at: str) -> dict[str, Any]:
+        """`to_row` for encoding at once: the properties not copied when they are a dict."""
+        row = {name: getattr(self, name) for name in COLUMNS}
+        if type(self.properties) is not dict:
+            row["properties"] = dict(self.properties)
+        row["received_at"] = self.received_at or received_at
+        return row
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> AnalyticsEvent:
         known: dict[str, Any] = {k: row.get(k) for k in COLUMNS}
@@ -121,7 +129,7 @@ def encode_events(events: list[AnalyticsEvent]) -> bytes:
     By orjson (a fifth of json.dumps's time: an import publishes a mirror row per subscriber);
     what it cannot encode (an integer beyond 64 bits, a key that is not a string) by json."""
     now = utc_iso()
-    rows = [e.to_row(now) for e in events]
+    rows = [e.wire_row(now) for e in events]
     try:
         return orjson.dumps(rows)
     except orjson.JSONEncodeError:
