@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from shared.domain.events import COLUMNS as EVENT_COLUMNS
 from shared.domain.events import SUBSCRIBER_CHANGED, AnalyticsEvent, stable_id
 from shared.domain.subscriber import Subscriber
 
@@ -124,6 +125,25 @@ def change_event(row: Mapping[str, Any]) -> AnalyticsEvent:
         subscriber_id=str(row["subscriber_id"]),
         properties=dict(row),
     )
+
+
+def change_event_rows(rows: Sequence[Mapping[str, Any]], received_at: str) -> list[dict[str, Any]]:
+    """The warehouse rows of `change_event(row).to_row(received_at)` for each row, made
+    without an event object each (an import publishes one per subscriber)."""
+    return [
+        {
+            **_EVENT_ROW,
+            "event_id": str(row["change_id"]),
+            "occurred_at": str(row["changed_at"]),
+            "received_at": received_at,
+            "subscriber_id": str(row["subscriber_id"]),
+            "properties": dict(row),
+        }
+        for row in rows
+    ]
+
+
+_EVENT_ROW: Mapping[str, Any] = {**dict.fromkeys(EVENT_COLUMNS), "event_type": SUBSCRIBER_CHANGED}
 
 
 def row_of(event: AnalyticsEvent) -> dict[str, Any]:
