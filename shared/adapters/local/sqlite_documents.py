@@ -47,14 +47,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS documents_key ON documents (collection, id);
 """
 # A database made before the rowid table: its documents copied over once, in one transaction.
 _MIGRATE_CLUSTERED = """
-BEGIN IMMEDIATE;
 ALTER TABLE documents RENAME TO documents_clustered;
 CREATE TABLE documents (collection TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL);
 INSERT INTO documents (collection, id, data)
     SELECT collection, id, data FROM documents_clustered ORDER BY collection, id;
 DROP TABLE documents_clustered;
-CREATE UNIQUE INDEX documents_key ON documents (collection, id);
-COMMIT;
 """
 
 # A checkpoint every ~16 MB of log rather than SQLite's 1,000 pages: a quarter of the fsyncs,
@@ -114,6 +111,17 @@ def _pages(text: Any) -> int:
     return 1 + len(text) // _PAGE if isinstance(text, str) else 1
 
 
+def _create_schema(conn: sqlite3.Connection) -> None:
+    """The schema, in one transaction (an older database's table migrated in the same)."""
+    migrate = _MIGRATE_CLUSTERED if _clustered(conn) else ""
+    try:
+        conn.executescript(f"BEGIN IMMEDIATE; {migrate} {_SCHEMA} COMMIT;")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _clustered(conn: sqlite3.Connection) -> bool:
     """The documents table of an older database, clustered on its key (WITHOUT ROWID)."""
     row = conn.execute(
@@ -136,15 +144,7 @@ class SqliteDocuments:
         self._write_lock = WriteLock(self._path)
         self._unchecked = 0  # documents written by this process since its last checkpoint
         with self._write_lock.hold():
-            conn = self._conn()
-            if _clustered(conn):
-                try:
-                    conn.executescript(_MIGRATE_CLUSTERED)
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            conn.executescript(_SCHEMA)
+            _create_schema(self._conn())
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
