@@ -68,8 +68,8 @@ def test_event_rows_are_what_the_change_events_encode_to() -> None:
 
 
 def test_orjson_encoding_decodes_to_what_json_encodes() -> None:
-    event = AnalyticsEvent("e1", "custom", "2026-01-01T00:00:00.000Z", subscriber_id="s1",
-                           properties={"name": "Zoë", "n": [1, 2.5, None, True], "d": {"k": "v"}})  # fmt: skip
+    properties = {"name": "Zoë", "n": [1, 2.5, None, True], "d": {"k": "v"}}
+    event = AnalyticsEvent("e1", "custom", RECEIVED, subscriber_id="s1", properties=properties)
     row = event.to_row(RECEIVED)
     assert json.loads(encode_rows([row])) == json.loads(json.dumps([row]))
     assert json.loads(encode_events([event]))[0]["properties"] == dict(event.properties)
