@@ -143,6 +143,10 @@ class Settings:
     # How long a send instance keeps its answer to "who left a campaign's audience since the
     # snapshot" (one warehouse query; 0: a query per batch).
     audience_recheck_ttl_s: float = 30.0
+    # How long a campaign waits for the subscriber mirror to hold everyone confirmed by its
+    # audience time (rows of an import still on their way to the warehouse) before it stops
+    # with an error that says how to repair the mirror.
+    audience_mirror_wait_s: float = 900.0
     campaign_batch_size: int = 250  # recipients per render batch (one rendered Pub/Sub message)
     campaign_pages_per_run: int = 50  # pages one dispatch invocation handles before handing over
     # Dispatch publishes at most this many recipients per second (0: unpaced), so a campaign's
