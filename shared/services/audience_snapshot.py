@@ -85,8 +85,8 @@ class AudienceSnapshotService:
                 "documents), then the campaign goes on"
             )
 
-    def pages(self, manifest: Manifest) -> SnapshotPages:
-        return self._snapshots.pages(manifest)
+    def pages(self, manifest: Manifest, chunks_per_page: int = 1) -> SnapshotPages:
+        return self._snapshots.pages(manifest, chunks_per_page)
 
     def erase_subscriber(self, campaign_ids: list[str], subscriber_id: str) -> int:
         return self._snapshots.erase_subscriber(campaign_ids, subscriber_id)
