@@ -13,16 +13,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
 
-from campaign_support import Pipeline, add_audience, mirror_now
+from campaign_support import LostConfirmation, Pipeline, add_audience, mirror_now
 
-from shared import topology
 from shared.bootstrap import Container
 from shared.domain.ab_test import AbTest
-from shared.domain.errors import TransientError
-from shared.domain.messages import RenderRequest
-from shared.ports import OutboundMessage, Publisher
 from shared.repositories import remainder_stash
 from shared.repositories.audience_snapshots import PREFIX
 from shared.services.publishing import Outbox
@@ -31,28 +26,6 @@ DISPATCH = "dispatch-on-campaign-dispatch"
 AB = {"variants": [{"name": "A"}, {"name": "B", "subject": "Subject B"}], "test_fraction": 0.4,
       "holdout_fraction": 0.1, "window_hours": 2, "min_sample": 50}  # fmt: skip
 PARIS_ONLY = {"attribute": "city", "value": "Paris"}
-
-
-class LostConfirmation:
-    """The Publisher port losing one publish confirmation (as in test_ab_remainder_stash.py):
-    the first render batch whose id starts with `prefix` is published, then TransientError."""
-
-    def __init__(self, real: Publisher, prefix: str) -> None:
-        self.real = real
-        self.prefix = prefix
-        self.tripped = False
-        self.batch_ids: Counter[str] = Counter()
-
-    def publish(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
-        ids = self.real.publish(topic, messages)
-        if topic != topology.RENDER_REQUESTS:
-            return ids
-        batches = [RenderRequest.decode(m.data).batch_id for m in messages]
-        self.batch_ids.update(batches)
-        if not self.tripped and any(b.startswith(self.prefix) for b in batches):
-            self.tripped = True
-            raise TransientError("publish sent, confirmation lost")
-        return ids
 
 
 def city(i: int) -> dict:
