@@ -262,6 +262,7 @@ class Container:
                                       self.campaigns.get, self.clock,
                                       self.settings.audience_recheck_ttl_s)  # fmt: skip
         return SendService(self.ledger, self.suppressions, self.mailer, self.outbox, self.clock,
+                           self.settings.send_checkpoint_every,
                            campaign_gate=self.campaign_gate, recheck=recheck)  # fmt: skip
 
     @cached_property

@@ -54,8 +54,9 @@ def test_the_test_phase_sends_full_batches_with_the_operations_of_a_plain_send(l
     # One render request and one send batch per variant: the render and send invocations.
     assert count(local, "pubsub.billable_bytes@publish:render-requests") == 2
     assert count(local, "pubsub.billable_bytes@publish:send-requests") == 2
-    # Per batch a claim and one checkpoint per chunk of 50 sent (the old sizes: 40 writes).
-    checkpoints = sum(-(-n // 50) for n in batches.values())
+    # Per batch a claim and one checkpoint per chunk sent (the old sizes: 40 writes).
+    every = local.settings.send_checkpoint_every
+    checkpoints = sum(-(-n // every) for n in batches.values())
     assert count(local, "firestore.write@send_ledger") == len(batches) + checkpoints
     assert ledger_reads == checkpoints
 
@@ -114,3 +115,18 @@ def test_a_preview_of_a_narrow_segment_still_looks_as_far_as_three_pages(local):
 
 def audience_samples(labels: list[str]) -> list[str]:
     return [label for label in labels if not label.startswith("synthetic")]
+
+
+def test_a_batch_costs_its_claim_and_one_ledger_checkpoint_per_125_messages(local, mailer):
+    add_audience(local, 1000)  # ten pages of 100: ten batches of 100
+    campaign = local.campaign_service.create({"name": "Plain", "template": "newsletter"})
+    local.meter.reset()
+    local.campaign_service.send_now(campaign.id)
+    Pipeline(local).drain()
+    writes, reads = (count(local, f"firestore.{op}@send_ledger") for op in ("write", "read"))
+
+    assert local.settings.send_checkpoint_every == 125
+    assert len(mailer.sent) == len({e.subscriber_id for e in mailer.sent}) == 1000
+    # A claim (one write) and one checkpoint (a read and a write) per batch of 100, where
+    # checkpoints every 50 messages took two: 30 writes and 20 reads.
+    assert (writes, reads) == (20, 10)
