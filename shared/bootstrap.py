@@ -431,14 +431,11 @@ class Container:
         if source == "documents":
             return None
         store = AudienceSnapshots(lambda: self.import_blobs, self.meter)
-        documents = self.documents
-
-        def has_subscribers() -> bool:
-            return bool(documents.query("subscribers", [], limit=1))
-
-        return AudienceSnapshotService(self.pipeline_warehouse, store, self.sql_dialect,
-                                       self.clock, self.settings.campaign_page_size,
-                                       has_subscribers)  # fmt: skip
+        return AudienceSnapshotService(
+            self.pipeline_warehouse, store, self.sql_dialect, self.clock,
+            self.subscribers.confirmed_count, chunk_size=self.settings.campaign_page_size,
+            mirror_wait_s=self.settings.audience_mirror_wait_s,
+        )  # fmt: skip
 
     @cached_property
     def pacer(self) -> Any:

@@ -34,6 +34,11 @@ class BatchWrite:
     create_only: bool = False
 
 
+def count_reads(matched: int) -> int:
+    """What a count aggregation is billed: one read per 1,000 index entries, at least one."""
+    return max(1, -(-matched // 1000))
+
+
 def check_batch(writes: Sequence[BatchWrite]) -> None:
     """The port's limits on one batch (both adapters check them the same way)."""
     if len(writes) > MAX_BATCH_WRITES:
@@ -95,6 +100,10 @@ class DocumentStore(Protocol):
     ) -> list[tuple[str, Document]]:
         """Up to `limit` (id, document) pairs matching every filter, ordered by id, starting
         after id `start_after`. Page through large collections by passing the last id back."""
+
+    def count(self, collection: str, filters: Sequence[Filter] = ()) -> int:
+        """How many documents match every filter, without reading them (Firestore's count
+        aggregation, billed one read per 1,000 index entries matched, at least one)."""
 
 
 @dataclass(frozen=True)

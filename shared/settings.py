@@ -143,6 +143,10 @@ class Settings:
     # How long a send instance keeps its answer to "who left a campaign's audience since the
     # snapshot" (one warehouse query; 0: a query per batch).
     audience_recheck_ttl_s: float = 30.0
+    # How long a campaign waits for the subscriber mirror to hold everyone confirmed by its
+    # audience time (rows of an import still on their way to the warehouse) before it stops
+    # with an error that says how to repair the mirror.
+    audience_mirror_wait_s: float = 900.0
     campaign_batch_size: int = 250  # recipients per render batch (one rendered Pub/Sub message)
     # Messages the send stage hands the provider between two send-ledger checkpoints (one
     # Firestore read and write each): what a crash mid-batch may send again (same Message-IDs).

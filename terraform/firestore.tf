@@ -36,6 +36,9 @@ locals {
     # single-field indexes could serve, but this one lookup per event is then one index scan
     # instead of a merge through every waiting run.
     trigger_runs_waiting = { collection = "trigger_runs", fields = ["subscriber_id", "trigger_id", "state"] }
+    # Subscribers.confirmed_count, before a campaign's audience snapshot: a count aggregation
+    # (status == confirmed, confirmed_at <= the audience time) compared with the mirror's.
+    subscribers_confirmed = { collection = "subscribers", fields = ["status", "confirmed_at"] }
   }
 }
 

@@ -190,6 +190,12 @@ def _print_summary(shown: dict[str, Any]) -> None:
     for subscriber_id, reason in delivery.get("reasons", {}).items():
         console.print(f"  failed {subscriber_id}: {reason}", markup=False)
     _print_allowance(shown.get("allowance"))
+    if shown.get("mirror_missing"):
+        console.print(
+            f"  waiting for the subscriber mirror: {shown['mirror_missing']:,} confirmed "
+            "subscribers are still on their way to the warehouse; the audience is taken once "
+            "they are there"
+        )
     for result in shown.get("variant_results", []):
         console.print(
             f"  variant {result['name']}: {result['converted']}/{result['exposed']} "

@@ -125,6 +125,9 @@ class PhaseProgress:
     # today's allowance is used up, when dispatch goes on (the sweep restarts it then).
     reserved_day: str = ""
     held_until: float = 0.0
+    # While the audience waits for the subscriber mirror to catch up (an import's rows still
+    # on their way to the warehouse): how many confirmed subscribers it lacked at the last look.
+    mirror_missing: int = 0
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> PhaseProgress:
@@ -396,6 +399,7 @@ class Campaign:
         progress.lease_owner = owner
         progress.lease_until = now + lease_s
         progress.held_until = 0.0
+        progress.mirror_missing = 0
         progress.updated_at = now
         return True
 
@@ -442,15 +446,31 @@ class Campaign:
         self.rotate_token(phase, token, now)
 
     def hold(self, phase: str, owner: str, token: str, until: float, now: float) -> None:
-        """Today's allowance is used up: give the lease back; the sweep goes on at `until`."""
+        """Today's allowance is used up (or the mirror lags): give the lease back; the sweep
+        goes on at `until`."""
         self.release(phase, owner, token, now)
         self.progress_of(phase).held_until = until
 
+    def wait_for_mirror(
+        self, phase: str, owner: str, token: str, until: float, missing: int, now: float
+    ) -> None:
+        """The subscriber mirror still lacks `missing` subscribers of the audience: give the
+        lease back; the sweep looks again at `until`."""
+        self.hold(phase, owner, token, until, now)
+        self.progress_of(phase).mirror_missing = missing
+
     def held_until(self) -> float | None:
         """When a sending campaign waiting for the next day's allowance goes on."""
-        if self.status != SENDING or not self.phase:
+        if self.status != SENDING or not self.phase or self.mirror_missing():
             return None
         return self.progress_of(self.phase).held_until or None
+
+    def mirror_missing(self) -> int:
+        """How many subscribers the mirror lacked when the campaign last waited for it
+        (0: it is not waiting)."""
+        if self.status != SENDING or not self.phase:
+            return 0
+        return self.progress_of(self.phase).mirror_missing
 
     def _leased(self, phase: str, owner: str) -> PhaseProgress:
         progress = self.progress_of(phase)

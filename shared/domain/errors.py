@@ -75,6 +75,17 @@ class Throttled(TransientError):
         self.retry_after = retry_after
 
 
+class MirrorBehind(TransientError):
+    """The warehouse's subscriber mirror lacks `missing` of the `confirmed` subscribers a
+    campaign's audience is taken from: their rows are on their way; try again shortly."""
+
+    def __init__(self, missing: int, confirmed: int) -> None:
+        super().__init__(f"the subscriber mirror lacks {missing} of {confirmed} confirmed "
+                         "subscribers")  # fmt: skip
+        self.missing = missing
+        self.confirmed = confirmed
+
+
 class PermanentFailure(MailpipeError):
     """Retrying cannot help: a rejected recipient, a broken template, a poison message."""
 

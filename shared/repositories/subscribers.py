@@ -15,7 +15,7 @@ from typing import Any
 
 from shared.domain.addresses import keyed_hash
 from shared.domain.errors import NotFound
-from shared.domain.subscriber import Subscriber
+from shared.domain.subscriber import CONFIRMED, Subscriber
 from shared.domain.subscriber_mirror import change_row, state_of, tombstone
 from shared.ports import MAX_BATCH_WRITES, BatchWrite, DocumentStore, Filter, paged
 
@@ -105,6 +105,12 @@ class Subscribers:
         if after != before[0]:
             self._mirrored([(subscriber_id, after)])
         return changed
+
+    def confirmed_count(self, by: float) -> int:
+        """How many subscribers are confirmed, with a confirmation no later than `by`
+        (a count aggregation: no document is read)."""
+        return self._store.count(COLLECTION, [Filter("status", "==", CONFIRMED),
+                                              Filter("confirmed_at", "<=", by)])  # fmt: skip
 
     def delete(self, subscriber_id: str) -> None:
         """Remove the document; the mirror gets the erasure's tombstone."""

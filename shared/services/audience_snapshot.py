@@ -4,6 +4,13 @@ order as chunk files of `chunk_size` members to the blob store
 (shared/repositories/audience_snapshots.py). The query's results are read page by page, so the
 dispatch function never holds more than a chunk and a results page of a million-member audience.
 
+Before it is taken, the mirror must hold everyone the documents hold as confirmed by the
+audience time (one count aggregation on the documents, one count in the warehouse): an import
+that just finished may still have mirror rows on their way, and a snapshot taken then would
+leave those subscribers out. While it lags, `take` raises MirrorBehind and the dispatcher waits
+(shared/services/dispatch.py); after `mirror_wait_s` it stops with the repair to make. In-flight
+unsubscribes only make the mirror's count larger, and the send-time re-check drops them.
+
 Every phase of the campaign walks the same snapshot: an A/B test's remainder phase picks its
 cohort from it by the same hash assignment as the test phase, so nothing is stashed between the
 phases. Taking it again is harmless until the manifest is written, and a no-op after.
@@ -17,12 +24,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.domain.campaign import Campaign
-from shared.domain.errors import ConfigurationError
+from shared.domain.errors import ConfigurationError, MirrorBehind
 from shared.domain.messages import Recipient
 from shared.domain.subscriber_mirror import TABLE
 from shared.ports import Warehouse
 from shared.repositories.audience_snapshots import AudienceSnapshots, Manifest, SnapshotPages
-from shared.services.audience_sql import members_query
+from shared.services.audience_sql import confirmed_query, members_query
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +41,29 @@ class AudienceSnapshotService:
         snapshots: AudienceSnapshots,
         dialect: str,
         clock: Callable[[], float],
+        confirmed_in_documents: Callable[[float], int],
+        *,
         chunk_size: int = 500,
-        has_subscribers: Callable[[], bool] = lambda: True,
+        mirror_wait_s: float = 900.0,
     ) -> None:
         self._warehouse = warehouse
         self._snapshots = snapshots
         self._dialect = dialect
         self._clock = clock
+        self._confirmed_in_documents = confirmed_in_documents
         self.chunk_size = chunk_size
-        self._has_subscribers = has_subscribers
+        self._mirror_wait_s = mirror_wait_s
 
     def take(self, campaign: Campaign) -> Manifest:
-        """The campaign's snapshot: the finished one, or a new one taken now."""
+        """The campaign's snapshot: the finished one, or a new one taken now. Raises
+        MirrorBehind while the mirror is still catching up with the documents."""
         existing = self._snapshots.manifest(campaign.id)
         if existing is not None:
             return existing
+        audience_at = campaign.audience_at or campaign.created_at
+        self._check_mirror(campaign, audience_at)
         taken_at = self._clock()
-        query = members_query(campaign.audience, campaign.audience_at or campaign.created_at)
+        query = members_query(campaign.audience, audience_at)
         sql = query.for_dialect(self._dialect)
         chunks = members = 0
         pending: list[Recipient] = []
@@ -65,25 +78,36 @@ class AudienceSnapshotService:
             chunks += 1
             self._snapshots.put_chunk(campaign.id, chunks, pending)
             members += len(pending)
-        if not members:
-            self._refuse_an_empty_mirror(campaign)
         manifest = Manifest(campaign.id, chunks, members, taken_at)
         self._snapshots.finish(manifest)
         facts = {"campaign_id": campaign.id, "members": members, "chunks": chunks}
         log.info("audience snapshot taken", extra=facts)
         return manifest
 
-    def _refuse_an_empty_mirror(self, campaign: Campaign) -> None:
-        """An audience of nobody is fine; a mirror of nobody while subscriber documents exist
-        means it was never built (a deployment from before the mirror): refuse rather than send
-        the campaign to no one."""
-        (row,) = self._warehouse.query(f"SELECT COUNT(*) AS n FROM {TABLE}", {})
-        if not row["n"] and self._has_subscribers():
-            raise ConfigurationError(
-                f"campaign {campaign.id}: the subscriber mirror ({TABLE}) is empty; run "
-                "`mailpipe subscribers mirror-rebuild` (or set MAILPIPE_AUDIENCE_SOURCE="
-                "documents), then the campaign goes on"
-            )
+    def _check_mirror(self, campaign: Campaign, audience_at: float) -> None:
+        """Raise MirrorBehind while the mirror holds fewer confirmed subscribers than the
+        documents (as of the audience time); after `mirror_wait_s` of waiting, stop with the
+        repair instead: the missing rows are not on their way (a dead-lettered warehouse
+        message, or a deployment from before the mirror that was never rebuilt)."""
+        confirmed = self._confirmed_in_documents(audience_at)
+        if not confirmed:
+            return
+        query = confirmed_query(audience_at)
+        (row,) = self._warehouse.query(query.for_dialect(self._dialect), query.params)
+        missing = confirmed - int(row["n"])
+        if missing <= 0:
+            return
+        now = self._clock()
+        waited = now - (campaign.progress_of(campaign.phase).started_at if campaign.phase else now)
+        if waited < self._mirror_wait_s:
+            raise MirrorBehind(missing, confirmed)
+        raise ConfigurationError(
+            f"campaign {campaign.id}: after {waited:.0f} s the subscriber mirror ({TABLE}) "
+            f"still lacks {missing} of the {confirmed} confirmed subscribers; replay the "
+            "warehouse function's dead letters (`mailpipe dlq list`, `mailpipe dlq replay`) "
+            "or run `mailpipe subscribers mirror-rebuild`, then the campaign goes on (or set "
+            "MAILPIPE_AUDIENCE_SOURCE=documents)"
+        )
 
     def pages(self, manifest: Manifest, chunks_per_page: int = 1) -> SnapshotPages:
         return self._snapshots.pages(manifest, chunks_per_page)

@@ -112,6 +112,17 @@ def count_query(segment: Segment, audience_at: float) -> AudienceQuery:
     return AudienceQuery(select, params.values)
 
 
+def confirmed_query(audience_at: float) -> AudienceQuery:
+    """How many subscribers the mirror holds as confirmed no later than `audience_at` (column
+    `n`): compared with the documents' count before a snapshot is taken."""
+    select = (
+        exp.select(exp.Count(this=exp.Star()).as_("n"))
+        .from_(exp.paren(sqlglot.parse_one(LATEST, read="bigquery")).as_("s"))
+        .where(sqlglot.parse_one("status = @status AND confirmed_at <= @at", read="bigquery"))
+    )
+    return AudienceQuery(select, {"status": CONFIRMED, "at": audience_at})
+
+
 def recheck_query(segment: Segment, audience_at: float, since: float) -> AudienceQuery:
     """The subscribers whose mirror changed after `since` and who no longer belong to the
     audience: the send stage's re-check. Only partitions from `since` on are read: a

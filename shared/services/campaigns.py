@@ -257,6 +257,7 @@ class CampaignService:
         shown["dispatch_status"] = campaign.status
         shown["status"] = delivery.status_of(campaign.status)
         shown["allowance"] = self._dispatcher.allowance(campaign)
+        shown["mirror_missing"] = campaign.mirror_missing()
         if campaign.ab and (PHASE_TEST in campaign.progress):
             results = self.variant_results(campaign, entries)
             shown["variant_results"] = [asdict(r) | {"rate": r.rate} for r in results.values()]
@@ -276,6 +277,7 @@ class CampaignService:
             "dispatched": sum(p.recipients for p in campaign.progress.values()),
             "allowance": allowance,
             "held_until": datetime.fromtimestamp(held, UTC) if held else None,
+            "mirror_missing": campaign.mirror_missing(),
         }
 
     def delivery(self, campaign_id: str) -> Delivery:

@@ -33,6 +33,8 @@ notices the stalled phase and sends a fresh continuation.
 Daily caps (shared/services/daily_allowance.py): a page is planned only as far as today's
 allowance of the sending domain reaches; when nothing is left, the phase is held (lease given
 back, `held_until` the next UTC midnight) and the sweep restarts it then, from its cursor.
+A snapshot campaign whose subscriber mirror still lags the documents (MirrorBehind) is held
+the same way for MIRROR_RECHECK_S, with how many subscribers the mirror lacked.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from shared.domain.campaign import (
     PhaseProgress,
     batch_id,
 )
-from shared.domain.errors import ConfigurationError, Conflict, InvalidInput
+from shared.domain.errors import ConfigurationError, Conflict, InvalidInput, MirrorBehind
 from shared.domain.messages import Recipient
 from shared.domain.subscriber import Subscriber
 from shared.repositories.audience import AudiencePages
@@ -83,6 +85,7 @@ if TYPE_CHECKING:  # it needs sqlglot, which only the functions that take snapsh
 log = logging.getLogger(__name__)
 
 SWEEP, CAMPAIGN = "sweep", "campaign"
+MIRROR_RECHECK_S = 15.0  # the next sweep after this looks at the mirror again
 
 
 class PageRow(Protocol):
@@ -215,6 +218,9 @@ class PhaseDispatcher:
             return 0
         try:
             return self._walk(campaign, message.phase, owner)
+        except MirrorBehind as exc:
+            self._wait_for_mirror(campaign, message.phase, owner, exc)
+            return 0
         except Conflict as exc:  # the lease was taken over; the new owner carries on
             log.warning("dispatch stopped: %s", exc, extra=_ids(message))
             return 0
@@ -313,6 +319,20 @@ class PhaseDispatcher:
         self._campaigns.change(campaign.id, hold)
         log.info("daily cap reached; dispatch goes on tomorrow",
                  extra={"campaign_id": campaign.id, "phase": phase, "until": until})  # fmt: skip
+
+    def _wait_for_mirror(
+        self, campaign: Campaign, phase: str, owner: str, behind: MirrorBehind
+    ) -> None:
+        """The audience cannot be taken yet: the sweep looks again in MIRROR_RECHECK_S."""
+        now, token = self._clock(), new_token()
+        until = now + MIRROR_RECHECK_S
+
+        def wait(c: Campaign) -> None:
+            c.wait_for_mirror(phase, owner, token, until, behind.missing, now)
+
+        self._campaigns.change(campaign.id, wait)
+        log.info("waiting for the subscriber mirror: %s", behind,
+                 extra={"campaign_id": campaign.id, "missing": behind.missing})  # fmt: skip
 
     def allowance(self, campaign: Campaign) -> dict[str, Any] | None:
         """Today's allowance of the campaign's sending domain (None: no cap)."""

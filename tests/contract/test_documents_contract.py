@@ -281,3 +281,27 @@ def test_write_batch_refuses_more_than_500_or_a_document_twice(documents: Docume
     with pytest.raises(InvalidInput):
         documents.write_batch([BatchWrite("things", "x", {}), BatchWrite("things", "x", {})])
     assert documents.get("things", "x0") is None
+
+
+def test_count_matches_what_a_query_selects(documents: DocumentStore) -> None:
+    """An equality and a range on another field, as the dispatcher's mirror check counts."""
+    fill(documents)
+    combined = [Filter("group", "==", "g2"), Filter("age", "<=", 40)]
+    assert documents.count("people", combined) == 2  # p1 (10), p4 (40); not p5 (50)
+    assert documents.count("people", [Filter("group", "==", "g1")]) == 2
+    assert documents.count("people") == len(PEOPLE)
+    assert documents.count("nothing-here") == 0
+
+
+def test_a_count_is_billed_per_thousand_matches(
+    documents: DocumentStore, meter: OperationMeter
+) -> None:
+    """Firestore bills a count one read per 1,000 index entries, at least one."""
+    for start in range(0, 1001, 500):
+        documents.write_batch([BatchWrite("many", f"d{i:04d}", {"n": i})
+                               for i in range(start, min(start + 500, 1001))])  # fmt: skip
+    before = meter.snapshot().get("firestore.read@many")
+    assert documents.count("many") == 1001
+    assert documents.count("many", [Filter("n", "<", 10)]) == 10
+    reads = meter.snapshot()["firestore.read@many"].operations
+    assert reads - (before.operations if before else 0) == 2 + 1

@@ -15,8 +15,11 @@ import json
 from collections import Counter
 
 from campaign_support import LostConfirmation, Pipeline, add_audience, mirror_now
+from click.testing import CliRunner
 
 from shared.bootstrap import Container
+from shared.cli.cmd_campaign import campaign as campaign_cli
+from shared.dashboard.app import create_dashboard_app
 from shared.domain.ab_test import AbTest
 from shared.repositories import remainder_stash
 from shared.repositories.audience_snapshots import PREFIX
@@ -181,8 +184,9 @@ def test_an_erasure_blanks_the_person_in_the_snapshot_of_a_campaign_under_way(lo
     assert set(everyone) == {i for i, c in cohort.items() if c != "holdout"} - {erased}
 
 
-def test_an_unbuilt_mirror_stops_the_campaign_instead_of_sending_it_to_no_one(local, mailer):
-    """A deployment from before the mirror, upgraded without `mirror-rebuild`."""
+def test_an_unbuilt_mirror_stops_the_campaign_instead_of_sending_it_to_no_one(local, mailer, clock):
+    """A deployment from before the mirror, upgraded without `mirror-rebuild`: the campaign
+    waits for the mirror, then stops with the repair to make."""
     from shared.domain.errors import ConfigurationError
     from shared.domain.subscriber import CONFIRMED, Subscriber
 
@@ -192,11 +196,53 @@ def test_an_unbuilt_mirror_stops_the_campaign_instead_of_sending_it_to_no_one(lo
     campaign = service.create({"name": "Early", "template": "newsletter"})
     service.send_now(campaign.id)
     (message,) = local.bus.pull(DISPATCH, 10)
+    assert local.dispatch.handle(json.loads(message.data)) == 0
+    assert local.campaigns.get(campaign.id).mirror_missing() == 1
+    clock.now += local.settings.audience_mirror_wait_s
+    assert local.campaign_service.sweep() == 1  # the held phase is restarted
+    (message,) = local.bus.pull(DISPATCH, 10)
     try:
         local.dispatch.handle(json.loads(message.data))
     except ConfigurationError as exc:
-        assert "mirror-rebuild" in str(exc)
+        assert "mirror-rebuild" in str(exc) and "lacks 1 of the 1" in str(exc)
     else:
         raise AssertionError("the campaign was dispatched from an empty mirror")
     assert snapshot_files(local, campaign.id) == [] and mailer.sent == []
     assert local.campaigns.get(campaign.id).status == "sending"
+
+
+def test_a_campaign_started_while_an_import_is_still_mirroring_waits_for_the_rows(
+    local, mailer, clock
+):
+    """The mirror rows of 300 just-imported subscribers are still on their way when the
+    campaign starts: it waits (saying how many are missing) instead of leaving them out."""
+    from shared.domain.subscriber import CONFIRMED, Subscriber
+
+    add_audience(local, 200)
+    emails = [f"reader{i}@example.com" for i in range(200, 500)]
+    local.subscribers.create_many([Subscriber(local.subscribers.id_for(e), e, CONFIRMED,
+                                              confirmed_at=1.0) for e in emails])  # fmt: skip
+    # ... and their mirror rows wait on the analytics topic.
+    service = local.campaign_service
+    campaign = service.create({"name": "Right after", "template": "newsletter"})
+    service.send_now(campaign.id)
+    pipeline = Pipeline(local, [DISPATCH])
+    pipeline.drain()
+    waiting = local.campaigns.get(campaign.id)
+    assert waiting.mirror_missing() == 300 and waiting.held_until() is None
+    assert snapshot_files(local, campaign.id) == []
+    shown = CliRunner().invoke(campaign_cli, ["show", campaign.id])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())  # rich wraps at the terminal's width
+    assert "waiting for the subscriber mirror: 300 confirmed subscribers" in text
+    app = create_dashboard_app(lambda: local.dashboards, None, service.sending)
+    page = app.test_client().get(f"/campaigns/{campaign.id}").get_data(as_text=True)
+    assert 'data-figure="mirror-missing">300<' in page
+
+    mirror_now(local)
+    clock.now += 20
+    assert service.sweep() == 1
+    Pipeline(local).drain()
+    sent = Counter(e.subscriber_id for e in mailer.sent)
+    assert len(sent) == 500 and set(sent.values()) == {1}
+    assert local.campaigns.get(campaign.id).status == "sent"

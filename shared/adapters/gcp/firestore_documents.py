@@ -29,7 +29,7 @@ from shared.adapters.gcp import clients
 from shared.adapters.gcp.errors import translated
 from shared.domain.errors import InvalidInput, NotFound, TransientError
 from shared.metering import NULL_METER, OperationMeter
-from shared.ports import BatchWrite, Document, Filter, check_batch
+from shared.ports import BatchWrite, Document, Filter, check_batch, count_reads
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -172,6 +172,14 @@ class FirestoreDocuments:
         # Firestore bills a query at least one read even when it returns nothing.
         self._meter.count("firestore.read", max(1, len(snapshots)), detail=collection)
         return [(s.id, s.to_dict() or {}) for s in snapshots]
+
+    def count(self, collection: str, filters: Sequence[Filter] = ()) -> int:
+        aggregation: Any = self._filtered(collection, filters).count(alias="n")
+        with translated(f"count {collection}"):
+            (results,) = aggregation.get()  # one list of results per aggregation query
+        matched = int(results[0].value)
+        self._meter.count("firestore.read", count_reads(matched), detail=collection)
+        return matched
 
     def _filtered(self, collection: str, filters: Sequence[Filter]) -> BaseQuery:
         query: Any = self._client.collection(collection)

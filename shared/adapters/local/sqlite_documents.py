@@ -28,7 +28,7 @@ from typing import Any
 from shared.adapters.local.write_lock import WriteLock
 from shared.domain.errors import AlreadyExists, InvalidInput, TransientError
 from shared.metering import NULL_METER, OperationMeter
-from shared.ports import BatchWrite, Document, Filter, check_batch
+from shared.ports import BatchWrite, Document, Filter, check_batch, count_reads
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -234,6 +234,14 @@ class SqliteDocuments:
         for collection, n in Counter(w.collection for w in writes).items():
             self._meter.count("firestore.write", n, detail=collection)
         self._written(sum(_pages(row[2]) for row in rows))
+
+    def count(self, collection: str, filters: Sequence[Filter] = ()) -> int:
+        where, params = _where(filters)
+        (matched,) = self._execute(
+            f"SELECT COUNT(*) FROM documents WHERE collection=?{where}", (collection, *params)
+        ).fetchone()
+        self._meter.count("firestore.read", count_reads(matched), detail=collection)
+        return int(matched)
 
     def query(
         self,
