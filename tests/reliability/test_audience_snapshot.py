@@ -21,8 +21,11 @@ from shared.bootstrap import Container
 from shared.cli.cmd_campaign import campaign as campaign_cli
 from shared.dashboard.app import create_dashboard_app
 from shared.domain.ab_test import AbTest
+from shared.repositories import audience_rechecks as rechecks
 from shared.repositories import remainder_stash
+from shared.repositories.audience_rechecks import AudienceRechecks
 from shared.repositories.audience_snapshots import PREFIX
+from shared.services.audience_recheck import AudienceRecheck
 from shared.services.publishing import Outbox
 
 DISPATCH = "dispatch-on-campaign-dispatch"
@@ -246,3 +249,42 @@ def test_a_campaign_started_while_an_import_is_still_mirroring_waits_for_the_row
     sent = Counter(e.subscriber_id for e in mailer.sent)
     assert len(sent) == 500 and set(sent.values()) == {1}
     assert local.campaigns.get(campaign.id).status == "sent"
+
+
+def test_send_instances_share_one_warehouse_recheck_per_ttl(local, mailer, clock):
+    """Two send instances (two re-checkers on the same stores): the first asks the warehouse,
+    the second reads its answer from the shared document (one Firestore read, no query) until
+    the TTL is over; a leaver the query found is dropped by both."""
+    people = add_audience(local, 50)
+    service = local.campaign_service
+    campaign = service.create({"name": "Shared", "template": "newsletter"})
+    service.send_now(campaign.id)
+    pipeline = Pipeline(local)
+    pipeline.drain(skip=[s for s in pipeline.deliverers if s != DISPATCH])
+    audience_at = local.campaigns.get(campaign.id).audience_at
+    clock.now += 60
+    leaver = people[7].id
+    local.unsubscribe.unsubscribe_subscriber(leaver, "test")
+    mirror_now(local)
+
+    def instance() -> AudienceRecheck:
+        return AudienceRecheck(local.pipeline_warehouse, local.sql_dialect, local.campaigns.get,
+                               clock, 30.0, AudienceRechecks(local.documents))  # fmt: skip
+
+    def queries() -> int:
+        tally = local.meter.snapshot().get("bigquery.query")
+        return tally.operations if tally else 0
+
+    first, second = instance(), instance()
+    ids = [p.id for p in people]
+    before = queries()
+    assert first.left(campaign.id, audience_at, ids) == {leaver}
+    assert second.left(campaign.id, audience_at, ids) == {leaver}
+    assert queries() - before == 1  # the second instance asked no warehouse
+    clock.now += 31  # both copies expired: one instance asks again, the other reads its answer
+    assert second.left(campaign.id, audience_at, ids) == {leaver}
+    assert first.left(campaign.id, audience_at, ids) == {leaver}
+    assert queries() - before == 2
+
+    local.gdpr.erase(people[7].email)  # an erasure takes the id out of the shared answer
+    assert leaver not in json.dumps(local.documents.get(rechecks.COLLECTION, campaign.id))
