@@ -46,10 +46,14 @@ class AudienceRechecks:
         self._store.put(COLLECTION, campaign_id, doc)
         return True
 
+    def naming(self, subscriber_id: str) -> list[str]:
+        """The campaigns whose shared answer names the person (a GDPR export lists them)."""
+        holding = [Filter("gone", "array_contains", subscriber_id)]
+        return [doc_id for page in paged(self._store, COLLECTION, holding) for doc_id, _ in page]
+
     def erase_subscriber(self, subscriber_id: str) -> int:
         """Take the person out of every shared answer; returns how many documents changed."""
-        holding = [Filter("gone", "array_contains", subscriber_id)]
-        found = [doc_id for page in paged(self._store, COLLECTION, holding) for doc_id, _ in page]
+        found = self.naming(subscriber_id)
 
         def without(doc: dict[str, Any] | None) -> dict[str, Any] | None:
             if doc is None or subscriber_id not in (doc.get("gone") or ()):

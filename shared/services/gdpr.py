@@ -126,6 +126,7 @@ class GdprService:
             "stored_mail": self._mail.messages_to(email) if self._mail else [],
             "trigger_runs": self._trigger_runs_of(subscriber_id),
             "campaign_remainders": self._remainder_entries(subscriber_id),
+            "audience_rechecks": AudienceRechecks(self._documents).naming(subscriber_id),
         }
 
     def erase(self, raw_email: str) -> dict[str, Any]:

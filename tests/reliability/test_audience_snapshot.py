@@ -286,5 +286,6 @@ def test_send_instances_share_one_warehouse_recheck_per_ttl(local, mailer, clock
     assert first.left(campaign.id, audience_at, ids) == {leaver}
     assert queries() - before == 2
 
+    assert local.gdpr.export(people[7].email)["audience_rechecks"] == [campaign.id]
     local.gdpr.erase(people[7].email)  # an erasure takes the id out of the shared answer
     assert leaver not in json.dumps(local.documents.get(rechecks.COLLECTION, campaign.id))
