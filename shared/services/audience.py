@@ -210,8 +210,8 @@ def parts_per_page(page_size: int, batch_size: int) -> int:
     return max(1, -(-page_size // max(1, batch_size)))
 
 
-# How many snapshot chunks one page of a phase may span: enough that a variant's expected share
-# of the page fills a batch, but a bounded amount of a page held in memory.
+# How many page sizes (snapshot chunks) one page of a phase may span: enough that a variant's
+# expected share of the page fills a batch, but a bounded amount of a page held in memory.
 MAX_CHUNKS_PER_PAGE = 20
 
 

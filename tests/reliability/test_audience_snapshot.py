@@ -73,8 +73,8 @@ def test_an_ab_campaign_reads_its_audience_once_and_stashes_nothing(local, maile
     pipeline.drain()
     pipeline.sweep()
     assert local.campaigns.get(campaign.id).audience_snapshot
-    # 800 Parisians in chunks of 100, then the manifest.
-    assert len(snapshot_files(local, campaign.id)) == 9
+    # 800 Parisians in files of four pages of 100 (PAGES_PER_FILE), then the manifest.
+    assert len(snapshot_files(local, campaign.id)) == 3
     test_reads = reads(local)
     # Campaign, ledger and suppression documents; walking the subscribers would add 1,000.
     assert test_reads < 400, test_reads
@@ -141,7 +141,7 @@ def test_changes_between_snapshot_and_send_are_honoured_once(local, mailer, cloc
     service.send_now(campaign.id)
     pipeline = Pipeline(local)
     pipeline.drain(skip=[s for s in pipeline.deliverers if s != DISPATCH])  # snapshot, batches
-    assert len(snapshot_files(local, campaign.id)) == 4  # three chunks and the manifest
+    assert len(snapshot_files(local, campaign.id)) == 2  # one file of three pages, the manifest
 
     clock.now += 60
     unsubscribed, suppressed, removed, erased = (p.id for p in people[10:14])
