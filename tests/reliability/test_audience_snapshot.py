@@ -211,9 +211,7 @@ def test_an_erasure_blanks_the_person_in_the_snapshot_of_a_campaign_under_way(lo
     assert set(everyone) == {i for i, c in cohort.items() if c != "holdout"} - {erased}
 
 
-def test_an_unbuilt_mirror_stops_the_campaign_instead_of_sending_it_to_no_one(
-    local, mailer, clock
-):
+def test_an_unbuilt_mirror_stops_the_campaign_instead_of_sending_it_to_no_one(local, mailer, clock):
     """A deployment from before the mirror, upgraded without `mirror-rebuild`: the campaign
     waits for the mirror, then stops with the repair to make."""
     from shared.domain.errors import ConfigurationError
