@@ -257,12 +257,15 @@ class Container:
     def send(self) -> SendService:
         recheck = None
         if self.audience_snapshots is not None:
+            from shared.repositories.audience_rechecks import AudienceRechecks
             from shared.services.audience_recheck import AudienceRecheck
 
             recheck = AudienceRecheck(self.pipeline_warehouse, self.sql_dialect,
                                       self.campaigns.get, self.clock,
-                                      self.settings.audience_recheck_ttl_s)  # fmt: skip
+                                      self.settings.audience_recheck_ttl_s,
+                                      AudienceRechecks(self.documents))  # fmt: skip
         return SendService(self.ledger, self.suppressions, self.mailer, self.outbox, self.clock,
+                           self.settings.send_checkpoint_every,
                            campaign_gate=self.campaign_gate, recheck=recheck)  # fmt: skip
 
     @cached_property

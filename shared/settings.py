@@ -148,6 +148,9 @@ class Settings:
     # with an error that says how to repair the mirror.
     audience_mirror_wait_s: float = 900.0
     campaign_batch_size: int = 250  # recipients per render batch (one rendered Pub/Sub message)
+    # Messages the send stage hands the provider between two send-ledger checkpoints (one
+    # Firestore read and write each): what a crash mid-batch may send again (same Message-IDs).
+    send_checkpoint_every: int = 125
     campaign_pages_per_run: int = 50  # pages one dispatch invocation handles before handing over
     # Dispatch publishes at most this many recipients per second (0: unpaced), so a campaign's
     # backlog waits in its audience, not in Pub/Sub (services/pacing.py); GCP: the provider's rate.
@@ -166,6 +169,10 @@ class Settings:
     import_chunk_rows: int = 5000
     import_parallel_chunks: int = 2  # chunks of one import in flight at once
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    def _check_sending(self) -> None:
+        if self.send_checkpoint_every < 1:
+            raise ConfigurationError("MAILPIPE_SEND_CHECKPOINT_EVERY must be 1 or more")
 
     def _check_pacing(self) -> None:
         """A paced dispatch invocation must finish its pages well within its timeout."""
@@ -226,6 +233,7 @@ class Settings:
             raise ConfigurationError("MAILPIPE_BUS_CAPACITY_SCALE must be 0 (no limit) or more")
         if self.trusted_proxy_hops < 0:
             raise ConfigurationError("MAILPIPE_TRUSTED_PROXY_HOPS must be 0 or more")
+        self._check_sending()
         if self.backend == "gcp":
             missing = [n for n in ("gcp_project", "template_bucket") if not getattr(self, n)]
             if missing:

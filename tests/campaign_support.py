@@ -4,13 +4,16 @@ in-process (the real bus, the real functions through functions-framework) until 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 
 from shared import topology
 from shared.adapters.local.sqlite_bus import Delivery
 from shared.bootstrap import Container
+from shared.domain.errors import TransientError
 from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
 from shared.domain.subscriber import CONFIRMED, Subscriber
+from shared.ports import OutboundMessage, Publisher
 from shared.runner.functions_host import function_app, pusher
 
 # The warehouse first: subscribers added before a campaign starts reach the subscriber mirror
@@ -111,3 +114,25 @@ def rendered_batch(container: Container, count: int, batch_id: str) -> SendBatch
     compiled = container.templates.email("newsletter")
     emails = [container.renderer.render(compiled, request, r) for r in request.recipients]
     return SendBatch(request.batch_id, MARKETING, request.audience_at, emails)
+
+
+class LostConfirmation:
+    """The Publisher port losing one publish confirmation (as in test_ab_remainder_stash.py):
+    the first render batch whose id starts with `prefix` is published, then TransientError."""
+
+    def __init__(self, real: Publisher, prefix: str) -> None:
+        self.real = real
+        self.prefix = prefix
+        self.tripped = False
+        self.batch_ids: Counter[str] = Counter()
+
+    def publish(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
+        ids = self.real.publish(topic, messages)
+        if topic != topology.RENDER_REQUESTS:
+            return ids
+        batches = [RenderRequest.decode(m.data).batch_id for m in messages]
+        self.batch_ids.update(batches)
+        if not self.tripped and any(b.startswith(self.prefix) for b in batches):
+            self.tripped = True
+            raise TransientError("publish sent, confirmation lost")
+        return ids

@@ -25,6 +25,11 @@ An A/B campaign reads its audience once: the test phase stashes each page's rema
 subscribers. Campaigns started before the stash existed leave the flag false and read the
 audience again.
 
+Campaigns started since `sized_batches` size their batches by what each group of a page is
+expected to hold: an A/B test phase takes pages of several snapshot chunks, so that each
+variant's share fills a batch (shared/services/audience.py `chunks_per_page`), where earlier
+campaigns published a few dozen recipients per batch; their replays keep the old sizes.
+
 Campaigns started with an audience snapshot (`audience_snapshot`, the default since the
 subscriber mirror exists) select their audience once by SQL in the warehouse and walk its chunks
 in every phase (shared/services/audience_snapshot.py); they stash nothing. Cursors are then chunk
@@ -162,6 +167,9 @@ class Campaign:
     audience_at: float | None = None  # when sending started: the audience snapshot time
     remainder_stashed: bool = False  # A/B: the remainder phase reads the test phase's stash
     audience_snapshot: bool = False  # every phase walks the audience snapshot (SQL, blob store)
+    # Batches sized by each group's expected share of a page (an A/B test phase: pages of
+    # several snapshot chunks, one batch per variant); campaigns started before keep theirs.
+    sized_batches: bool = False
     finished_at: float | None = None
     test_dispatched_at: float | None = None
     test_ends_at: float | None = None  # set once the test cohort has been delivered
@@ -267,6 +275,7 @@ class Campaign:
         self._require("send", (DRAFT, SCHEDULED))
         self.audience_at = now
         self.audience_snapshot = snapshot
+        self.sized_batches = True
         self.remainder_stashed = bool(self.ab) and not snapshot
         self.phase = self.phases[0]
         self.progress = {self.phase: PhaseProgress(token=token, started_at=now, updated_at=now)}

@@ -33,6 +33,12 @@ class AudiencePages:
                 return found
             cursor = rows[-1].id
 
-    def _query(self, cursor: str | None) -> list[Subscriber]:
-        rows = self._store.query(COLLECTION, _CONFIRMED, limit=self.page_size, start_after=cursor)
+    def _query(self, cursor: str | None, limit: int | None = None) -> list[Subscriber]:
+        rows = self._store.query(COLLECTION, _CONFIRMED, limit=limit or self.page_size,
+                                 start_after=cursor)  # fmt: skip
         return [Subscriber.from_doc(doc) for _, doc in rows]
+
+    def first(self, cursor: str | None, limit: int) -> list[Subscriber]:
+        """The next `limit` confirmed subscribers after `cursor` (a look at a few, such as
+        a preview's samples, reads only those: one read per document)."""
+        return self._query(cursor, limit)

@@ -90,8 +90,8 @@ class AudienceSnapshots:
         )
         return SnapshotChunk(chunk_id(number), number, [Recipient(**m) for m in raw])
 
-    def pages(self, manifest: Manifest) -> SnapshotPages:
-        return SnapshotPages(self, manifest)
+    def pages(self, manifest: Manifest, rows_per_page: int) -> SnapshotPages:
+        return SnapshotPages(self, manifest, rows_per_page)
 
     def erase_subscriber(self, campaign_ids: Sequence[str], subscriber_id: str) -> int:
         """Remove the person from the snapshots of these campaigns; returns chunks rewritten."""
@@ -131,30 +131,38 @@ def _position(cursor: str | None) -> tuple[int, int]:
 
 class SnapshotPages:
     """A snapshot, page by page in row order: the `page(cursor, until)` contract of
-    AudiencePages. A page is the rest of one chunk (a whole chunk unless a daily cap cut the
-    previous page short), so a page costs one blob read; the chunk read last is kept, as the
-    dispatcher reads a planned page again and then looks ahead."""
+    AudiencePages. A page is the next `rows_per_page` rows after the cursor, across chunk files
+    if need be (a chunk file holds several pages: one Cloud Storage write per file, not per
+    page; an A/B test phase, whose variants take a small share of each row, takes pages of
+    several page sizes). The files of the page read last are kept, as the dispatcher reads a
+    planned page again and then looks ahead."""
 
-    def __init__(self, snapshots: AudienceSnapshots, manifest: Manifest) -> None:
+    def __init__(
+        self, snapshots: AudienceSnapshots, manifest: Manifest, rows_per_page: int
+    ) -> None:
         self._snapshots = snapshots
         self._manifest = manifest
-        self._last: tuple[int, list[SnapshotRow]] | None = None
+        self.rows_per_page = max(1, rows_per_page)
+        self._kept: dict[int, list[SnapshotRow]] = {}
 
     def page(self, cursor: str | None, until: str | None = None) -> list[SnapshotRow]:
         number, after = _position(cursor)
+        for old in [n for n in self._kept if n < number]:  # pages only move forward
+            del self._kept[old]
         found: list[SnapshotRow] = []
         while number <= self._manifest.chunks:
             found += [r for r in self._rows(number) if r.id > row_id(number, after)]
-            if until is None and found:
-                return found
+            if until is None and len(found) >= self.rows_per_page:
+                return found[: self.rows_per_page]
             if until is not None and found and found[-1].id >= until:
                 break
             number, after = number + 1, -1
         return [r for r in found if until is None or r.id <= until]
 
     def _rows(self, number: int) -> list[SnapshotRow]:
-        if self._last is None or self._last[0] != number:
+        rows = self._kept.get(number)
+        if rows is None:
             chunk = self._snapshots.chunk(self._manifest.campaign_id, number)
             rows = [SnapshotRow(row_id(number, i), m) for i, m in enumerate(chunk.members)]
-            self._last = (number, rows)
-        return self._last[1]
+            self._kept[number] = rows
+        return rows

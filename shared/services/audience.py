@@ -11,6 +11,7 @@ again (shared/repositories/remainder_stash.py).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -190,7 +191,8 @@ def page_requests(
 
     A recipient's part comes from a hash of their id, never from how many others the page
     holds: a page replayed after someone left the audience publishes everyone else under the
-    same batch ids, so the send ledger still sends each person once."""
+    same batch ids, so the send ledger still sends each person once. `page_size`: how many
+    recipients a group of the page may hold (the whole page, or see `expected_group`)."""
     parts = parts_per_page(page_size, batch_size)
     requests: list[RenderRequest] = []
     for variant, members in sorted(groups.items(), key=lambda g: g[0] or ""):
@@ -206,6 +208,44 @@ def page_requests(
 
 def parts_per_page(page_size: int, batch_size: int) -> int:
     return max(1, -(-page_size // max(1, batch_size)))
+
+
+# How many page sizes (snapshot chunks) one page of a phase may span: enough that a variant's
+# expected share of the page fills a batch, but a bounded amount of a page held in memory.
+MAX_CHUNKS_PER_PAGE = 20
+
+
+def group_share(ab: AbTest | None, phase: str) -> float:
+    """The share of an audience page that one group (one variant) of this phase is expected
+    to hold: an A/B test phase is split over its variants, its remainder gets the winner."""
+    if ab is None:
+        return 1.0
+    if phase == PHASE_TEST:
+        return ab.test_fraction / len(ab.variants)
+    if phase == PHASE_REMAINDER:
+        return max(0.0, 1.0 - ab.test_fraction - ab.holdout_fraction)
+    return 1.0
+
+
+def chunks_per_page(ab: AbTest | None, phase: str, chunk_size: int, batch_size: int) -> int:
+    """Snapshot chunks per page, so that each group of the page is expected to fill about one
+    batch: an A/B test phase whose variants get a tenth of a chunk each spans several chunks
+    (full batches: fewer render and send invocations, ledger documents and checkpoints) rather
+    than publishing a few dozen recipients per batch. Computed from the campaign's settings
+    only, so that a replayed page spans the same chunks. A group that takes the whole chunk
+    (no A/B test) keeps pages of one chunk, the size the operator chose."""
+    expected = chunk_size * group_share(ab, phase)
+    if expected <= 0 or expected >= chunk_size:
+        return 1
+    return max(1, min(MAX_CHUNKS_PER_PAGE, int(batch_size // expected)))
+
+
+def expected_group(ab: AbTest | None, phase: str, page_capacity: int) -> int:
+    """How many recipients one group of a page of `page_capacity` rows is expected to hold:
+    `page_requests` splits a group into parts by this, not by the whole page's size, so a test
+    variant's tenth of a page is one batch rather than a handful of small ones. From the
+    campaign's settings only, so a replayed page is split into the same batch ids."""
+    return max(1, math.ceil(page_capacity * group_share(ab, phase)))
 
 
 def _part_of(subscriber_id: str, parts: int) -> int:

@@ -6,8 +6,11 @@ segment's list ... Recipients in that set are dropped; everyone else is sent wit
 
 The answer is kept per campaign for `ttl_s` (MAILPIPE_AUDIENCE_RECHECK_TTL_S): BigQuery bills at
 least 10 MB per query, so a query per batch (ttl 0) would cost about $0.06 per thousand batches;
-with a TTL each send instance asks at most once per TTL, and a change reaches the send stage at
-most that long after it reaches the mirror.
+with a TTL a change reaches the send stage at most that long after it reaches the mirror. The
+answer is also shared between send instances (shared/repositories/audience_rechecks.py): an
+instance whose copy has expired first reads the shared one (one Firestore read), and asks the
+warehouse only when that too is older than the TTL, so a campaign costs one query per TTL
+rather than one per send instance per TTL.
 
 Unsubscribes, suppressions and erasures are also caught by the suppression list re-check
 (shared/services/sending.py `_drop_suppressed`), which does not wait for the mirror."""
@@ -22,6 +25,7 @@ from shared.domain.campaign import Campaign
 from shared.domain.errors import NotFound
 from shared.domain.segment import Segment
 from shared.ports import Warehouse
+from shared.repositories.audience_rechecks import AudienceRechecks, RecheckAnswer
 from shared.services.audience_sql import recheck_query
 
 CLOCK_SKEW_S = 300.0  # mirror rows are stamped by other machines' clocks
@@ -35,12 +39,14 @@ class AudienceRecheck:
         campaign_of: Callable[[str], Campaign],
         clock: Callable[[], float],
         ttl_s: float = 30.0,
+        shared: AudienceRechecks | None = None,
     ) -> None:
         self._warehouse = warehouse
         self._dialect = dialect
         self._segment_of = lru_cache(maxsize=64)(self._lookup(campaign_of))
         self._clock = clock
         self._ttl_s = ttl_s
+        self._shared = shared if ttl_s > 0 else None
         self._known: dict[str, tuple[float, frozenset[str]]] = {}
         self._lock = threading.Lock()
 
@@ -71,11 +77,18 @@ class AudienceRecheck:
             known = self._known.get(campaign_id)
             if known is not None and now - known[0] < self._ttl_s:
                 return known[1]
-        query = recheck_query(segment, audience_at, audience_at - CLOCK_SKEW_S)
-        rows = self._warehouse.query(query.for_dialect(self._dialect), query.params)
-        gone = frozenset(str(r["subscriber_id"]) for r in rows)
-        with self._lock:
-            self._known[campaign_id] = (now, gone)
+        answer = self._shared.get(campaign_id) if self._shared else None
+        if answer is None or now - answer.checked_at >= self._ttl_s:
+            answer = RecheckAnswer(now, self._query(segment, audience_at))
+            if self._shared:
+                self._shared.put(campaign_id, answer)
+        with self._lock:  # as old as the query that answered, wherever it ran
+            self._known[campaign_id] = (answer.checked_at, answer.gone)
             if len(self._known) > 64:  # campaigns long finished
                 del self._known[min(self._known, key=lambda c: self._known[c][0])]
-        return gone
+        return answer.gone
+
+    def _query(self, segment: Segment, audience_at: float) -> frozenset[str]:
+        query = recheck_query(segment, audience_at, audience_at - CLOCK_SKEW_S)
+        rows = self._warehouse.query(query.for_dialect(self._dialect), query.params)
+        return frozenset(str(r["subscriber_id"]) for r in rows)

@@ -1,6 +1,6 @@
 """Taking a campaign's audience snapshot: the audience SQL (shared/services/audience_sql.py)
 run once over the subscriber mirror as of the campaign's `audience_at`, its rows written in id
-order as chunk files of `chunk_size` members to the blob store
+order as chunk files of `PAGES_PER_FILE` x `chunk_size` members to the blob store
 (shared/repositories/audience_snapshots.py). The query's results are read page by page, so the
 dispatch function never holds more than a chunk and a results page of a million-member audience.
 
@@ -33,6 +33,11 @@ from shared.services.audience_sql import confirmed_query, members_query
 
 log = logging.getLogger(__name__)
 
+# Dispatch pages per chunk file: a Cloud Storage write ($0.005 per 1,000) per four pages of
+# 500 members rather than per page (~$0.008 per million emails less), and a file of 2,000
+# members (~300 KB of JSON) is still read whole in a moment.
+PAGES_PER_FILE = 4
+
 
 class AudienceSnapshotService:
     def __init__(
@@ -51,7 +56,8 @@ class AudienceSnapshotService:
         self._dialect = dialect
         self._clock = clock
         self._confirmed_in_documents = confirmed_in_documents
-        self.chunk_size = chunk_size
+        self.chunk_size = chunk_size  # rows per dispatch page
+        self.file_rows = chunk_size * PAGES_PER_FILE
         self._mirror_wait_s = mirror_wait_s
 
     def take(self, campaign: Campaign) -> Manifest:
@@ -67,13 +73,14 @@ class AudienceSnapshotService:
         sql = query.for_dialect(self._dialect)
         chunks = members = 0
         pending: list[Recipient] = []
+        size = self.file_rows
         for rows in self._warehouse.query_pages(sql, query.params, self.chunk_size):
             pending += [member(row) for row in rows]
-            while len(pending) >= self.chunk_size:
+            while len(pending) >= size:
                 chunks += 1
-                self._snapshots.put_chunk(campaign.id, chunks, pending[: self.chunk_size])
-                members += self.chunk_size
-                pending = pending[self.chunk_size :]
+                self._snapshots.put_chunk(campaign.id, chunks, pending[:size])
+                members += size
+                pending = pending[size:]
         if pending:
             chunks += 1
             self._snapshots.put_chunk(campaign.id, chunks, pending)
@@ -109,8 +116,9 @@ class AudienceSnapshotService:
             "MAILPIPE_AUDIENCE_SOURCE=documents)"
         )
 
-    def pages(self, manifest: Manifest) -> SnapshotPages:
-        return self._snapshots.pages(manifest)
+    def pages(self, manifest: Manifest, pages_at_once: int = 1) -> SnapshotPages:
+        """The snapshot in pages of `pages_at_once` x `chunk_size` rows."""
+        return self._snapshots.pages(manifest, pages_at_once * self.chunk_size)
 
     def erase_subscriber(self, campaign_ids: list[str], subscriber_id: str) -> int:
         return self._snapshots.erase_subscriber(campaign_ids, subscriber_id)

@@ -44,7 +44,11 @@ from shared.services.templating import (
     email_source_names,
 )
 
-SAMPLE_PAGES = 3  # how far into the audience to look for sample subscribers
+SAMPLE_PAGES = 3  # how far into the audience to look for sample subscribers (in pages)
+# The first look reads this many subscribers, each next one four times as many: a whole-list
+# campaign finds its samples for ~10 reads, not a page of 500 (a page of reads costs more than
+# the rest of a 5,000-recipient campaign's dispatch), a narrow segment still looks as far.
+SAMPLE_FIRST_LOOK = 10
 
 SYNTHETIC = (
     Subscriber(id="preview-no-name", email="no.name@example.com", status=CONFIRMED),
@@ -161,12 +165,14 @@ class CampaignPreview:
         plan = AudiencePlan.of(campaign, {})  # engagement is not looked up for a preview
         found: list[Subscriber] = []
         cursor: str | None = None
-        for _ in range(SAMPLE_PAGES):
-            page = self._pages.page(cursor)
+        reach, look = SAMPLE_PAGES * self._pages.page_size, SAMPLE_FIRST_LOOK
+        while reach > 0:
+            limit = min(look, reach)
+            page = self._pages.first(cursor, limit)
             found += [s for s in page if plan.eligible(s)][: size - len(found)]
-            if len(found) >= size or len(page) < self._pages.page_size:
+            if len(found) >= size or len(page) < limit:
                 break
-            cursor = page[-1].id
+            cursor, reach, look = page[-1].id, reach - limit, look * 4
         return found
 
     def _variant(

@@ -68,6 +68,8 @@ from shared.repositories.send_ledger import SendLedger
 from shared.services.audience import (
     BATCH_SIZE,
     AudiencePlan,
+    chunks_per_page,
+    expected_group,
     page_requests,
     recipient,
     render_requests,
@@ -369,11 +371,16 @@ class PhaseDispatcher:
             )
         manifest = self._snapshots.take(campaign)
         plan = AudiencePlan.of(campaign, {})  # segment and engagement were applied in SQL
+        chunks = 1
+        if campaign.sized_batches:
+            chunk_size = self._snapshots.chunk_size
+            chunks = chunks_per_page(campaign.ab_test, phase, chunk_size, self._batch_size)
+        capacity = chunks * self._snapshots.chunk_size
 
         def publish(current: Campaign, page: int, rows: list[SnapshotRow]) -> PageOutcome:
-            return self._publish_snapshot(current, plan, phase, page, rows)
+            return self._publish_snapshot(current, plan, phase, page, rows, capacity)
 
-        return PhaseRoute(self._snapshots.pages(manifest), publish)
+        return PhaseRoute(self._snapshots.pages(manifest, chunks), publish)
 
     def _publish_snapshot(
         self,
@@ -382,11 +389,13 @@ class PhaseDispatcher:
         phase: str,
         page: int,
         rows: list[SnapshotRow],
+        capacity: int,
     ) -> PageOutcome:
-        """A snapshot chunk -> this phase's render batches (A/B cohorts by the hash) and the
-        holdout record, as `_publish_page` does for subscriber documents."""
+        """A snapshot page (`capacity` rows at most) -> this phase's render batches (A/B
+        cohorts by the hash) and the holdout record, as `_publish_page` does for subscriber
+        documents."""
         groups, held_out = plan.split([row.member for row in rows], phase)
-        batches = self._publish_groups(campaign, phase, page, groups)
+        batches = self._publish_groups(campaign, phase, page, groups, capacity)
         if held_out:
             holdout_batch = batch_id(campaign.id, PHASE_HOLDOUT, page)
             self._ledger.record_holdout(holdout_batch, campaign.id, held_out, self._clock())
@@ -448,11 +457,15 @@ class PhaseDispatcher:
         phase: str,
         page: int,
         groups: Mapping[str | None, Sequence[Recipient]],
+        capacity: int | None = None,
     ) -> int:
-        """Publish the page's render batches; returns how many."""
+        """Publish the page's render batches (the page held `capacity` rows at most: a page
+        of subscriber documents unless said); returns how many."""
         filled = {variant: members for variant, members in groups.items() if members}
-        page_size = self._pages.page_size
-        requests = page_requests(campaign, phase, page, filled, self._batch_size, page_size)
+        group_size = self._pages.page_size
+        if campaign.sized_batches:
+            group_size = expected_group(campaign.ab_test, phase, capacity or group_size)
+        requests = page_requests(campaign, phase, page, filled, self._batch_size, group_size)
         if requests:
             self._outbox.publish_json(topology.RENDER_REQUESTS, [r.to_doc() for r in requests])
         return len(requests)

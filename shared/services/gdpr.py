@@ -9,14 +9,16 @@ What is held, by store:
     send_ledger (documents)   one outcome per batch, keyed by the subscriber id
     campaign_remainders (documents)  an A/B campaign's remainder members (address, name,
                               attributes) between its test and remainder phases
+    audience_rechecks (documents)  a campaign's last send-time re-check answer: the ids of
+                              people who left its audience since its snapshot
     warehouse                 analytics rows keyed by the subscriber id (a keyed hash)
     stored mail (local only)  the Maildir of the local SMTP sink
 
 Erasure first records a suppression with reason "erased" (keyed hash only, so the address is
 never mailed again yet cannot be read back), then removes the rest: tokens deleted, ledger
-outcomes pseudonymized, stored mail deleted, remainder-stash entries removed, the subscriber
-document deleted, and last the warehouse rows pseudonymized (campaign totals stay true, the
-person is gone). Every step is idempotent, so an interrupted erasure (BigQuery refuses to
+outcomes pseudonymized, stored mail deleted, remainder-stash and re-check entries removed, the
+subscriber document deleted, and last the warehouse rows pseudonymized (campaign totals stay
+true, the person is gone). Every step is idempotent, so an interrupted erasure (BigQuery refuses to
 rewrite rows still in its streaming buffer) is finished by running it again.
 """
 
@@ -35,6 +37,7 @@ from shared.ports import DocumentStore, Filter, Warehouse, paged
 from shared.repositories import campaigns, send_ledger, tokens
 from shared.repositories import subscribers as subscriber_docs
 from shared.repositories import suppressions as reasons
+from shared.repositories.audience_rechecks import AudienceRechecks
 from shared.repositories.subscribers import Subscribers
 from shared.repositories.suppressions import Suppressions
 from shared.services.publishing import Outbox
@@ -123,6 +126,7 @@ class GdprService:
             "stored_mail": self._mail.messages_to(email) if self._mail else [],
             "trigger_runs": self._trigger_runs_of(subscriber_id),
             "campaign_remainders": self._remainder_entries(subscriber_id),
+            "audience_rechecks": AudienceRechecks(self._documents).naming(subscriber_id),
         }
 
     def erase(self, raw_email: str) -> dict[str, Any]:
@@ -137,6 +141,9 @@ class GdprService:
             "trigger_records_deleted": self._erase_trigger_state(subscriber_id),
             "remainder_entries_erased": self._erase_remainder_entries(subscriber_id),
             "snapshot_chunks_erased": self._erase_from_snapshots(subscriber_id),
+            "recheck_answers_erased": AudienceRechecks(self._documents).erase_subscriber(
+                subscriber_id
+            ),
             "subscriber_deleted": self._delete_subscriber(subscriber_id),
             "suppressed_as": self._suppressions.reason(email),
         }

@@ -3,7 +3,9 @@
 The ledger is claimed first; recipients with a final outcome are skipped; suppression is checked
 again (anything suppressed since the audience was read); messages go out in chunks and each
 chunk's outcomes are checkpointed before the next. A crash can therefore resend at most the one
-chunk in flight, with the same Message-ID.
+chunk in flight, with the same Message-ID. A chunk is MAILPIPE_SEND_CHECKPOINT_EVERY messages
+(125: a full batch of 250 costs its claim and two checkpoints, each a ledger read and write, where
+chunks of 50 took five, ~$0.03 per million emails more; every provider API takes 125 in one call).
 
 A recipient the provider defers on its own (450/451 to its RCPT, greylisting: a transient
 result) is retried within the same delivery, soon: the passes of `retry_delays_s` over what is

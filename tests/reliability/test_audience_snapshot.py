@@ -13,49 +13,25 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
 
-from campaign_support import Pipeline, add_audience, mirror_now
+from campaign_support import LostConfirmation, Pipeline, add_audience, mirror_now
 from click.testing import CliRunner
 
-from shared import topology
 from shared.bootstrap import Container
 from shared.cli.cmd_campaign import campaign as campaign_cli
 from shared.dashboard.app import create_dashboard_app
 from shared.domain.ab_test import AbTest
-from shared.domain.errors import TransientError
-from shared.domain.messages import RenderRequest
-from shared.ports import OutboundMessage, Publisher
+from shared.repositories import audience_rechecks as rechecks
 from shared.repositories import remainder_stash
+from shared.repositories.audience_rechecks import AudienceRechecks
 from shared.repositories.audience_snapshots import PREFIX
+from shared.services.audience_recheck import AudienceRecheck
 from shared.services.publishing import Outbox
 
 DISPATCH = "dispatch-on-campaign-dispatch"
 AB = {"variants": [{"name": "A"}, {"name": "B", "subject": "Subject B"}], "test_fraction": 0.4,
       "holdout_fraction": 0.1, "window_hours": 2, "min_sample": 50}  # fmt: skip
 PARIS_ONLY = {"attribute": "city", "value": "Paris"}
-
-
-class LostConfirmation:
-    """The Publisher port losing one publish confirmation (as in test_ab_remainder_stash.py):
-    the first render batch whose id starts with `prefix` is published, then TransientError."""
-
-    def __init__(self, real: Publisher, prefix: str) -> None:
-        self.real = real
-        self.prefix = prefix
-        self.tripped = False
-        self.batch_ids: Counter[str] = Counter()
-
-    def publish(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
-        ids = self.real.publish(topic, messages)
-        if topic != topology.RENDER_REQUESTS:
-            return ids
-        batches = [RenderRequest.decode(m.data).batch_id for m in messages]
-        self.batch_ids.update(batches)
-        if not self.tripped and any(b.startswith(self.prefix) for b in batches):
-            self.tripped = True
-            raise TransientError("publish sent, confirmation lost")
-        return ids
 
 
 def city(i: int) -> dict:
@@ -97,8 +73,8 @@ def test_an_ab_campaign_reads_its_audience_once_and_stashes_nothing(local, maile
     pipeline.drain()
     pipeline.sweep()
     assert local.campaigns.get(campaign.id).audience_snapshot
-    # 800 Parisians in chunks of 100, then the manifest.
-    assert len(snapshot_files(local, campaign.id)) == 9
+    # 800 Parisians in files of four pages of 100 (PAGES_PER_FILE), then the manifest.
+    assert len(snapshot_files(local, campaign.id)) == 3
     test_reads = reads(local)
     # Campaign, ledger and suppression documents; walking the subscribers would add 1,000.
     assert test_reads < 400, test_reads
@@ -165,7 +141,7 @@ def test_changes_between_snapshot_and_send_are_honoured_once(local, mailer, cloc
     service.send_now(campaign.id)
     pipeline = Pipeline(local)
     pipeline.drain(skip=[s for s in pipeline.deliverers if s != DISPATCH])  # snapshot, batches
-    assert len(snapshot_files(local, campaign.id)) == 4  # three chunks and the manifest
+    assert len(snapshot_files(local, campaign.id)) == 2  # one file of three pages, the manifest
 
     clock.now += 60
     unsubscribed, suppressed, removed, erased = (p.id for p in people[10:14])
@@ -273,3 +249,43 @@ def test_a_campaign_started_while_an_import_is_still_mirroring_waits_for_the_row
     sent = Counter(e.subscriber_id for e in mailer.sent)
     assert len(sent) == 500 and set(sent.values()) == {1}
     assert local.campaigns.get(campaign.id).status == "sent"
+
+
+def test_send_instances_share_one_warehouse_recheck_per_ttl(local, mailer, clock):
+    """Two send instances (two re-checkers on the same stores): the first asks the warehouse,
+    the second reads its answer from the shared document (one Firestore read, no query) until
+    the TTL is over; a leaver the query found is dropped by both."""
+    people = add_audience(local, 50)
+    service = local.campaign_service
+    campaign = service.create({"name": "Shared", "template": "newsletter"})
+    service.send_now(campaign.id)
+    pipeline = Pipeline(local)
+    pipeline.drain(skip=[s for s in pipeline.deliverers if s != DISPATCH])
+    audience_at = local.campaigns.get(campaign.id).audience_at
+    clock.now += 60
+    leaver = people[7].id
+    local.unsubscribe.unsubscribe_subscriber(leaver, "test")
+    mirror_now(local)
+
+    def instance() -> AudienceRecheck:
+        return AudienceRecheck(local.pipeline_warehouse, local.sql_dialect, local.campaigns.get,
+                               clock, 30.0, AudienceRechecks(local.documents))  # fmt: skip
+
+    def queries() -> int:
+        tally = local.meter.snapshot().get("bigquery.query")
+        return tally.operations if tally else 0
+
+    first, second = instance(), instance()
+    ids = [p.id for p in people]
+    before = queries()
+    assert first.left(campaign.id, audience_at, ids) == {leaver}
+    assert second.left(campaign.id, audience_at, ids) == {leaver}
+    assert queries() - before == 1  # the second instance asked no warehouse
+    clock.now += 31  # both copies expired: one instance asks again, the other reads its answer
+    assert second.left(campaign.id, audience_at, ids) == {leaver}
+    assert first.left(campaign.id, audience_at, ids) == {leaver}
+    assert queries() - before == 2
+
+    assert local.gdpr.export(people[7].email)["audience_rechecks"] == [campaign.id]
+    local.gdpr.erase(people[7].email)  # an erasure takes the id out of the shared answer
+    assert leaver not in json.dumps(local.documents.get(rechecks.COLLECTION, campaign.id))

@@ -113,24 +113,25 @@ class BrokenAfterFirstChunk(RecordingMailer):
 def test_an_unexpected_failure_still_reports_what_was_sent(local_settings: Settings) -> None:
     mailer = BrokenAfterFirstChunk()
     container = Container(local_settings, clock=FakeClock(), overrides={"mailer": mailer})
-    batch = rendered_batch(container, 120, "analytics:all:000001")
+    batch = rendered_batch(container, 200, "analytics:all:000001")
 
     with pytest.raises(RuntimeError):  # redelivered, finally dead-lettered
         container.send.handle(batch)
 
     (message,) = analytics_messages(container)
     assert sorted(message) == sorted((SEND, e.message_id) for e in mailer.sent)
-    assert len(mailer.sent) == 50
+    assert len(mailer.sent) == local_settings.send_checkpoint_every == 125
 
 
 def test_a_batch_costs_a_ledger_write_per_chunk_and_one_to_claim_it(local: Container) -> None:
-    batch = rendered_batch(local, 120, "analytics:all:000001")
+    batch = rendered_batch(local, 300, "analytics:all:000001")
     local.meter.reset()
 
-    assert local.send.handle(batch) == {"sent": 120}
+    assert local.send.handle(batch) == {"sent": 300}
 
-    # claim + one checkpoint per chunk of 50 (the third one marks the batch done); the first
-    # claim creates the document without reading it, each checkpoint reads it (the lease)
+    # claim + one checkpoint per chunk of 125 (MAILPIPE_SEND_CHECKPOINT_EVERY; the third one
+    # marks the batch done); the first claim creates the document without reading it, each
+    # checkpoint reads it (the lease)
     tallies = local.meter.snapshot()
     assert tallies["firestore.write@send_ledger"].operations == 4
     assert tallies["firestore.read@send_ledger"].operations == 3

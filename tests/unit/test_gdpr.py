@@ -84,7 +84,7 @@ def test_erase_removes_the_person_and_keeps_a_hashed_suppression(c: Container) -
         "tokens_deleted": 1, "ledger_entries_pseudonymized": 1, "warehouse_rows_pseudonymized": 2,
         "stored_mail_deleted": 2, "subscriber_deleted": True, "suppressed_as": reasons.ERASED,
         "trigger_records_deleted": 0, "remainder_entries_erased": 0,
-        "snapshot_chunks_erased": 0,
+        "snapshot_chunks_erased": 0, "recheck_answers_erased": 0,
     }  # fmt: skip
     after = export(ANN)
     assert after["subscriber"] is None and after["tokens"] == [] and after["send_ledger"] == []

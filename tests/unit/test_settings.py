@@ -67,3 +67,10 @@ def test_trusted_proxy_hops_is_read_and_checked():
     assert load({"MAILPIPE_TRUSTED_PROXY_HOPS": "2"}).trusted_proxy_hops == 2
     with pytest.raises(ConfigurationError, match="TRUSTED_PROXY_HOPS"):
         load({"MAILPIPE_TRUSTED_PROXY_HOPS": "-1"})
+
+
+def test_send_checkpoint_every_is_read_and_checked():
+    assert load({}).send_checkpoint_every == 125
+    assert load({"MAILPIPE_SEND_CHECKPOINT_EVERY": "50"}).send_checkpoint_every == 50
+    with pytest.raises(ConfigurationError, match="SEND_CHECKPOINT_EVERY must be 1 or more"):
+        load({"MAILPIPE_SEND_CHECKPOINT_EVERY": "0"})
