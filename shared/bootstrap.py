@@ -16,9 +16,10 @@ from typing import Any
 from shared import settings as settings_module
 from shared import topology
 from shared.domain.errors import ConfigurationError
+from shared.domain.events import utc_iso
 from shared.domain.links import Links, local_base_urls
 from shared.domain.mailing_lists import ListCatalog
-from shared.domain.subscriber_mirror import change_event
+from shared.domain.subscriber_mirror import change_event_rows
 from shared.metering import NULL_METER, OperationMeter
 from shared.ports import BlobStore, DeadLetters, DocumentStore, Mailer, Publisher, Warehouse
 from shared.repositories.rate_limits import RateLimits
@@ -183,7 +184,7 @@ class Container:
         outbox = self.outbox
 
         def mirror(rows: list[dict[str, Any]]) -> None:
-            outbox.analytics([change_event(r) for r in rows])
+            outbox.analytics_rows(change_event_rows(rows, utc_iso()))
 
         return Subscribers(self.documents, self.settings.hash_key, mirror, self.clock)
 

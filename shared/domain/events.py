@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from shared.domain.errors import InvalidInput
 from shared.domain.messages import plain_json
 
@@ -106,6 +108,14 @@ class AnalyticsEvent:
         row["received_at"] = self.received_at or received_at or utc_iso()
         return row
 
+    def wire_row(self, received_at: str) -> dict[str, Any]:
+        """`to_row` for encoding at once: the properties not copied when they are a dict."""
+        row = {name: getattr(self, name) for name in COLUMNS}
+        if type(self.properties) is not dict:
+            row["properties"] = dict(self.properties)
+        row["received_at"] = self.received_at or received_at
+        return row
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> AnalyticsEvent:
         known: dict[str, Any] = {k: row.get(k) for k in COLUMNS}
@@ -117,7 +127,18 @@ class AnalyticsEvent:
 def encode_events(events: list[AnalyticsEvent]) -> bytes:
     """One message's events; those without `received_at` get one stamp, the time of now."""
     now = utc_iso()
-    return json.dumps([e.to_row(now) for e in events], separators=(",", ":")).encode()
+    return encode_rows([e.wire_row(now) for e in events])
+
+
+def encode_rows(rows: list[dict[str, Any]]) -> bytes:
+    """One message of event rows as `to_row` makes them. By orjson (a fifth of json.dumps's
+    time: an import publishes a mirror row per subscriber); what it cannot encode (an integer
+    beyond 64 bits, a key that is not a string) by json. orjson writes a NaN or infinity, which
+    JSON does not have (nor BigQuery's JSON), as null."""
+    try:
+        return orjson.dumps(rows)
+    except orjson.JSONEncodeError:
+        return json.dumps(rows, separators=(",", ":")).encode()
 
 
 def decode_events(data: bytes) -> list[AnalyticsEvent]:

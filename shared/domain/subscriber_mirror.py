@@ -17,10 +17,13 @@ feedback stage's soft-bounce counter) change nothing in the mirror and publish n
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
+from shared.domain.events import COLUMNS as EVENT_COLUMNS
 from shared.domain.events import SUBSCRIBER_CHANGED, AnalyticsEvent, stable_id
 from shared.domain.subscriber import Subscriber
 
@@ -82,12 +85,26 @@ def tombstone() -> dict[str, Any]:
 def change_row(subscriber_id: str, state: Mapping[str, Any], changed_at: float) -> dict[str, Any]:
     """One row of `subscribers_raw`. Its id comes from the id, time and state, so a republished
     change is the same row (and BigQuery's insertId drops the copy)."""
+    return _row(subscriber_id, state, utc_iso_micros(changed_at), repr(changed_at))
+
+
+def change_rows(
+    changes: Sequence[tuple[str, Mapping[str, Any]]], changed_at: float
+) -> list[dict[str, Any]]:
+    """The rows of changes made at one moment (a commit of an import: up to 500), each the
+    row `change_row` makes; the moment's text is formatted once for all of them."""
+    moment, stamp = utc_iso_micros(changed_at), repr(changed_at)
+    return [_row(subscriber_id, state, moment, stamp) for subscriber_id, state in changes]
+
+
+def _row(subscriber_id: str, state: Mapping[str, Any], moment: str, stamp: str) -> dict[str, Any]:
     body = {name: state[name] for name in _STATE}
-    digest = stable_id(subscriber_id, repr(changed_at), json.dumps(body, sort_keys=True))
+    # The state's canonical JSON (sorted keys) by orjson: a tenth of json.dumps's time.
+    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
     return {
-        "change_id": digest,
+        "change_id": stable_id(subscriber_id, stamp, canonical),
         "subscriber_id": subscriber_id,
-        "changed_at": utc_iso_micros(changed_at),
+        "changed_at": moment,
         **body,
     }
 
@@ -108,6 +125,25 @@ def change_event(row: Mapping[str, Any]) -> AnalyticsEvent:
         subscriber_id=str(row["subscriber_id"]),
         properties=dict(row),
     )
+
+
+def change_event_rows(rows: Sequence[Mapping[str, Any]], received_at: str) -> list[dict[str, Any]]:
+    """The warehouse rows of `change_event(row).to_row(received_at)` for each row, made
+    without an event object each (an import publishes one per subscriber)."""
+    return [
+        {
+            **_EVENT_ROW,
+            "event_id": str(row["change_id"]),
+            "occurred_at": str(row["changed_at"]),
+            "received_at": received_at,
+            "subscriber_id": str(row["subscriber_id"]),
+            "properties": dict(row),
+        }
+        for row in rows
+    ]
+
+
+_EVENT_ROW: Mapping[str, Any] = {**dict.fromkeys(EVENT_COLUMNS), "event_type": SUBSCRIBER_CHANGED}
 
 
 def row_of(event: AnalyticsEvent) -> dict[str, Any]:

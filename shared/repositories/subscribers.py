@@ -16,7 +16,7 @@ from typing import Any
 from shared.domain.addresses import keyed_hash
 from shared.domain.errors import NotFound
 from shared.domain.subscriber import CONFIRMED, Subscriber
-from shared.domain.subscriber_mirror import change_row, state_of, tombstone
+from shared.domain.subscriber_mirror import change_rows, state_of, tombstone
 from shared.ports import MAX_BATCH_WRITES, BatchWrite, DocumentStore, Filter, paged
 
 COLLECTION = "subscribers"
@@ -42,8 +42,7 @@ class Subscribers:
 
     def _mirrored(self, states: Sequence[tuple[str, dict[str, Any]]]) -> None:
         if states:
-            now = self._clock()
-            self._mirror([change_row(sid, state, now) for sid, state in states])
+            self._mirror(change_rows(states, self._clock()))
 
     def id_for(self, email: str) -> str:
         return self.id_for_key(keyed_hash(self._hash_key, email))
@@ -119,8 +118,7 @@ class Subscribers:
 
     def mirror_rows(self, subscribers: Sequence[Subscriber]) -> list[dict[str, Any]]:
         """Mirror rows of these subscribers as they are now (rebuilding the mirror)."""
-        now = self._clock()
-        return [change_row(s.id, state_of(s), now) for s in subscribers]
+        return change_rows([(s.id, state_of(s)) for s in subscribers], self._clock())
 
     def pages(
         self, filters: Sequence[Filter] = (), page_size: int = 500

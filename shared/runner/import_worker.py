@@ -15,12 +15,11 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from shared import topology
-from shared.adapters.local.bus_worker import BusWorker
-from shared.runner.functions_host import function_app, pusher
-from shared.settings import Settings
+if TYPE_CHECKING:
+    from shared.adapters.local.bus_worker import BusWorker
+    from shared.settings import Settings
 
 PARENT_CHECK_S = 1.0
 
@@ -33,6 +32,10 @@ def import_bus_worker(
     bus: Any, poll_interval_s: float, stop_event: threading.Event | None = None
 ) -> BusWorker:
     """A bus worker (not yet started) delivering import steps to the import function."""
+    from shared import topology
+    from shared.adapters.local.bus_worker import BusWorker
+    from shared.runner.functions_host import function_app, pusher
+
     function = topology.function("imports")
     subscription = topology.subscriptions_of(topology.SUBSCRIBER_IMPORTS)[0]
     push = pusher(function_app(function), subscription.topic)
@@ -79,6 +82,11 @@ def start_import_worker(
 
 
 def main() -> None:
+    # First, before the imports that take a second: a stop asked for while this process is
+    # still starting (an import that finished meanwhile) ends it cleanly, not by the signal.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     from shared import bootstrap
     from shared import settings as settings_module
     from shared.bootstrap import Container
@@ -90,9 +98,6 @@ def main() -> None:
     prepare_bus_worker_host()
     container = Container(settings)
     bootstrap.install(container)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     worker = import_bus_worker(container.bus, settings.bus_poll_interval_s, stop)
     worker.start()
     parent = int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid()

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared import topology
-from shared.domain.events import AnalyticsEvent, encode_events
+from shared.domain.events import AnalyticsEvent, encode_rows, utc_iso
 from shared.domain.messages import ENCODING_ATTRIBUTE, ZSTD_JSON, to_json, wire_json
 from shared.ports import OutboundMessage, Publisher
 
@@ -37,10 +37,15 @@ class Outbox:
 
     def analytics(self, events: Sequence[AnalyticsEvent]) -> None:
         """Events for the warehouse, a few hundred per message to keep Pub/Sub cheap."""
-        chunks = [
-            list(events[i : i + ANALYTICS_BATCH]) for i in range(0, len(events), ANALYTICS_BATCH)
+        now = utc_iso()
+        self.analytics_rows([e.wire_row(now) for e in events])
+
+    def analytics_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """`analytics` for events already as warehouse rows (`AnalyticsEvent.to_row`'s)."""
+        messages = [
+            _message(encode_rows(list(rows[i : i + ANALYTICS_BATCH])), pack=True)
+            for i in range(0, len(rows), ANALYTICS_BATCH)
         ]
-        messages = [_message(encode_events(chunk), pack=True) for chunk in chunks]
         if messages:
             self._publisher.publish(topology.ANALYTICS_EVENTS, messages)
 
