@@ -117,8 +117,9 @@ def rendered_batch(container: Container, count: int, batch_id: str) -> SendBatch
 
 
 class LostConfirmation:
-    """The Publisher port losing one publish confirmation (as in test_ab_remainder_stash.py):
-    the first render batch whose id starts with `prefix` is published, then TransientError."""
+    """The Publisher port as it behaves when the bus accepts a publish but the confirmation is
+    lost (the port's documented TransientError): the first publish carrying a render batch
+    whose id starts with `prefix` goes through, then raises. Records every batch id published."""
 
     def __init__(self, real: Publisher, prefix: str) -> None:
         self.real = real
@@ -136,3 +137,15 @@ class LostConfirmation:
             self.tripped = True
             raise TransientError("publish sent, confirmation lost")
         return ids
+
+
+def lose_a_confirmation(container: Container, prefix: str) -> LostConfirmation:
+    """Put a LostConfirmation between the container's dispatch and its bus; returns it."""
+    from shared.services.publishing import Outbox
+
+    flaky = LostConfirmation(container.bus, prefix)
+    container.__dict__["publisher"] = flaky
+    container.__dict__["outbox"] = Outbox(flaky)
+    for name in ("dispatcher", "dispatch", "campaign_service"):
+        container.__dict__.pop(name, None)  # rebuilt on the outbox that loses a confirmation
+    return flaky

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from campaign_support import LostConfirmation, Pipeline, add_audience
+from campaign_support import Pipeline, add_audience, lose_a_confirmation
 
 from shared.bootstrap import Container
 from shared.domain.ab_test import AbTest
 from shared.domain.campaign import phase_of
-from shared.services.publishing import Outbox
 
 AB = {"variants": [{"name": "A"}, {"name": "B", "subject": "Subject B"}], "test_fraction": 0.2,
       "window_hours": 1, "min_sample": 10}  # fmt: skip
@@ -72,11 +71,7 @@ def test_a_replayed_test_page_of_several_chunks_keeps_its_batch_ids(local, maile
     add_audience(local, AUDIENCE)
     campaign = local.campaign_service.create({"name": "Replay", "template": "newsletter",
                                               "ab": AB})  # fmt: skip
-    flaky = LostConfirmation(local.bus, f"{campaign.id}:test:000001")
-    local.__dict__["publisher"] = flaky
-    local.__dict__["outbox"] = Outbox(flaky)
-    for name in ("dispatcher", "dispatch", "campaign_service"):
-        local.__dict__.pop(name, None)  # rebuilt on the outbox that loses a confirmation
+    flaky = lose_a_confirmation(local, f"{campaign.id}:test:000001")
     local.campaign_service.send_now(campaign.id)
     pipeline = Pipeline(local)
     pipeline.drain()

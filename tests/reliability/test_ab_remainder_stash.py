@@ -18,12 +18,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import pytest
-from campaign_support import Pipeline, add_audience
+from campaign_support import Pipeline, add_audience, lose_a_confirmation
 
 from shared import bootstrap, topology
 from shared.bootstrap import Container
 from shared.domain.ab_test import AbTest
-from shared.domain.errors import TransientError
 from shared.domain.messages import RenderRequest
 from shared.ports import OutboundMessage, Publisher
 from shared.repositories import remainder_stash
@@ -47,29 +46,6 @@ STASH = remainder_stash.COLLECTION
 AB = {"variants": [{"name": "A"}, {"name": "B", "subject": "Subject B"}], "test_fraction": 0.4,
       "holdout_fraction": 0.1, "window_hours": 2, "min_sample": 50}  # fmt: skip
 PARIS_ONLY = {"attribute": "city", "value": "Paris"}
-
-
-class LostConfirmation:
-    """The Publisher port as it behaves when the bus accepts a publish but the confirmation is
-    lost (the port's documented TransientError): the first publish carrying a render batch
-    whose id starts with `prefix` goes through, then raises. Records every batch id published."""
-
-    def __init__(self, real: Publisher, prefix: str) -> None:
-        self.real = real
-        self.prefix = prefix
-        self.tripped = False
-        self.batch_ids: Counter[str] = Counter()
-
-    def publish(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
-        ids = self.real.publish(topic, messages)
-        if topic != topology.RENDER_REQUESTS:
-            return ids
-        batches = [RenderRequest.decode(m.data).batch_id for m in messages]
-        self.batch_ids.update(batches)
-        if not self.tripped and any(b.startswith(self.prefix) for b in batches):
-            self.tripped = True
-            raise TransientError("publish sent, confirmation lost")
-        return ids
 
 
 def city(i: int) -> dict:
@@ -179,11 +155,7 @@ def test_a_lost_publish_confirmation_replays_the_page_under_the_same_batch_ids(
     local, mailer, clock
 ):
     campaign_id, pipeline = start_test_phase(local, 600)
-    flaky = LostConfirmation(local.bus, f"{campaign_id}:remainder:000002")
-    local.__dict__["publisher"] = flaky
-    local.__dict__["outbox"] = Outbox(flaky)
-    for name in ("dispatcher", "dispatch", "campaign_service"):
-        local.__dict__.pop(name, None)  # rebuilt on the outbox that loses a confirmation
+    flaky = lose_a_confirmation(local, f"{campaign_id}:remainder:000002")
     local.campaign_service.pick_winner(campaign_id, "B")
     kick_token = local.campaigns.get(campaign_id).progress["remainder"].token
 

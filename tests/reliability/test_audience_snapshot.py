@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from campaign_support import LostConfirmation, Pipeline, add_audience, mirror_now
+from campaign_support import Pipeline, add_audience, lose_a_confirmation, mirror_now
 from click.testing import CliRunner
 
 from shared.bootstrap import Container
@@ -26,7 +26,6 @@ from shared.repositories import remainder_stash
 from shared.repositories.audience_rechecks import AudienceRechecks
 from shared.repositories.audience_snapshots import PREFIX
 from shared.services.audience_recheck import AudienceRecheck
-from shared.services.publishing import Outbox
 
 DISPATCH = "dispatch-on-campaign-dispatch"
 AB = {"variants": [{"name": "A"}, {"name": "B", "subject": "Subject B"}], "test_fraction": 0.4,
@@ -110,11 +109,7 @@ def test_a_lost_publish_confirmation_replays_the_chunk_under_the_same_batch_ids(
     add_audience(local, 600)
     service = local.campaign_service
     campaign = service.create({"name": "Replay", "template": "newsletter"})
-    flaky = LostConfirmation(local.bus, f"{campaign.id}:all:000002")
-    local.__dict__["publisher"] = flaky
-    local.__dict__["outbox"] = Outbox(flaky)
-    for name in ("dispatcher", "dispatch", "campaign_service"):
-        local.__dict__.pop(name, None)  # rebuilt on the outbox that loses a confirmation
+    flaky = lose_a_confirmation(local, f"{campaign.id}:all:000002")
     local.campaign_service.send_now(campaign.id)
     pipeline = Pipeline(local)
     pipeline.drain()
