@@ -239,10 +239,13 @@ def test_create_preview_test_send_send_and_pick_a_winner(browser, console) -> No
     assert "Winner B" in browser.page_source
     shot(browser, "campaign-sent")
 
-    browser.get(base + "/inbox/")
-    inbox = browser.page_source
-    assert "[TEST] [A] A: leaves are falling" in inbox and "[TEST] [B] B: " in inbox
-    assert inbox.count("it is autumn") >= 2 and "A: leaves are falling" in inbox
+    def in_the_inbox() -> bool:  # the sink stores a message after it answered 250
+        browser.get(base + "/inbox/")
+        inbox = browser.page_source
+        tests = "[TEST] [A] A: leaves are falling" in inbox and "[TEST] [B] B: " in inbox
+        return tests and inbox.count("it is autumn") >= 2 and "A: leaves are falling" in inbox
+
+    wait_for(in_the_inbox, 30, "the test sends and the campaign in /inbox")
     browser.get(base + "/dashboard/campaigns")
     assert text(browser, f"tr[data-campaign='{campaign_id}'] [data-field='status']") == "sent"
     shot(browser, "campaigns")
