@@ -64,3 +64,15 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class SleepClock(FakeClock):
+    """A monotonic clock that moves only when slept on; remembers each sleep."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        super().__init__(now)
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds

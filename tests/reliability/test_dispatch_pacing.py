@@ -5,24 +5,10 @@ Pub/Sub. Driven through the real local pipeline with a pace whose clock and slee
 from __future__ import annotations
 
 from campaign_support import Pipeline, add_audience
+from support import SleepClock
 
 from shared.bootstrap import Container
 from shared.services.pacing import Pacer
-
-
-class SleepClock:
-    """A monotonic clock that moves only when slept on; remembers each sleep."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def test_dispatch_publishes_no_faster_than_the_rate(local: Container, mailer) -> None:

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from support import SleepClock
 
 from shared import settings as settings_module
 from shared.domain.errors import ConfigurationError
 from shared.services.pacing import Pacer
 
 
-class SleepClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def test_waits_only_for_what_the_work_did_not_take() -> None:
-    clock = SleepClock()
+    clock = SleepClock(100.0)
     run = Pacer(1000, clock=clock, sleep=clock.sleep).start()
     assert run.after(500) == 0.5  # published at once: wait out the rate
     clock.now += 0.8  # a slow page: it took longer than its share
@@ -33,7 +21,7 @@ def test_waits_only_for_what_the_work_did_not_take() -> None:
 
 
 def test_each_invocation_has_its_own_start() -> None:
-    clock = SleepClock()
+    clock = SleepClock(100.0)
     pacer = Pacer(100, clock=clock, sleep=clock.sleep)
     pacer.start().after(100)
     clock.now += 60
