@@ -437,7 +437,7 @@ class Container:
         return AudienceSnapshotService(
             self.pipeline_warehouse, store, self.sql_dialect, self.clock,
             self.subscribers.confirmed_count, chunk_size=self.settings.campaign_page_size,
-            mirror_wait_s=self.settings.audience_mirror_wait_s,
+            mirror_wait_s=self.settings.audience_mirror_wait_s, meter=self.meter,
         )  # fmt: skip
 
     @cached_property

@@ -3,7 +3,9 @@
     python -m shared.bench.simulation [--recipients N] [--esp-rate R] [--pacing R] [--json]
     python -m shared.bench.simulation --agreement   # the local pipeline against the model
 
-Modelled: dispatch walking the audience page by page (one invocation at a time, handing over
+Modelled: dispatch first taking the campaign's audience snapshot (the mirror check, then the
+members query's rows written as chunk files: nothing is published meanwhile), then walking it
+page by page (one invocation at a time, handing over
 every `pages_per_run` pages, optionally paced to a recipients-per-second rate) and publishing
 one render batch per `batch_size` recipients; Pub/Sub push of every due message to its
 function; Cloud Run functions with `max_instances` instances of `concurrency` requests each,
@@ -12,7 +14,7 @@ that finds the function full is answered 429, which Pub/Sub counts as a failed a
 backs off (the subscription's policy) and is dead-lettered at `max_attempts`; the email
 provider's rate limit, a token bucket every send batch waits its turn in.
 
-Stage costs (CPU seconds per invocation) are `make bench`'s, read from var/bench.json
+Stage costs (CPU seconds per invocation, per snapshot member) are `make bench`'s, read from var/bench.json
 (`stage_costs`) when it has them, otherwise the defaults below, recorded from the last bench.
 Capacities and retry policies are shared/topology.py's; prices shared/pricing.py's.
 
@@ -41,10 +43,19 @@ BENCH_JSON = Path("var/bench.json")
 # it serves (Cloud Run's docs call cold starts "significant"; importing a function's module
 # alone takes 0.5 s here, container start and the clients' first connections come on top).
 COLD_START_S = 3.0
+# Assumed: a BigQuery query job answers in about a second; taking a snapshot waits for two (the
+# mirror check's count and the members query) besides its CPU, measured by the bench.
+BIGQUERY_QUERY_S = 1.0
 # Stage costs recorded from the last bench (a 20,000-recipient plain campaign, null provider,
 # CPU seconds per invocation on one core of this machine); var/bench.json overrides them.
+# Dispatch's CPU of that run (2.062 s on 2026-12-07) in its parts: the snapshot's mirror check
+# and members written, and the pages walked after it.
+MIRROR_CHECK_CPU_S, SNAPSHOT_CPU_S = 0.199, 0.794
+DISPATCH_PAGES_CPU_S = 2.062 - MIRROR_CHECK_CPU_S - SNAPSHOT_CPU_S
 DEFAULT_STAGE_COSTS: dict[str, float] = {
-    "dispatch_cpu_s_per_recipient": 1.494 / 20_000,
+    "dispatch_cpu_s_per_recipient": DISPATCH_PAGES_CPU_S / 20_000,
+    "mirror_check_cpu_s": MIRROR_CHECK_CPU_S,
+    "snapshot_cpu_s_per_recipient": SNAPSHOT_CPU_S / 20_000,
     "render_cpu_s_per_batch": 10.074 / 80,
     "send_cpu_s_per_batch": 2.065 / 88,
     "send_batches_per_render_batch": 88 / 80,
@@ -96,6 +107,17 @@ class Scenario:
     page_read_s: float = PAGE_READ_S
     send_batches_per_render_batch: float = DEFAULT_STAGE_COSTS["send_batches_per_render_batch"]
     pubsub_bytes_per_email: float = DEFAULT_STAGE_COSTS["pubsub_bytes_per_email"]
+    # Before dispatch publishes its first page: the send request's own work (the local run's
+    # preview render), the snapshot's fixed part (mirror check, query latency) and its work per
+    # member (on one vCPU). Zero for a campaign that walks the subscriber documents.
+    start_s: float = 0.0
+    snapshot_fixed_s: float = 0.0
+    snapshot_s_per_recipient: float = 0.0
+
+    @property
+    def first_page_at(self) -> float:
+        snapshot = self.recipients * self.snapshot_s_per_recipient / self.dispatch_vcpu
+        return self.start_s + self.snapshot_fixed_s + snapshot
 
 
 @dataclass
@@ -136,6 +158,7 @@ class Result:
     recipients: int
     minutes_to_send: float
     seconds_to_send: float
+    seconds_to_first_page: float  # the snapshot (and the send request) before dispatch publishes
     dead_letters: int  # messages, as the bus and `mailpipe dlq` count them
     dead_lettered_recipients: int
     dead_letters_by_function: dict[str, int]
@@ -188,16 +211,19 @@ class Simulation:
         return self._result()
 
     def _dispatch(self) -> Iterator[tuple[float, int]]:
-        """(publish time, recipients) of every render batch: pages one after the other, each
-        taking its read and its CPU, held back to the pacing rate; hand-overs are immediate."""
+        """(publish time, recipients) of every render batch: the snapshot first, then pages
+        one after the other, each taking its read and its CPU, held back to the pacing rate
+        (which starts with the first page, as dispatch's pacer does); hand-overs are
+        immediate."""
         s = self.s
         page_s = s.page_read_s + s.page_size * s.dispatch_s_per_recipient / s.dispatch_vcpu
-        now, done = 0.0, 0
+        first = now = s.first_page_at
+        done = 0
         while done < s.recipients:
             page = min(s.page_size, s.recipients - done)
             now += page_s * page / s.page_size
             if s.pacing_per_s:
-                now = max(now, done / s.pacing_per_s)
+                now = max(now, first + done / s.pacing_per_s)
             for start in range(0, page, s.batch_size):
                 yield now, min(s.batch_size, page - start)
             done += page
@@ -260,6 +286,7 @@ class Simulation:
             recipients=self.s.recipients,
             minutes_to_send=round(seconds / 60, 1),
             seconds_to_send=round(seconds, 1),
+            seconds_to_first_page=round(self.s.first_page_at, 1),
             dead_letters=sum(dead.values()),
             dead_lettered_recipients=sum(
                 f.dead_lettered_recipients for f in self.functions.values()
@@ -309,8 +336,13 @@ def stage_costs(operations: dict[str, dict[str, float]], emails: int) -> dict[st
         return float(operations.get(name, {}).get(field_name, 0))
 
     render_n, send_n = tally("function.render"), tally("function.send")
+    snapshot_s = tally("stage.snapshot", "seconds")
+    check_s = tally("stage.mirror_check", "seconds")
+    pages_s = tally("function.dispatch", "seconds") - snapshot_s - check_s  # dispatch's own
     return {
-        "dispatch_cpu_s_per_recipient": tally("function.dispatch", "seconds") / emails,
+        "dispatch_cpu_s_per_recipient": max(0.0, pages_s) / emails,
+        "mirror_check_cpu_s": check_s / max(1.0, tally("stage.mirror_check")),
+        "snapshot_cpu_s_per_recipient": snapshot_s / max(1.0, tally("stage.snapshot")),
         "render_cpu_s_per_batch": tally("function.render", "seconds") / max(1.0, render_n),
         "send_cpu_s_per_batch": tally("function.send", "seconds") / max(1.0, send_n),
         "send_batches_per_render_batch": send_n / max(1.0, render_n),
@@ -345,6 +377,8 @@ def production(
         esp_rate_per_s=esp_rate_per_s,
         pacing_per_s=esp_rate_per_s if pacing_per_s is None else pacing_per_s,
         dispatch_s_per_recipient=c["dispatch_cpu_s_per_recipient"],
+        snapshot_fixed_s=c["mirror_check_cpu_s"] + 2 * BIGQUERY_QUERY_S,
+        snapshot_s_per_recipient=c["snapshot_cpu_s_per_recipient"],
         send_batches_per_render_batch=c["send_batches_per_render_batch"],
         pubsub_bytes_per_email=c["pubsub_bytes_per_email"],
     )
@@ -363,6 +397,7 @@ def simulation_figures(recipients: int = 10_000_000, with_agreement: bool = True
     figures: dict[str, Any] = {
         "recipients": recipients,
         "minutes_to_send": paced.minutes_to_send,
+        "seconds_to_first_page": paced.seconds_to_first_page,
         "dead_letters": paced.dead_letters,
         "dead_lettered_recipients": paced.dead_lettered_recipients,
         "peak_instances": paced.peak_instances,
@@ -390,7 +425,7 @@ def simulation_figures(recipients: int = 10_000_000, with_agreement: bool = True
 
 
 def _summary(result: Result) -> dict[str, Any]:
-    keep = ("minutes_to_send", "dead_letters", "dead_lettered_recipients", "peak_instances",
+    keep = ("minutes_to_send", "seconds_to_first_page", "dead_letters", "dead_lettered_recipients", "peak_instances",
             "peak_instances_by_function", "refused_pushes", "cost_usd")  # fmt: skip
     return {k: v for k, v in asdict(result).items() if k in keep}
 

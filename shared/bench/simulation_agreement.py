@@ -10,7 +10,13 @@ AGREEMENT_TOLERANCE, dead letters equal. `python -m shared.bench.simulation --ag
 it alone; `make bench-scale` runs it with the simulation's figures.
 
 Stage costs are this run's wall time per invocation (one process has one GIL: a function's
-wall time includes its turns waiting for the others).
+wall time includes its turns waiting for the others), and so are the parts before dispatch's
+first page: the send request's preview render, the audience snapshot's mirror check and its
+time per member. They matter: dispatch publishes its pages in a burst after the snapshot, and
+with render taking one batch at a time the burst's span decides how much of each backoff
+period render idles (a model that spread dispatch's whole wall time over the pages, as it did
+when dispatch read the subscriber documents page by page, took 9-13 s where the runner took
+19-25 s).
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ def run_local(audience: int) -> dict[str, Any]:
         )
         started = time.perf_counter()
         container.campaign_service.send_now(campaign.id)
+        preview = time.perf_counter() - started
         watcher = Container(settings)
         elapsed = _until_sent(watcher, campaign.id, started)
         dead = sum(watcher.bus.counts().values())
@@ -68,7 +75,8 @@ def run_local(audience: int) -> dict[str, Any]:
         runner.stop()
     operations = campaign_bench._operations(container.meter, data_dir)
     shutil.rmtree(data_dir, ignore_errors=True)
-    return {"seconds_to_send": round(elapsed, 1), "dead_letters": dead, "operations": operations}
+    return {"seconds_to_send": round(elapsed, 1), "dead_letters": dead, "operations": operations,
+            "preview_s": preview}  # fmt: skip
 
 
 def _until_sent(watcher: Container, campaign_id: str, started: float) -> float:
@@ -82,15 +90,20 @@ def _until_sent(watcher: Container, campaign_id: str, started: float) -> float:
     raise TimeoutError(f"the agreement campaign was not sent within {TIMEOUT_S} s")
 
 
-def local_scenario(audience: int, operations: dict[str, dict[str, float]]) -> Scenario:
+def local_scenario(
+    audience: int, operations: dict[str, dict[str, float]], preview_s: float = 0.0
+) -> Scenario:
     """The local run as the simulation sees it: scaled capacities, scaled backoff, no cold
-    starts, no provider limit, this run's CPU per invocation."""
+    starts, no provider limit, this run's wall time per invocation, per snapshot member and
+    before dispatch (`preview_s`)."""
 
     def tally(name: str, field: str = "operations") -> float:
         return float(operations.get(name, {}).get(field, 0.0))
 
     capacities = scaled_capacities(AGREEMENT_SCALE)
     render_n = max(1.0, tally("function.render"))
+    check_s, snapshot_s = tally("wall.mirror_check", "seconds"), tally("wall.snapshot", "seconds")
+    pages_s = tally("wall.dispatch", "seconds") - check_s - snapshot_s  # dispatch's own part
     send_n = max(1.0, tally("function.send"))
 
     def local_stage(function: str, cpu_s: float) -> Stage:
@@ -105,9 +118,12 @@ def local_scenario(audience: int, operations: dict[str, dict[str, float]]) -> Sc
         esp_rate_per_s=0.0,
         pacing_per_s=0.0,
         page_read_s=0.0,
-        dispatch_s_per_recipient=tally("wall.dispatch", "seconds") / audience,
+        dispatch_s_per_recipient=max(0.0, pages_s) / audience,
         dispatch_vcpu=1.0,
         send_batches_per_render_batch=tally("function.send") / render_n,
+        start_s=preview_s,
+        snapshot_fixed_s=check_s,
+        snapshot_s_per_recipient=snapshot_s / max(1.0, tally("wall.snapshot")),
     )
 
 
@@ -118,7 +134,7 @@ def agreement(audience: int = AUDIENCE, runs: int = RUNS) -> dict[str, Any]:
     pairs = []
     for _ in range(runs):
         local = run_local(audience)
-        simulated = simulate(local_scenario(audience, local["operations"]))
+        simulated = simulate(local_scenario(audience, local["operations"], local["preview_s"]))
         pairs.append((local, simulated))
     measured = statistics.mean(local["seconds_to_send"] for local, _ in pairs)
     modelled = statistics.mean(sim.seconds_to_send for _, sim in pairs)
@@ -144,10 +160,14 @@ def _pair(local: dict[str, Any], simulated: Result) -> dict[str, Any]:
     prefix = "pubsub.refused."
     refused = {k.removeprefix(prefix): v["operations"]
                for k, v in local["operations"].items() if k.startswith(prefix)}  # fmt: skip
+    wall = {k.removeprefix("wall."): round(v["seconds"], 2)
+            for k, v in local["operations"].items() if k.startswith("wall.")}  # fmt: skip
     return {
         "local": {"seconds_to_send": local["seconds_to_send"],
-                  "dead_letters": local["dead_letters"], "refused_pushes": refused},
+                  "dead_letters": local["dead_letters"], "refused_pushes": refused,
+                  "preview_s": round(local["preview_s"], 2), "wall_s": wall},
         "simulated": {"seconds_to_send": simulated.seconds_to_send,
+                      "seconds_to_first_page": simulated.seconds_to_first_page,
                       "dead_letters": simulated.dead_letters,
                       "refused_pushes": simulated.refused_pushes},
     }  # fmt: skip

@@ -14,19 +14,26 @@ unsubscribes only make the mirror's count larger, and the send-time re-check dro
 Every phase of the campaign walks the same snapshot: an A/B test's remainder phase picks its
 cohort from it by the same hash assignment as the test phase, so nothing is stashed between the
 phases. Taking it again is harmless until the manifest is written, and a no-op after.
+
+Both steps are metered as stages of their own (`stage.mirror_check`, `stage.snapshot`: CPU
+seconds; `wall.*`: wall seconds; the snapshot's count is its members): they come before the
+first page is published, and the fan-out simulation (shared/bench/simulation.py) models them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from shared.domain.campaign import Campaign
 from shared.domain.errors import ConfigurationError, MirrorBehind
 from shared.domain.messages import Recipient
 from shared.domain.subscriber_mirror import TABLE
+from shared.metering import NULL_METER, OperationMeter
 from shared.ports import Warehouse
 from shared.repositories.audience_snapshots import AudienceSnapshots, Manifest, SnapshotPages
 from shared.services.audience_sql import confirmed_query, members_query
@@ -50,6 +57,7 @@ class AudienceSnapshotService:
         *,
         chunk_size: int = 500,
         mirror_wait_s: float = 900.0,
+        meter: OperationMeter = NULL_METER,
     ) -> None:
         self._warehouse = warehouse
         self._snapshots = snapshots
@@ -59,6 +67,7 @@ class AudienceSnapshotService:
         self.chunk_size = chunk_size  # rows per dispatch page
         self.file_rows = chunk_size * PAGES_PER_FILE
         self._mirror_wait_s = mirror_wait_s
+        self._meter = meter
 
     def take(self, campaign: Campaign) -> Manifest:
         """The campaign's snapshot: the finished one, or a new one taken now. Raises
@@ -67,7 +76,27 @@ class AudienceSnapshotService:
         if existing is not None:
             return existing
         audience_at = campaign.audience_at or campaign.created_at
-        self._check_mirror(campaign, audience_at)
+        with self._stage("mirror_check"):
+            self._check_mirror(campaign, audience_at)
+        with self._stage("snapshot") as count:
+            manifest = self._write(campaign, audience_at)
+            count[0] = manifest.members
+        return manifest
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[list[int]]:
+        """Meter the block's CPU and wall seconds as `stage.<name>` and `wall.<name>`, counted
+        once or as many as the block sets `count[0]` to."""
+        count = [1]
+        cpu, wall = time.thread_time(), time.perf_counter()
+        try:
+            yield count
+        finally:
+            self._meter.count(f"stage.{name}", count[0], seconds=time.thread_time() - cpu)
+            self._meter.count(f"wall.{name}", count[0], seconds=time.perf_counter() - wall)
+
+    def _write(self, campaign: Campaign, audience_at: float) -> Manifest:
+        """Run the audience query and write its rows as chunk files, then the manifest."""
         taken_at = self._clock()
         query = members_query(campaign.audience, audience_at)
         sql = query.for_dialect(self._dialect)

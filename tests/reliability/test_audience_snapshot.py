@@ -103,6 +103,28 @@ def test_an_ab_campaign_reads_its_audience_once_and_stashes_nothing(local, maile
     assert local.campaigns.get(campaign.id).status == "sent"
 
 
+def test_the_snapshot_meters_its_stages_for_the_fan_out_simulation(local, mailer):
+    """The mirror check and the snapshot, which come before dispatch's first page, are metered
+    apart (CPU and wall seconds; the snapshot counted per member) so the fan-out simulation
+    (shared/bench/simulation.py) models them; a phase that finds the snapshot taken adds none."""
+    add_audience(local, 300, make=city)
+    service = local.campaign_service
+    campaign = service.create({"name": "Metered", "template": "newsletter", "ab": AB,
+                               "segment": PARIS_ONLY})  # fmt: skip
+    local.meter.reset()
+    service.send_now(campaign.id)
+    pipeline = Pipeline(local)
+    pipeline.drain()
+    service.pick_winner(campaign.id, "B")
+    pipeline.drain()
+    tallies = local.meter.snapshot()
+    assert tallies["stage.mirror_check"].operations == tallies["wall.mirror_check"].operations == 1
+    assert tallies["stage.snapshot"].operations == tallies["wall.snapshot"].operations == 240
+    assert 0 < tallies["stage.snapshot"].seconds <= tallies["wall.snapshot"].seconds + 0.01
+    assert tallies["wall.mirror_check"].seconds > 0
+    assert len(Counter(e.subscriber_id for e in mailer.sent)) > 0
+
+
 def test_a_lost_publish_confirmation_replays_the_chunk_under_the_same_batch_ids(
     local, mailer, clock
 ):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from shared import topology
 from shared.bench import simulation
 from shared.bench.simulation import Scenario, Stage, simulate
+from shared.bench.simulation_agreement import local_scenario
 from shared.topology import RetryPolicy
 
 
@@ -19,6 +22,7 @@ def stage(name: str, instances: int = 1, concurrency: int = 1, attempts: int = 5
 def burst(batches: int, render: Stage, **kwargs: float) -> Scenario:
     """`batches` render batches of 250 all published at t=0 (dispatch costs nothing)."""
     options = {"esp_rate_per_s": 0.0, "dispatch_s_per_recipient": 0.0, "page_read_s": 0.0,
+               "dispatch_vcpu": 1.0,
                "send_batches_per_render_batch": 1.0, "page_size": 250 * batches,
                **kwargs}  # fmt: skip
     return Scenario(batches * 250, render, stage("send", 1000), **options)  # type: ignore[arg-type]
@@ -74,7 +78,9 @@ def test_production_figures_for_a_million() -> None:
     lettered, the provider's rate sets the time; unpaced, the send function fills up."""
     paced = simulate(simulation.production(1_000_000))
     assert paced.dead_letters == 0 and sum(paced.refused_pushes.values()) == 0
-    assert paced.minutes_to_send == pytest.approx(1_000_000 / 1000 / 60, rel=0.02)
+    assert paced.seconds_to_first_page > 2 * simulation.BIGQUERY_QUERY_S  # the snapshot first
+    sending_s = paced.seconds_to_send - paced.seconds_to_first_page
+    assert sending_s == pytest.approx(1_000_000 / 1000, rel=0.02)
     unpaced = simulate(simulation.production(1_000_000, pacing_per_s=0))
     assert unpaced.peak_instances_by_function["send"] == topology.function("send").max_instances
     assert unpaced.cost_usd["total"] > paced.cost_usd["total"]
@@ -83,15 +89,67 @@ def test_production_figures_for_a_million() -> None:
 def test_stage_costs_come_from_a_bench_run() -> None:
     operations = {
         "function.dispatch": {"operations": 4, "seconds": 2.0},
+        "stage.mirror_check": {"operations": 1, "seconds": 0.1},
+        "stage.snapshot": {"operations": 10_000, "seconds": 0.4},
         "function.render": {"operations": 40, "seconds": 4.0},
         "function.send": {"operations": 44, "seconds": 1.1},
         "pubsub.publish": {"operations": 100, "bytes": 20_000_000},
     }
     costs = simulation.stage_costs(operations, 10_000)
-    assert costs == {
-        "dispatch_cpu_s_per_recipient": 0.0002,
-        "render_cpu_s_per_batch": 0.1,
-        "send_cpu_s_per_batch": 0.025,
-        "send_batches_per_render_batch": 1.1,
-        "pubsub_bytes_per_email": 2000.0,
+    assert costs == pytest.approx(
+        {
+            "dispatch_cpu_s_per_recipient": 1.5 / 10_000,  # dispatch's own: without the snapshot
+            "mirror_check_cpu_s": 0.1,
+            "snapshot_cpu_s_per_recipient": 0.4 / 10_000,
+            "render_cpu_s_per_batch": 0.1,
+            "send_cpu_s_per_batch": 0.025,
+            "send_batches_per_render_batch": 1.1,
+            "pubsub_bytes_per_email": 2000.0,
+        }
+    )
+
+
+def test_dispatch_publishes_its_first_page_after_the_snapshot() -> None:
+    """The snapshot's fixed part and its time per member (on dispatch's vCPUs) come before the
+    first render batch; pacing counts from the first page."""
+    scenario = burst(4, stage("render", instances=4), snapshot_fixed_s=2.0,
+                     snapshot_s_per_recipient=0.001, dispatch_vcpu=0.5, start_s=0.5)  # fmt: skip
+    result = simulate(scenario)
+    assert result.seconds_to_first_page == pytest.approx(0.5 + 2.0 + 1000 * 0.001 / 0.5)
+    assert result.seconds_to_send == pytest.approx(4.5, abs=0.05)
+    paced = simulate(replace(scenario, pacing_per_s=100.0, page_size=250))
+    assert paced.seconds_to_send == pytest.approx(4.5 + 750 / 100, abs=0.05)
+
+
+def test_a_burst_after_the_snapshot_leaves_render_idle_between_backoffs() -> None:
+    """What the snapshot changed: dispatch's time spent before the first page rather than
+    between pages. Four batches published at once to a function that takes one at a time
+    (1 s each), with a fixed 2 s backoff: the three refused together come back together, one
+    rendered per 2 s (done 7 s after the burst). The same 3 s of dispatch spread over four
+    pages (at 0.75, 1.5, 2.25, 3 s): the refused come due one by one and render idles less."""
+    render = replace(stage("render", cpu_s=1.0), retry=RetryPolicy(2, 2, 100))
+    at_once = simulate(burst(4, render, snapshot_fixed_s=3.0, page_size=250))
+    assert at_once.seconds_to_send == pytest.approx(3.0 + 7.0, abs=0.01)
+    assert at_once.refused_pushes["render"] == 3 + 2 + 1
+    spread = simulate(burst(4, render, dispatch_s_per_recipient=0.75 / 250, page_size=250))
+    assert spread.seconds_to_send == pytest.approx(6.0, abs=0.01)  # B2 and B4 refused once
+    assert spread.refused_pushes["render"] == 2
+
+
+def test_the_agreement_models_the_local_runs_snapshot_apart_from_its_pages() -> None:
+    """A local run's dispatch wall time holds the mirror check and the snapshot; the model
+    puts them (and the send request's preview) before the first page, and spreads only the
+    rest over the pages."""
+    operations = {
+        "function.render": {"operations": 40, "seconds": 6.0},
+        "function.send": {"operations": 44, "seconds": 1.5},
+        "wall.render": {"operations": 40, "seconds": 8.0},
+        "wall.send": {"operations": 44, "seconds": 2.2},
+        "wall.dispatch": {"operations": 2, "seconds": 2.2},
+        "wall.mirror_check": {"operations": 1, "seconds": 0.6},
+        "wall.snapshot": {"operations": 10_000, "seconds": 0.5},
     }
+    scenario = local_scenario(10_000, operations, preview_s=0.4)
+    assert scenario.first_page_at == pytest.approx(0.4 + 0.6 + 0.5)
+    assert scenario.dispatch_s_per_recipient == pytest.approx(1.1 / 10_000)
+    assert scenario.render.cpu_s == pytest.approx(0.2)
