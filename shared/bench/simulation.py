@@ -5,18 +5,17 @@
 
 Modelled: dispatch first taking the campaign's audience snapshot (the mirror check, then the
 members query's rows written as chunk files: nothing is published meanwhile), then walking it
-page by page (one invocation at a time, handing over
-every `pages_per_run` pages, optionally paced to a recipients-per-second rate) and publishing
-one render batch per `batch_size` recipients; Pub/Sub push of every due message to its
-function; Cloud Run functions with `max_instances` instances of `concurrency` requests each,
-a cold start for every new instance, and the instance's vCPUs shared by its requests; a push
-that finds the function full is answered 429, which Pub/Sub counts as a failed attempt: it
+page by page (one invocation at a time, handing over every `pages_per_run` pages, optionally
+paced to a recipients-per-second rate) and publishing one render batch per `batch_size`
+recipients; Pub/Sub push of every due message to its function; Cloud Run functions with
+`max_instances` instances of `concurrency` requests each, a cold start for every new instance,
+and the instance's vCPUs shared by its requests; a push that finds the function full is answered 429, which Pub/Sub counts as a failed attempt: it
 backs off (the subscription's policy) and is dead-lettered at `max_attempts`; the email
 provider's rate limit, a token bucket every send batch waits its turn in.
 
-Stage costs (CPU seconds per invocation, per snapshot member) are `make bench`'s, read from var/bench.json
-(`stage_costs`) when it has them, otherwise the defaults below, recorded from the last bench.
-Capacities and retry policies are shared/topology.py's; prices shared/pricing.py's.
+Stage costs (CPU seconds per invocation, per snapshot member) are `make bench`'s, read from
+var/bench.json (`stage_costs`) when it has them, otherwise the defaults below, recorded from
+the last bench. Capacities and retry policies are shared/topology.py's; prices shared/pricing.py's.
 
 What it leaves out: Pub/Sub's own push flow control (it slows pushes to a failing endpoint, so
 real 429s are fewer than here: the model errs on the side of dead letters), instances scaling
@@ -425,8 +424,9 @@ def simulation_figures(recipients: int = 10_000_000, with_agreement: bool = True
 
 
 def _summary(result: Result) -> dict[str, Any]:
-    keep = ("minutes_to_send", "seconds_to_first_page", "dead_letters", "dead_lettered_recipients", "peak_instances",
-            "peak_instances_by_function", "refused_pushes", "cost_usd")  # fmt: skip
+    keep = ("minutes_to_send", "seconds_to_first_page", "dead_letters",
+            "dead_lettered_recipients", "peak_instances", "peak_instances_by_function",
+            "refused_pushes", "cost_usd")  # fmt: skip
     return {k: v for k, v in asdict(result).items() if k in keep}
 
 
