@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import math
+import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,6 +82,9 @@ class Stage:
     wait_s: float  # per invocation, not on the CPU (store reads, publishes, round trips)
     retry: RetryPolicy
     cold_start_s: float = COLD_START_S
+    # How much one invocation's time varies (standard deviation / mean; 0: every invocation
+    # takes cpu_s). Each invocation then takes cpu_s times a log-normal factor of mean 1.
+    cpu_cv: float = 0.0
 
     @property
     def capacity(self) -> int:
@@ -114,6 +119,7 @@ class Scenario:
     start_s: float = 0.0
     snapshot_fixed_s: float = 0.0
     snapshot_s_per_recipient: float = 0.0
+    seed: int = 0  # of the invocation times' variation (Stage.cpu_cv)
 
     @property
     def first_page_at(self) -> float:
@@ -193,6 +199,7 @@ class Simulation:
         self._sent = 0
         self._last_send_at = 0.0
         self._send_carry = 0.0  # fractional send batches per render batch
+        self._rng = random.Random(scenario.seed)
 
     def _schedule(self, at: float, kind: str, function: str, emails: int, attempt: int = 0,
                   instance: _Instance | None = None) -> None:  # fmt: skip
@@ -250,11 +257,19 @@ class Simulation:
         function.invocations += 1
         start = max(event.at, instance.ready_at)
         share = max(1.0, instance.active / stage.vcpu)  # its requests share the vCPUs
-        end = start + stage.wait_s + stage.cpu_s / min(1.0, stage.vcpu) * share
+        cpu_s = stage.cpu_s * self._variation(stage.cpu_cv)
+        end = start + stage.wait_s + cpu_s / min(1.0, stage.vcpu) * share
         if event.function == "send" and self.s.esp_rate_per_s:
             self._esp_free_at = max(self._esp_free_at, start) + event.emails / self.s.esp_rate_per_s
             end = max(end, self._esp_free_at + ESP_ROUND_TRIP_S)
         self._schedule(end, "done", event.function, event.emails, attempt, instance)
+
+    def _variation(self, cv: float) -> float:
+        """A log-normal factor of mean 1 and coefficient of variation `cv` (1.0 for 0)."""
+        if cv <= 0:
+            return 1.0
+        sigma = math.sqrt(math.log1p(cv * cv))
+        return self._rng.lognormvariate(-sigma * sigma / 2, sigma)
 
     def _done(self, event: _Event) -> None:
         function = self.functions[event.function]

@@ -107,13 +107,14 @@ class FunctionsHost:
             take_failure()  # nothing left over from an earlier delivery
             status = push(delivery)
             # CPU time of this invocation (the thread's), for pricing function compute; and
-            # its wall time, waits included, for the simulation's local stage costs.
+            # its wall time, waits included, for the simulation's local stage costs (with its
+            # square, so the simulation knows how much one invocation's time varies).
             self._meter.count(
                 f"function.{subscription.function}", 1, seconds=time.thread_time() - started
             )
-            self._meter.count(
-                f"wall.{subscription.function}", 1, seconds=time.perf_counter() - wall
-            )
+            wall_s = time.perf_counter() - wall
+            self._meter.count(f"wall.{subscription.function}", 1, seconds=wall_s)
+            self._meter.count(f"wall_squared.{subscription.function}", 1, seconds=wall_s**2)
             if 200 <= status < 300:
                 return True
             error = take_failure() or f"the function answered HTTP {status}"
