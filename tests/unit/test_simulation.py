@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import replace
 
 import pytest
@@ -144,6 +145,7 @@ def test_the_agreement_models_the_local_runs_snapshot_apart_from_its_pages() -> 
         "function.render": {"operations": 40, "seconds": 6.0},
         "function.send": {"operations": 44, "seconds": 1.5},
         "wall.render": {"operations": 40, "seconds": 8.0},
+        "wall_squared.render": {"operations": 40, "seconds": 40 * (0.2**2 + 0.1**2)},
         "wall.send": {"operations": 44, "seconds": 2.2},
         "wall.dispatch": {"operations": 2, "seconds": 2.2},
         "wall.mirror_check": {"operations": 1, "seconds": 0.6},
@@ -153,3 +155,20 @@ def test_the_agreement_models_the_local_runs_snapshot_apart_from_its_pages() -> 
     assert scenario.first_page_at == pytest.approx(0.4 + 0.6 + 0.5)
     assert scenario.dispatch_s_per_recipient == pytest.approx(1.1 / 10_000)
     assert scenario.render.cpu_s == pytest.approx(0.2)
+    assert scenario.render.cpu_cv == pytest.approx(0.5)  # a standard deviation of 0.1 s
+    assert scenario.send.cpu_cv == 0.0  # no squares metered: taken as constant
+
+
+def test_invocation_times_vary_by_their_measured_spread_around_the_same_mean() -> None:
+    """A varying stage takes the same CPU on average (a log-normal factor of mean 1), spread
+    as said; the same seed gives the same run, another seed another."""
+    steady = burst(500, stage("render", instances=500, cpu_s=0.2))
+    varied = replace(steady, render=replace(steady.render, cpu_cv=0.5))
+    sim = simulation.Simulation(varied)
+    draws = [sim._variation(0.5) for _ in range(20_000)]
+    assert statistics.mean(draws) == pytest.approx(1.0, abs=0.02)
+    assert statistics.pstdev(draws) == pytest.approx(0.5, abs=0.03)
+    assert simulate(steady).seconds_to_send == pytest.approx(0.2, abs=0.05)
+    assert simulate(varied).seconds_to_send > 0.5  # the slowest of 500 draws
+    assert simulate(varied).seconds_to_send == simulate(varied).seconds_to_send
+    assert simulate(replace(varied, seed=1)).seconds_to_send != simulate(varied).seconds_to_send
