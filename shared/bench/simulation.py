@@ -9,10 +9,11 @@ page by page (one invocation at a time, handing over every `pages_per_run` pages
 paced to a recipients-per-second rate) and publishing one render batch per `batch_size`
 recipients; Pub/Sub push of every due message to its function; Cloud Run functions with
 `max_instances` instances of `concurrency` requests each, a cold start for every new instance,
-and the instance's vCPUs shared by its requests; a push that finds the function full is
-answered 429, which Pub/Sub counts as a failed attempt: it backs off (the subscription's
-policy) and is dead-lettered at `max_attempts`; the email provider's rate limit, a token
-bucket every send batch waits its turn in.
+and the instance's vCPUs shared by its requests (each invocation's time drawn around its mean
+when the stage says how much it varies, `cpu_cv`; constant otherwise, as in the production
+figures); a push that finds the function full is answered 429, which Pub/Sub counts as a failed
+attempt: it backs off (the subscription's policy) and is dead-lettered at `max_attempts`; the
+email provider's rate limit, a token bucket every send batch waits its turn in.
 
 Stage costs (CPU seconds per invocation, per snapshot member) are `make bench`'s, read from
 var/bench.json (`stage_costs`) when it has them, otherwise the defaults below, recorded from

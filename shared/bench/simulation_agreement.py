@@ -3,20 +3,21 @@
 A plain campaign to `audience` recipients (null provider) runs through the local runner (one
 worker process: the bus, every function, the real SQLite stores) with the bus capacities scaled
 down by AGREEMENT_SCALE, so that render takes one batch at a time and the burst dispatch
-publishes is refused, backed off and retried as in GCP, with the backoff scaled to 1..4 s. The
+publishes is refused, backed off and retried as in GCP, with the backoff scaled to 1..2 s. The
 simulation then runs the same campaign with the same capacities, retry policies and backoff and
 that run's own stage costs, and the two are compared: the mean time to send of RUNS runs within
 AGREEMENT_TOLERANCE, dead letters equal. `python -m shared.bench.simulation --agreement` runs
 it alone; `make bench-scale` runs it with the simulation's figures.
 
-Stage costs are this run's wall time per invocation (one process has one GIL: a function's
-wall time includes its turns waiting for the others), and so are the parts before dispatch's
-first page: the send request's preview render, the audience snapshot's mirror check and its
-time per member. They matter: dispatch publishes its pages in a burst after the snapshot, and
-with render taking one batch at a time the burst's span decides how much of each backoff
-period render idles (a model that spread dispatch's whole wall time over the pages, as it did
-when dispatch read the subscriber documents page by page, took 9-13 s where the runner took
-19-25 s).
+Stage costs are this run's wall time per invocation (one process has one GIL: a function's wall
+time includes its turns waiting for the others), and so are the parts before dispatch's first
+page: the send request's preview render, the audience snapshot's mirror check and its time per
+member; and how much an invocation's time varies (from the squares of the wall times), so each
+run is modelled SEEDS times with its own draws and the model's mean is compared. They matter:
+dispatch publishes its pages in a burst after the snapshot, and with render taking one batch at
+a time the burst's span decides how much of each backoff period render idles (a model that
+spread dispatch's whole wall time over the pages, as it did when dispatch read the subscriber
+documents page by page, took 9-13 s where the runner took 19-25 s).
 """
 
 from __future__ import annotations
