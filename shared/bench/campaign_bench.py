@@ -30,6 +30,7 @@ from shared.runner.local_runner import LocalRunner
 from shared.settings import Settings
 from shared.topology import REPO_ROOT
 
+WAREHOUSE_PROCESS = "warehouse_process"  # the runner's child that stands in for BigQuery
 AB_SPEC = {
     "variants": [{"name": "A"}, {"name": "B", "subject": "Spring, in one email"}],
     "test_fraction": 0.2,
@@ -73,6 +74,21 @@ def seed(container: Container, audience: int) -> None:
     ]
     container.subscribers.create_many(people)
     deliver_mirror(container)
+
+
+def seed_in_own_process(data_dir: Path, audience: int) -> None:
+    """`seed` in a process of its own: creating a list and warehousing its mirror rows loads
+    DuckDB and builds batches of subscribers, setup whose memory would otherwise count as the
+    campaign's peak."""
+    command = [sys.executable, "-m", "shared.bench.campaign_bench", "seed", str(audience),
+               str(data_dir)]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True)
+
+
+def _seed_main(audience: int, data_dir: Path) -> None:
+    settings = Settings(data_dir=data_dir, template_root=REPO_ROOT / "templates",
+                        log_level="WARNING")  # fmt: skip
+    seed(Container(settings, meter=OperationMeter()), audience)
 
 
 def deliver_mirror(container: Container) -> int:
@@ -178,8 +194,9 @@ def run(
     them only; with `faults` (SMTP only) into the faulty sink: 451 to 20 % of RCPTs, 421 to
     2 % of connections (bench/faulty_sink.py). With `data_dir`, to the `audience` confirmed
     subscribers already there (make bench-scale imports them); else to new ones."""
-    seeded = data_dir is not None
-    data_dir = data_dir or Path(tempfile.mkdtemp(prefix=f"mailpipe-bench-{esp}-"))
+    if data_dir is None:
+        data_dir = Path(tempfile.mkdtemp(prefix=f"mailpipe-bench-{esp}-"))
+        seed_in_own_process(data_dir, audience)
     # Send workers overlap a provider's round trips; the null provider has none, so a second
     # send thread per process would only take the GIL from rendering and dispatch.
     send_workers = 1 if esp == "null" else 2
@@ -190,10 +207,7 @@ def run(
         log_level="WARNING",
     )  # fmt: skip
     container = Container(settings, meter=OperationMeter())
-    if not seeded:
-        seed(container, audience)
-    else:
-        deliver_mirror(container)  # an import's mirror rows, still on the bus
+    deliver_mirror(container)  # an import's mirror rows, still on the bus (seed left none)
     sink = Sink(data_dir / "mail", settings.smtp_port, faults) if esp == "smtp" else None
     container.meter.reset()  # count the campaign, not the seeding
     runner = LocalRunner(container, with_smtp_sink=False).start()
@@ -210,11 +224,12 @@ def run(
         done = _wait(watcher, campaign.id, recipients, timeout_s)
         elapsed = time.perf_counter() - started
         _wait_idle(watcher, timeout_s)  # the analytics still queued: counted and warehoused
+        children = _children_peak_rss_mb(runner)  # read while they run
     finally:
         runner.stop()
         if sink:
             sink.stop()
-    peak_rss = _peak_rss_mb()  # the pipeline's, before the checks below read every result
+    peak_rss = _peak_rss_mb(children)  # the pipeline's, before the checks below read every result
     sent_ids = sink.message_ids() if sink else None
     result: dict[str, Any] = {
         "audience": audience,
@@ -228,6 +243,7 @@ def run(
         **_exactness(container, recipients, sent_ids),
         "dead_letters": sum(container.bus.counts().values()),
         "peak_rss_mb": peak_rss,
+        "warehouse_peak_rss_mb": round(children.get(WAREHOUSE_PROCESS, 0.0), 1),
         "operations": _operations(container.meter, data_dir),
     }
     if faults and sink:
@@ -304,20 +320,39 @@ def _exactness(
     return {"delivered": distinct, "duplicates": total - distinct, "missing": audience - distinct}
 
 
-def _peak_rss_mb() -> dict[str, float]:
-    own = own_peak_rss_mb()
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"runner_process": round(own, 1), "largest_child_process": round(children, 1)}
+def _peak_rss_mb(children: dict[str, float]) -> dict[str, float]:
+    """The pipeline's processes: the runner (HTTP, the scheduler, a bus worker) and the largest
+    other bus worker. The warehouse process stands in for BigQuery (it runs the audience query
+    and merges parts), which is no function's memory in GCP: it is reported beside them."""
+    workers = [mb for name, mb in children.items() if name != WAREHOUSE_PROCESS]
+    return {"runner_process": round(own_peak_rss_mb(), 1),
+            "largest_worker_process": round(max(workers, default=0.0), 1)}  # fmt: skip
+
+
+def _children_peak_rss_mb(runner: LocalRunner) -> dict[str, float]:
+    """Each of the runner's child processes' peak RSS (VmHWM), by its module name (and pid)."""
+    peaks = {}
+    for process in runner.processes:
+        warehouse = f"shared.runner.{WAREHOUSE_PROCESS}" in str(process.args)  # [python, -m, …]
+        name = WAREHOUSE_PROCESS if warehouse else f"worker_process-{process.pid}"
+        peaks[name] = _vm_hwm_mb(Path(f"/proc/{process.pid}/status")) or 0.0
+    return peaks
 
 
 def own_peak_rss_mb() -> float:
     """This process's peak RSS since it started its program. Linux folds the memory a process
     had before execve into ru_maxrss, and a child started by subprocess (vfork) had its
     parent's: a large parent would be counted as the child's peak. VmHWM is the program's own."""
+    own = _vm_hwm_mb(Path("/proc/self/status"))
+    return own if own is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _vm_hwm_mb(status_file: Path) -> float | None:
+    """The peak RSS a /proc/<pid>/status reports, or None where there is none."""
     try:
-        status = Path("/proc/self/status").read_text()
+        status = status_file.read_text()
     except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return None
     kilobytes = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
     return int(kilobytes) / 1024
 
@@ -339,6 +374,9 @@ def main() -> None:
     python -m shared.bench.campaign_bench AUDIENCE ESP [plain] [segment] [faults]."""
     if sys.argv[1] == "sink":
         print(json.dumps({"smtp_sink_alone_per_s": sink_capacity()}))
+        return
+    if sys.argv[1] == "seed":  # seed AUDIENCE DATA_DIR: run's setup, in a process of its own
+        _seed_main(int(sys.argv[2]), Path(sys.argv[3]))
         return
     audience, esp, flags = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
     result = run(audience, esp, ab="plain" not in flags, faults="faults" in flags,

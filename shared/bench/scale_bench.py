@@ -142,6 +142,7 @@ def campaign_figures(tmp: Path, recipients: int, imported: int) -> dict[str, Any
         "delivered": result["delivered"],
         "peak_rss_mb": max(result["peak_rss_mb"].values()),
         "peak_rss_by_process_mb": result["peak_rss_mb"],
+        "warehouse_process_peak_rss_mb": result["warehouse_peak_rss_mb"],
         "provider": result["provider"],
         "worker_processes": result["worker_processes"],
     }

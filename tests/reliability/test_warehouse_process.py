@@ -170,6 +170,55 @@ def test_the_pipelines_queries_are_answered_by_the_service_without_loading_duckd
     assert output == "['s0', 's1', 's2'] False"
 
 
+def test_a_large_result_is_streamed_by_the_service_a_page_at_a_time(tmp_path: Path) -> None:
+    serving = DuckDbWarehouse(tmp_path, snapshot_reads=False)
+    fill(serving, 5)
+    serving.serve_queries()
+    output = in_a_fresh_process(
+        f"w = DuckDbWarehouse({str(tmp_path)!r}, snapshot_reads=False, via_service=True)\n"
+        "pages = w.query_pages('SELECT subscriber_id FROM events ORDER BY 1', None, 2)\n"
+        "print([[r['subscriber_id'] for r in p] for p in pages], 'duckdb' in sys.modules)\n"
+    )
+
+    assert output == "[['s0', 's1'], ['s2', 's3'], ['s4']] False"
+
+
+def test_without_a_service_pages_come_from_this_process(tmp_path: Path) -> None:
+    warehouse = DuckDbWarehouse(tmp_path, snapshot_reads=False, via_service=True)
+    fill(warehouse, 3)
+
+    assert warehouse_service.ask_pages(tmp_path / "events", "SELECT 1 AS n", None, 2) is None
+    pages = list(warehouse.query_pages("SELECT subscriber_id FROM events ORDER BY 1", None, 2))
+    assert [len(page) for page in pages] == [2, 1]
+
+
+def test_a_paged_query_that_fails_midway_raises_after_the_pages_it_gave(tmp_path: Path) -> None:
+    folder = tmp_path / "events"
+    folder.mkdir()
+
+    def first_page_then_trouble(sql, params, size):
+        yield [{"n": 1}]
+        raise ValueError("a part vanished")
+
+    warehouse_service.serve(folder, lambda sql, params: [], first_page_then_trouble)
+    pages = warehouse_service.ask_pages(folder, "SELECT 1 AS n", None, 1)
+
+    assert pages is not None
+    assert next(pages) == [{"n": 1}]
+    with pytest.raises(RuntimeError, match="ValueError: a part vanished"):
+        next(pages)
+
+
+def test_a_refused_paged_query_says_why(tmp_path: Path) -> None:
+    DuckDbWarehouse(tmp_path, snapshot_reads=False).serve_queries()
+    asking = DuckDbWarehouse(tmp_path, snapshot_reads=False, via_service=True)
+
+    with pytest.raises(RuntimeError, match=r"BinderException.*no_such_column"):
+        list(asking.query_pages("SELECT no_such_column FROM events", None, 10))
+    with pytest.raises(InvalidInput, match="only SELECT"):
+        list(asking.query_pages("DELETE FROM events", None, 10))
+
+
 def test_without_a_service_the_query_runs_in_process(tmp_path: Path) -> None:
     warehouse = DuckDbWarehouse(tmp_path, snapshot_reads=False, via_service=True)
     fill(warehouse, 2)

@@ -8,7 +8,7 @@ from shared.bench.__main__ import _memory_curve, _peak_rss_runs
 
 def _run(audience: int, provider: str, ab: bool, runner: float, child: float) -> dict:
     return {"audience": audience, "provider": provider, "ab_test": ab,
-            "peak_rss_mb": {"runner_process": runner, "largest_child_process": child}}  # fmt: skip
+            "peak_rss_mb": {"runner_process": runner, "largest_worker_process": child}}  # fmt: skip
 
 
 def test_the_curve_takes_each_null_ab_runs_largest_process_in_audience_order():

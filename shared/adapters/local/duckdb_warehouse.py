@@ -178,17 +178,15 @@ class DuckDbWarehouse:
         second; without (the pipeline's few queries: A/B decisions, segments, soft bounces)
         streamed from the parts, so no process holds the events, as none does with BigQuery.
         With `via_service` (the pipeline's), answered by the query service when one runs."""
-        if not sql.lstrip().lower().startswith(("select", "with")):
-            raise InvalidInput("only SELECT queries are allowed on the warehouse", field="sql")
+        _only_select(sql)
         mirror = MIRROR_TABLE in sql
         if not mirror:
             self._meter.count("bigquery.query")  # one query job in GCP
         if self._via_service:
             rows = warehouse_service.ask(self._parts, sql, params)
             if rows is not None:
-                if mirror:  # the service's process meters nothing: bill the parts read
-                    scanned = max(BIGQUERY_MIN_QUERY_BYTES, self._mirror.stored_bytes())
-                    self._meter.count("bigquery.query", nbytes=scanned)
+                if mirror:
+                    self._count_served_mirror_query()
                 return rows
         for attempt in range(1, _READ_ATTEMPTS + 1):
             try:
@@ -206,9 +204,25 @@ class DuckDbWarehouse:
     def query_pages(
         self, sql: str, params: Mapping[str, Any] | None, page_size: int
     ) -> Iterator[list[Document]]:
-        """`query`'s rows, `page_size` at a time, from a connection of their own."""
-        if not sql.lstrip().lower().startswith(("select", "with")):
-            raise InvalidInput("only SELECT queries are allowed on the warehouse", field="sql")
+        """`query`'s rows, `page_size` at a time. With `via_service`, streamed from the query
+        service when one runs (the query's working memory, a window over the whole subscriber
+        mirror for a snapshot, stays in the warehouse's process, as it stays in BigQuery);
+        else from a connection of this process's own."""
+        _only_select(sql)
+        if self._via_service:
+            pages = warehouse_service.ask_pages(self._parts, sql, params, page_size)
+            if pages is not None:
+                if MIRROR_TABLE in sql:
+                    self._count_served_mirror_query()
+                else:
+                    self._meter.count("bigquery.query")
+                yield from pages
+                return
+        yield from self._pages_in_process(sql, params, page_size)
+
+    def _pages_in_process(
+        self, sql: str, params: Mapping[str, Any] | None, page_size: int
+    ) -> Iterator[list[Document]]:
         with self.connect() as db:
             if MIRROR_TABLE in sql:
                 self._count_mirror_query(db)
@@ -220,14 +234,20 @@ class DuckDbWarehouse:
                 yield [dict(zip(names, row, strict=True)) for row in rows]
 
     def serve_queries(self) -> None:
-        """Answer the `via_service` warehouses' queries from this process (see
-        warehouse_service.py), in a daemon thread."""
-        warehouse_service.serve(self._parts, self.query)
+        """Answer the `via_service` warehouses' queries, whole or paged, from this process
+        (see warehouse_service.py), in a daemon thread."""
+        warehouse_service.serve(self._parts, self.query, self._pages_in_process)
 
     def _reader(self, fresh: bool = False) -> duckdb.DuckDBPyConnection:
         """A connection to query and then close: a cursor on the snapshot, or a fresh one
         (always for the subscriber mirror, which the snapshot does not hold)."""
         return self._snapshot().cursor() if self._snapshot_reads and not fresh else self.connect()
+
+    def _count_served_mirror_query(self) -> None:
+        """A mirror query the service answered: its process meters nothing, so the asker bills
+        the parts read (without DuckDB, which this process need not load)."""
+        scanned = max(BIGQUERY_MIN_QUERY_BYTES, self._mirror.stored_bytes())
+        self._meter.count("bigquery.query", nbytes=scanned)
 
     def _count_mirror_query(self, db: duckdb.DuckDBPyConnection) -> None:
         """A query over the subscriber mirror, billed as BigQuery would: every byte of the
@@ -324,6 +344,11 @@ class DuckDbWarehouse:
             )
             os.replace(staged, part)
             return int(hits)
+
+
+def _only_select(sql: str) -> None:
+    if not sql.lstrip().lower().startswith(("select", "with")):
+        raise InvalidInput("only SELECT queries are allowed on the warehouse", field="sql")
 
 
 def _create_recent_view(db: duckdb.DuckDBPyConnection) -> None:
