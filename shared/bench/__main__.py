@@ -134,7 +134,7 @@ def _repeat_runs(console: Console, sizes: list[int], runs: int) -> list[dict[str
 
 
 def _peak_rss_runs(runs: list[dict[str, Any]]) -> dict[int, list[float]]:
-    """Audience -> peak RSS of the largest pipeline process of each A/B run with the null provider."""
+    """Audience -> the peak RSS of the largest pipeline process of each null A/B run."""
     peaks: dict[int, list[float]] = {}
     for run in runs:
         if run.get("provider") == "null" and run.get("ab_test") and not run.get("segment"):
