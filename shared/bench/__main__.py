@@ -134,7 +134,7 @@ def _repeat_runs(console: Console, sizes: list[int], runs: int) -> list[dict[str
 
 
 def _peak_rss_runs(runs: list[dict[str, Any]]) -> dict[int, list[float]]:
-    """Audience -> peak RSS of the largest process of each A/B run with the null provider."""
+    """Audience -> the peak RSS of the largest pipeline process of each null A/B run."""
     peaks: dict[int, list[float]] = {}
     for run in runs:
         if run.get("provider") == "null" and run.get("ab_test") and not run.get("segment"):
@@ -177,8 +177,10 @@ def _table(figures: dict[str, Any]) -> Table:
                       f"{run['emails_per_s']:,}",
                       f">= {goal:,}" if name in ("null", "smtp") else "")  # fmt: skip
         table.add_row("  duplicates / missing", f"{run['duplicates']} / {run['missing']}", "0 / 0")
-        table.add_row("  peak RSS, largest process (MB)", f"{rss:.0f}",
+        table.add_row("  peak RSS, largest pipeline process (MB)", f"{rss:.0f}",
                       f"< {GOALS['peak_rss_mb']}" if name != "smtp" else "")  # fmt: skip
+        table.add_row("  peak RSS, warehouse process: BigQuery's stand-in (MB)",
+                      f"{run.get('warehouse_peak_rss_mb', 0):.0f}", "")  # fmt: skip
     curve = figures.get("peak_rss_by_audience_mb")
     if curve:
         table.add_row("peak RSS by audience, A/B via null, median (MB)",
