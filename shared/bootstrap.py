@@ -438,6 +438,7 @@ class Container:
             self.pipeline_warehouse, store, self.sql_dialect, self.clock,
             self.subscribers.confirmed_count, chunk_size=self.settings.campaign_page_size,
             mirror_wait_s=self.settings.audience_mirror_wait_s, meter=self.meter,
+            piece_s=self.settings.audience_snapshot_piece_s,
         )  # fmt: skip
 
     @cached_property

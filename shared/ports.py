@@ -7,7 +7,7 @@ one contract test suite per port runs against both. Errors are the domain's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -196,7 +196,7 @@ class Warehouse(Protocol):
 
     def query_pages(
         self, sql: str, params: Mapping[str, Any] | None, page_size: int
-    ) -> Iterator[list[Document]]:
+    ) -> Generator[list[Document], None, None]:
         """The rows of one read-only query (one query job), a page of about `page_size` at a
         time, so a large result (an audience) is never held whole."""
 

@@ -147,6 +147,9 @@ class Settings:
     # audience time (rows of an import still on their way to the warehouse) before it stops
     # with an error that says how to repair the mirror.
     audience_mirror_wait_s: float = 900.0
+    # One dispatch invocation's share of taking a large audience snapshot before it hands over
+    # (well inside the dispatch lease and the function's timeout).
+    audience_snapshot_piece_s: float = 120.0
     campaign_batch_size: int = 250  # recipients per render batch (one rendered Pub/Sub message)
     # Messages the send stage hands the provider between two send-ledger checkpoints (one
     # Firestore read and write each): what a crash mid-batch may send again (same Message-IDs).

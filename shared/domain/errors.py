@@ -86,6 +86,15 @@ class MirrorBehind(TransientError):
         self.confirmed = confirmed
 
 
+class SnapshotUnfinished(TransientError):
+    """A campaign's audience snapshot took its time budget for one invocation; its progress is
+    saved, and the next invocation goes on from there."""
+
+    def __init__(self, members: int) -> None:
+        super().__init__(f"the audience snapshot has {members} members so far; it goes on")
+        self.members = members
+
+
 class PermanentFailure(MailpipeError):
     """Retrying cannot help: a rejected recipient, a broken template, a poison message."""
 

@@ -2,6 +2,8 @@
 subscriber mirror (shared/services/audience_snapshot.py), as chunk files the dispatcher walks.
 
     audiences/<campaign id>/chunk-000001.json ...   members (Recipient fields), in id order
+    audiences/<campaign id>/progress.json           a snapshot taken over several invocations:
+                                                    where the next one goes on
     audiences/<campaign id>/manifest.json           written last: {chunks, members, taken_at}
 
 A chunk's id (`000001`) is the dispatcher's cursor, as a subscriber id or a stash page id is on
@@ -39,6 +41,21 @@ class Manifest:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """An unfinished snapshot's chunks so far: `chunks` files of `members`, the last member's
+    id `last_id` (the members query goes on after it), begun at `taken_at`."""
+
+    chunks: int
+    members: int
+    last_id: str
+    taken_at: float
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"chunks": self.chunks, "members": self.members, "last_id": self.last_id,
+                "taken_at": self.taken_at}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class SnapshotChunk:
     """One chunk read back: a page for the dispatcher."""
 
@@ -72,6 +89,21 @@ class AudienceSnapshots:
             return None
         return Manifest(doc["campaign_id"], int(doc["chunks"]), int(doc["members"]),
                         float(doc["taken_at"]))  # fmt: skip
+
+    def progress(self, campaign_id: str) -> Progress | None:
+        """Where an unfinished snapshot goes on, or None when it starts from the beginning."""
+        self._meter.count("storage.class_b")
+        try:
+            doc = json.loads(self._blobs.read(self._name(campaign_id, "progress.json")))
+        except NotFound:
+            return None
+        return Progress(int(doc["chunks"]), int(doc["members"]), str(doc["last_id"]),
+                        float(doc["taken_at"]))  # fmt: skip
+
+    def save_progress(self, campaign_id: str, progress: Progress) -> None:
+        self._meter.count("storage.class_a")
+        data = json.dumps(progress.to_doc()).encode()
+        self._blobs.write(self._name(campaign_id, "progress.json"), data)
 
     def put_chunk(self, campaign_id: str, number: int, members: Sequence[Recipient]) -> None:
         data = json.dumps([m.to_doc() for m in members], separators=(",", ":")).encode()

@@ -15,6 +15,13 @@ Every phase of the campaign walks the same snapshot: an A/B test's remainder pha
 cohort from it by the same hash assignment as the test phase, so nothing is stashed between the
 phases. Taking it again is harmless until the manifest is written, and a no-op after.
 
+A large audience is taken over several dispatch invocations: after `piece_s` of writing chunks
+(MAILPIPE_AUDIENCE_SNAPSHOT_PIECE_S) one saves its progress (the chunks so far and the last
+member's id) and raises SnapshotUnfinished; the dispatcher hands over, and the next
+invocation's query goes on after that id. So no invocation outlasts the dispatch lease or the
+function's timeout, whatever the list's size (10 M members take ~1,140 s of dispatch's 0.167
+vCPU: ten pieces).
+
 Both steps are metered as stages of their own (`stage.mirror_check`, `stage.snapshot`: CPU
 seconds; `wall.*`: wall seconds; the snapshot's count is its members): they come before the
 first page is published, and the fan-out simulation (shared/bench/simulation.py) models them.
@@ -26,16 +33,21 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any
 
 from shared.domain.campaign import Campaign
-from shared.domain.errors import ConfigurationError, MirrorBehind
+from shared.domain.errors import ConfigurationError, MirrorBehind, SnapshotUnfinished
 from shared.domain.messages import Recipient
 from shared.domain.subscriber_mirror import TABLE
 from shared.metering import NULL_METER, OperationMeter
 from shared.ports import Warehouse
-from shared.repositories.audience_snapshots import AudienceSnapshots, Manifest, SnapshotPages
+from shared.repositories.audience_snapshots import (
+    AudienceSnapshots,
+    Manifest,
+    Progress,
+    SnapshotPages,
+)
 from shared.services.audience_sql import confirmed_query, members_query
 
 log = logging.getLogger(__name__)
@@ -44,6 +56,10 @@ log = logging.getLogger(__name__)
 # 500 members rather than per page (~$0.008 per million emails less), and a file of 2,000
 # members (~300 KB of JSON) is still read whole in a moment.
 PAGES_PER_FILE = 4
+# One invocation's share of a snapshot (settings.py's default): well inside the dispatch lease
+# (300 s) and timeout (540 s); each further piece is one more query job (the members after the
+# last one written).
+SNAPSHOT_PIECE_S = 120.0
 
 
 class AudienceSnapshotService:
@@ -58,6 +74,7 @@ class AudienceSnapshotService:
         chunk_size: int = 500,
         mirror_wait_s: float = 900.0,
         meter: OperationMeter = NULL_METER,
+        piece_s: float = SNAPSHOT_PIECE_S,
     ) -> None:
         self._warehouse = warehouse
         self._snapshots = snapshots
@@ -68,20 +85,22 @@ class AudienceSnapshotService:
         self.file_rows = chunk_size * PAGES_PER_FILE
         self._mirror_wait_s = mirror_wait_s
         self._meter = meter
+        self._piece_s = piece_s
 
     def take(self, campaign: Campaign) -> Manifest:
-        """The campaign's snapshot: the finished one, or a new one taken now. Raises
-        MirrorBehind while the mirror is still catching up with the documents."""
+        """The campaign's snapshot: the finished one, or one taken (or taken further) now.
+        Raises MirrorBehind while the mirror is still catching up with the documents, and
+        SnapshotUnfinished when this invocation's piece is done but the snapshot is not."""
         existing = self._snapshots.manifest(campaign.id)
         if existing is not None:
             return existing
         audience_at = campaign.audience_at or campaign.created_at
-        with self._stage("mirror_check"):
-            self._check_mirror(campaign, audience_at)
+        progress = self._snapshots.progress(campaign.id)
+        if progress is None:  # checked once, before the first piece
+            with self._stage("mirror_check"):
+                self._check_mirror(campaign, audience_at)
         with self._stage("snapshot") as count:
-            manifest = self._write(campaign, audience_at)
-            count[0] = manifest.members
-        return manifest
+            return self._write(campaign, audience_at, progress, count)
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[list[int]]:
@@ -95,30 +114,51 @@ class AudienceSnapshotService:
             self._meter.count(f"stage.{name}", count[0], seconds=time.thread_time() - cpu)
             self._meter.count(f"wall.{name}", count[0], seconds=time.perf_counter() - wall)
 
-    def _write(self, campaign: Campaign, audience_at: float) -> Manifest:
-        """Run the audience query and write its rows as chunk files, then the manifest."""
-        taken_at = self._clock()
-        query = members_query(campaign.audience, audience_at)
-        sql = query.for_dialect(self._dialect)
-        chunks = members = 0
+    def _write(
+        self, campaign: Campaign, audience_at: float, progress: Progress | None, count: list[int]
+    ) -> Manifest:
+        """Run the audience query (after the members already written) and write its rows as
+        chunk files, then the manifest; or, once this piece's time is up, the progress.
+        `count[0]` is set to the members this piece wrote."""
+        started = self._clock()
+        done = progress or Progress(0, 0, "", started)
+        query = members_query(campaign.audience, audience_at, done.last_id or None)
+        chunks, members = done.chunks, done.members
         pending: list[Recipient] = []
         size = self.file_rows
-        for rows in self._warehouse.query_pages(sql, query.params, self.chunk_size):
-            pending += [member(row) for row in rows]
-            while len(pending) >= size:
-                chunks += 1
-                self._snapshots.put_chunk(campaign.id, chunks, pending[:size])
-                members += size
-                pending = pending[size:]
+        count[0] = 0
+        pages = self._warehouse.query_pages(query.for_dialect(self._dialect), query.params,
+                                            self.chunk_size)  # fmt: skip
+        with closing(pages):  # a piece ends mid-query: the rest stays unread
+            for rows in pages:
+                pending += [member(row) for row in rows]
+                while len(pending) >= size:
+                    chunk, pending = pending[:size], pending[size:]
+                    chunks += 1
+                    self._snapshots.put_chunk(campaign.id, chunks, chunk)
+                    members += size
+                    count[0] += size
+                    if self._clock() - started >= self._piece_s:
+                        last = Progress(chunks, members, chunk[-1].subscriber_id, done.taken_at)
+                        self._pause(campaign, last)
         if pending:
             chunks += 1
             self._snapshots.put_chunk(campaign.id, chunks, pending)
             members += len(pending)
-        manifest = Manifest(campaign.id, chunks, members, taken_at)
+            count[0] += len(pending)
+        manifest = Manifest(campaign.id, chunks, members, done.taken_at)
         self._snapshots.finish(manifest)
         facts = {"campaign_id": campaign.id, "members": members, "chunks": chunks}
         log.info("audience snapshot taken", extra=facts)
         return manifest
+
+    def _pause(self, campaign: Campaign, progress: Progress) -> None:
+        """Save where the snapshot goes on, and end this invocation's piece."""
+        self._snapshots.save_progress(campaign.id, progress)
+        facts = {"campaign_id": campaign.id, "members": progress.members,
+                 "chunks": progress.chunks}  # fmt: skip
+        log.info("audience snapshot goes on in the next invocation", extra=facts)
+        raise SnapshotUnfinished(progress.members)
 
     def _check_mirror(self, campaign: Campaign, audience_at: float) -> None:
         """Raise MirrorBehind while the mirror holds fewer confirmed subscribers than the

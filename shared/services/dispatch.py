@@ -34,7 +34,9 @@ Daily caps (shared/services/daily_allowance.py): a page is planned only as far a
 allowance of the sending domain reaches; when nothing is left, the phase is held (lease given
 back, `held_until` the next UTC midnight) and the sweep restarts it then, from its cursor.
 A snapshot campaign whose subscriber mirror still lags the documents (MirrorBehind) is held
-the same way for MIRROR_RECHECK_S, with how many subscribers the mirror lacked.
+the same way for MIRROR_RECHECK_S, with how many subscribers the mirror lacked. A snapshot too
+large for one invocation (SnapshotUnfinished) is handed over like a page: the next invocation
+takes it further.
 """
 
 from __future__ import annotations
@@ -57,7 +59,13 @@ from shared.domain.campaign import (
     PhaseProgress,
     batch_id,
 )
-from shared.domain.errors import ConfigurationError, Conflict, InvalidInput, MirrorBehind
+from shared.domain.errors import (
+    ConfigurationError,
+    Conflict,
+    InvalidInput,
+    MirrorBehind,
+    SnapshotUnfinished,
+)
 from shared.domain.messages import Recipient
 from shared.domain.subscriber import Subscriber
 from shared.repositories.audience import AudiencePages
@@ -220,6 +228,9 @@ class PhaseDispatcher:
             return self._walk(campaign, message.phase, owner)
         except MirrorBehind as exc:
             self._wait_for_mirror(campaign, message.phase, owner, exc)
+            return 0
+        except SnapshotUnfinished:  # its piece is done: the next invocation takes the next
+            self._hand_over(campaign, message.phase, owner)
             return 0
         except Conflict as exc:  # the lease was taken over; the new owner carries on
             log.warning("dispatch stopped: %s", exc, extra=_ids(message))

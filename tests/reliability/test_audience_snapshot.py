@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 
 from campaign_support import Pipeline, add_audience, lose_a_confirmation, mirror_now
 from click.testing import CliRunner
 
+from shared import bootstrap
 from shared.bootstrap import Container
 from shared.cli.cmd_campaign import campaign as campaign_cli
 from shared.dashboard.app import create_dashboard_app
 from shared.domain.ab_test import AbTest
+from shared.metering import OperationMeter
 from shared.repositories import audience_rechecks as rechecks
 from shared.repositories import remainder_stash
 from shared.repositories.audience_rechecks import AudienceRechecks
@@ -123,6 +126,38 @@ def test_the_snapshot_meters_its_stages_for_the_fan_out_simulation(local, mailer
     assert 0 < tallies["stage.snapshot"].seconds <= tallies["wall.snapshot"].seconds + 0.01
     assert tallies["wall.mirror_check"].seconds > 0
     assert len(Counter(e.subscriber_id for e in mailer.sent)) > 0
+
+
+def test_a_snapshot_too_large_for_one_invocation_is_taken_in_pieces(local_settings, mailer, clock):
+    """With no time for more than one chunk file per invocation, dispatch takes the snapshot in
+    pieces (saving its progress, handing over, the next query going on after the last member
+    written); the mirror is checked once, and every member gets exactly one message."""
+    settings = replace(local_settings, campaign_page_size=100, campaign_gate_ttl_s=0.0,
+                       audience_snapshot_piece_s=0.0)  # fmt: skip
+    container = Container(settings, meter=OperationMeter(), clock=clock,
+                          overrides={"mailer": mailer})  # fmt: skip
+    bootstrap.install(container)
+    try:
+        add_audience(container, 1000, make=city)
+        service = container.campaign_service
+        campaign = service.create({"name": "Pieces", "template": "newsletter",
+                                   "segment": PARIS_ONLY})  # fmt: skip
+        container.meter.reset()
+        service.send_now(campaign.id)
+        Pipeline(container).drain()
+
+        # 800 Parisians in files of 400: one per invocation, then one that finds no more.
+        names = sorted(n.rsplit("/", 1)[-1] for n in snapshot_files(container, campaign.id))
+        assert names == ["chunk-000001.json", "chunk-000002.json", "manifest.json",
+                         "progress.json"]  # fmt: skip
+        tallies = container.meter.snapshot()
+        assert tallies["stage.mirror_check"].operations == 1
+        assert tallies["stage.snapshot"].operations == 800
+        sent = Counter(e.subscriber_id for e in mailer.sent)
+        assert set(sent) == parisians(container, 1000) and set(sent.values()) == {1}
+        assert container.campaigns.get(campaign.id).status == "sent"
+    finally:
+        bootstrap.install(None)
 
 
 def test_a_lost_publish_confirmation_replays_the_chunk_under_the_same_batch_ids(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import replace
 
@@ -85,6 +86,24 @@ def test_production_figures_for_a_million() -> None:
     unpaced = simulate(simulation.production(1_000_000, pacing_per_s=0))
     assert unpaced.peak_instances_by_function["send"] == topology.function("send").max_instances
     assert unpaced.cost_usd["total"] > paced.cost_usd["total"]
+
+
+def test_a_ten_million_snapshot_is_taken_in_pieces_each_within_dispatchs_timeout() -> None:
+    """At dispatch's 0.167 vCPU a 10 M snapshot (~1,140 s) is far past its 540 s timeout in one
+    invocation: it is taken in pieces of SNAPSHOT_PIECE_S, each a query job of its own."""
+    costs = simulation.DEFAULT_STAGE_COSTS
+    scenario = simulation.production(10_000_000, costs=costs)
+    pieces = simulation.snapshot_pieces(10_000_000, costs)
+    dispatch = topology.function("dispatch")
+
+    work_s = 10_000_000 * costs["snapshot_cpu_s_per_recipient"] / dispatch.vcpu
+    assert work_s > dispatch.timeout_s  # too long for one invocation
+    assert pieces == math.ceil(work_s / simulation.SNAPSHOT_PIECE_S) > 1
+    assert dispatch.timeout_s / 2 > simulation.SNAPSHOT_PIECE_S  # a piece ends well within it
+    assert scenario.first_page_at > work_s + pieces * simulation.BIGQUERY_QUERY_S
+    assert scenario.snapshot_fixed_s == pytest.approx(
+        costs["mirror_check_cpu_s"] + (1 + pieces) * simulation.BIGQUERY_QUERY_S
+    )
 
 
 def test_stage_costs_come_from_a_bench_run() -> None:

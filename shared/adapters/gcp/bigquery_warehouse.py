@@ -26,7 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -132,7 +132,7 @@ class BigQueryWarehouse:
 
     def query_pages(
         self, sql: str, params: Mapping[str, Any] | None, page_size: int
-    ) -> Iterator[list[Document]]:
+    ) -> Generator[list[Document], None, None]:
         """One query job; its results read a page at a time (reading results is not billed)."""
         if not sql.lstrip().lower().startswith(("select", "with")):
             raise InvalidInput("only SELECT queries are allowed on the warehouse", field="sql")

@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,7 +203,7 @@ class DuckDbWarehouse:
 
     def query_pages(
         self, sql: str, params: Mapping[str, Any] | None, page_size: int
-    ) -> Iterator[list[Document]]:
+    ) -> Generator[list[Document], None, None]:
         """`query`'s rows, `page_size` at a time. With `via_service`, streamed from the query
         service when one runs (the query's working memory, a window over the whole subscriber
         mirror for a snapshot, stays in the warehouse's process, as it stays in BigQuery);
@@ -222,7 +222,7 @@ class DuckDbWarehouse:
 
     def _pages_in_process(
         self, sql: str, params: Mapping[str, Any] | None, page_size: int
-    ) -> Iterator[list[Document]]:
+    ) -> Generator[list[Document], None, None]:
         with self.connect() as db:
             if MIRROR_TABLE in sql:
                 self._count_mirror_query(db)
