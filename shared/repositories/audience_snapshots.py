@@ -129,8 +129,7 @@ class AudienceSnapshots:
         """Remove the person from the snapshots of these campaigns; returns chunks rewritten."""
         rewritten = 0
         for campaign_id in campaign_ids:
-            manifest = self.manifest(campaign_id)
-            for number in range(1, (manifest.chunks if manifest else 0) + 1):
+            for number in range(1, self._chunks_written(campaign_id) + 1):
                 found = self.chunk(campaign_id, number)
                 # Blanked, not removed: positions are the dispatcher's cursors.
                 kept = [ERASED if m.subscriber_id == subscriber_id else m for m in found.members]
@@ -138,6 +137,14 @@ class AudienceSnapshots:
                     self.put_chunk(campaign_id, number, kept)
                     rewritten += 1
         return rewritten
+
+    def _chunks_written(self, campaign_id: str) -> int:
+        """The chunks a finished snapshot has, or an unfinished one has so far."""
+        manifest = self.manifest(campaign_id)
+        if manifest is not None:
+            return manifest.chunks
+        progress = self.progress(campaign_id)
+        return progress.chunks if progress is not None else 0
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
 
+import pytest
 from campaign_support import Pipeline, add_audience, lose_a_confirmation, mirror_now
 from click.testing import CliRunner
 
@@ -128,36 +130,56 @@ def test_the_snapshot_meters_its_stages_for_the_fan_out_simulation(local, mailer
     assert len(Counter(e.subscriber_id for e in mailer.sent)) > 0
 
 
-def test_a_snapshot_too_large_for_one_invocation_is_taken_in_pieces(local_settings, mailer, clock):
-    """With no time for more than one chunk file per invocation, dispatch takes the snapshot in
-    pieces (saving its progress, handing over, the next query going on after the last member
-    written); the mirror is checked once, and every member gets exactly one message."""
+@pytest.fixture
+def in_pieces(local_settings, mailer, clock) -> Iterator[Container]:
+    """A pipeline whose dispatch writes one snapshot chunk file (4 pages of 100) per invocation
+    and then hands over: no time for more (MAILPIPE_AUDIENCE_SNAPSHOT_PIECE_S=0)."""
     settings = replace(local_settings, campaign_page_size=100, campaign_gate_ttl_s=0.0,
                        audience_snapshot_piece_s=0.0)  # fmt: skip
     container = Container(settings, meter=OperationMeter(), clock=clock,
                           overrides={"mailer": mailer})  # fmt: skip
     bootstrap.install(container)
-    try:
-        add_audience(container, 1000, make=city)
-        service = container.campaign_service
-        campaign = service.create({"name": "Pieces", "template": "newsletter",
-                                   "segment": PARIS_ONLY})  # fmt: skip
-        container.meter.reset()
-        service.send_now(campaign.id)
-        Pipeline(container).drain()
+    yield container
+    bootstrap.install(None)
 
-        # 800 Parisians in files of 400: one per invocation, then one that finds no more.
-        names = sorted(n.rsplit("/", 1)[-1] for n in snapshot_files(container, campaign.id))
-        assert names == ["chunk-000001.json", "chunk-000002.json", "manifest.json",
-                         "progress.json"]  # fmt: skip
-        tallies = container.meter.snapshot()
-        assert tallies["stage.mirror_check"].operations == 1
-        assert tallies["stage.snapshot"].operations == 800
-        sent = Counter(e.subscriber_id for e in mailer.sent)
-        assert set(sent) == parisians(container, 1000) and set(sent.values()) == {1}
-        assert container.campaigns.get(campaign.id).status == "sent"
-    finally:
-        bootstrap.install(None)
+
+def test_a_snapshot_too_large_for_one_invocation_is_taken_in_pieces(in_pieces, mailer):
+    """Dispatch takes the snapshot in pieces (saving its progress, handing over, the next query
+    going on after the last member written); the mirror is checked once, and every member gets
+    exactly one message."""
+    add_audience(in_pieces, 1000, make=city)
+    service = in_pieces.campaign_service
+    campaign = service.create({"name": "Pieces", "template": "newsletter",
+                               "segment": PARIS_ONLY})  # fmt: skip
+    in_pieces.meter.reset()
+    service.send_now(campaign.id)
+    Pipeline(in_pieces).drain()
+
+    # 800 Parisians in files of 400: one per invocation, then one that finds no more.
+    names = sorted(n.rsplit("/", 1)[-1] for n in snapshot_files(in_pieces, campaign.id))
+    assert names == ["chunk-000001.json", "chunk-000002.json", "manifest.json", "progress.json"]
+    tallies = in_pieces.meter.snapshot()
+    assert tallies["stage.mirror_check"].operations == 1
+    assert tallies["stage.snapshot"].operations == 800
+    sent = Counter(e.subscriber_id for e in mailer.sent)
+    assert set(sent) == parisians(in_pieces, 1000) and set(sent.values()) == {1}
+    assert in_pieces.campaigns.get(campaign.id).status == "sent"
+
+
+def test_an_erasure_between_two_pieces_blanks_the_person_in_the_chunks_so_far(in_pieces, mailer):
+    add_audience(in_pieces, 600)
+    service = in_pieces.campaign_service
+    campaign = service.create({"name": "Erase early", "template": "newsletter"})
+    service.send_now(campaign.id)
+    pipeline = Pipeline(in_pieces, [DISPATCH])
+    pipeline.step(DISPATCH, limit=1)  # the first piece: one chunk file, then the hand-over
+    first = json.loads(in_pieces.import_blobs.read(f"{PREFIX}/{campaign.id}/chunk-000001.json"))
+    erased = first[7]["email"]
+
+    assert in_pieces.gdpr.erase(erased)["snapshot_chunks_erased"] == 1
+    Pipeline(in_pieces).drain()
+    sent = Counter(e.recipient for e in mailer.sent)
+    assert len(sent) == 599 and erased not in sent and set(sent.values()) == {1}
 
 
 def test_a_lost_publish_confirmation_replays_the_chunk_under_the_same_batch_ids(
