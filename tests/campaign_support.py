@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 
-from shared import topology
+from support import FakeClock, RecordingMailer
+
+from shared import bootstrap, topology
 from shared.adapters.local.sqlite_bus import Delivery
 from shared.bootstrap import Container
 from shared.domain.errors import TransientError
 from shared.domain.messages import MARKETING, Recipient, RenderRequest, SendBatch
 from shared.domain.subscriber import CONFIRMED, Subscriber
+from shared.metering import OperationMeter
 from shared.ports import OutboundMessage, Publisher
 from shared.runner.functions_host import function_app, pusher
+from shared.settings import Settings
 
 # The warehouse first: subscribers added before a campaign starts reach the subscriber mirror
 # (which the campaign's audience snapshot reads) before dispatch runs, as they would in a
@@ -149,3 +154,17 @@ def lose_a_confirmation(container: Container, prefix: str) -> LostConfirmation:
     for name in ("dispatcher", "dispatch", "campaign_service"):
         container.__dict__.pop(name, None)  # rebuilt on the outbox that loses a confirmation
     return flaky
+
+
+def installed(
+    local_settings: Settings, mailer: RecordingMailer, clock: FakeClock, **changes: object
+) -> Iterator[Container]:
+    """The reliability tests' `local` container, installed (settings changed by `changes`) until
+    the generator is closed."""
+    settings = replace(local_settings, campaign_page_size=100, campaign_pages_per_run=2,
+                       campaign_gate_ttl_s=0.0, **changes)  # fmt: skip
+    container = Container(settings, meter=OperationMeter(), clock=clock,
+                          overrides={"mailer": mailer})  # fmt: skip
+    bootstrap.install(container)
+    yield container
+    bootstrap.install(None)

@@ -4,14 +4,12 @@ recording mailer and a clock the test moves."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
+from campaign_support import installed
 from support import FakeClock, RecordingMailer
 
-from shared import bootstrap
 from shared.bootstrap import Container
-from shared.metering import OperationMeter
 from shared.settings import Settings
 
 
@@ -29,10 +27,4 @@ def clock() -> FakeClock:
 def local(
     local_settings: Settings, mailer: RecordingMailer, clock: FakeClock
 ) -> Iterator[Container]:
-    settings = replace(local_settings, campaign_page_size=100, campaign_pages_per_run=2,
-                       campaign_gate_ttl_s=0.0)  # fmt: skip
-    container = Container(settings, meter=OperationMeter(), clock=clock,
-                          overrides={"mailer": mailer})  # fmt: skip
-    bootstrap.install(container)
-    yield container
-    bootstrap.install(None)
+    yield from installed(local_settings, mailer, clock)

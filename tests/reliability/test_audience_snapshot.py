@@ -14,18 +14,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
-from campaign_support import Pipeline, add_audience, lose_a_confirmation, mirror_now
+from campaign_support import Pipeline, add_audience, installed, lose_a_confirmation, mirror_now
 from click.testing import CliRunner
 
-from shared import bootstrap
 from shared.bootstrap import Container
 from shared.cli.cmd_campaign import campaign as campaign_cli
 from shared.dashboard.app import create_dashboard_app
 from shared.domain.ab_test import AbTest
-from shared.metering import OperationMeter
 from shared.repositories import audience_rechecks as rechecks
 from shared.repositories import remainder_stash
 from shared.repositories.audience_rechecks import AudienceRechecks
@@ -134,13 +131,7 @@ def test_the_snapshot_meters_its_stages_for_the_fan_out_simulation(local, mailer
 def in_pieces(local_settings, mailer, clock) -> Iterator[Container]:
     """A pipeline whose dispatch writes one snapshot chunk file (4 pages of 100) per invocation
     and then hands over: no time for more (MAILPIPE_AUDIENCE_SNAPSHOT_PIECE_S=0)."""
-    settings = replace(local_settings, campaign_page_size=100, campaign_gate_ttl_s=0.0,
-                       audience_snapshot_piece_s=0.0)  # fmt: skip
-    container = Container(settings, meter=OperationMeter(), clock=clock,
-                          overrides={"mailer": mailer})  # fmt: skip
-    bootstrap.install(container)
-    yield container
-    bootstrap.install(None)
+    yield from installed(local_settings, mailer, clock, audience_snapshot_piece_s=0.0)
 
 
 def test_a_snapshot_too_large_for_one_invocation_is_taken_in_pieces(in_pieces, mailer):
