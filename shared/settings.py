@@ -176,6 +176,13 @@ class Settings:
     def _check_sending(self) -> None:
         if self.send_checkpoint_every < 1:
             raise ConfigurationError("MAILPIPE_SEND_CHECKPOINT_EVERY must be 1 or more")
+        # A snapshot piece writes no page, so nothing renews the dispatch lease meanwhile.
+        longest = self.campaign_lease_s / 2
+        if not 0 <= self.audience_snapshot_piece_s <= longest:
+            raise ConfigurationError(
+                f"MAILPIPE_AUDIENCE_SNAPSHOT_PIECE_S must be 0 to {longest:g} (half of "
+                f"MAILPIPE_CAMPAIGN_LEASE_S), not {self.audience_snapshot_piece_s:g}"
+            )
 
     def _check_pacing(self) -> None:
         """A paced dispatch invocation must finish its pages well within its timeout."""

@@ -74,3 +74,11 @@ def test_send_checkpoint_every_is_read_and_checked():
     assert load({"MAILPIPE_SEND_CHECKPOINT_EVERY": "50"}).send_checkpoint_every == 50
     with pytest.raises(ConfigurationError, match="SEND_CHECKPOINT_EVERY must be 1 or more"):
         load({"MAILPIPE_SEND_CHECKPOINT_EVERY": "0"})
+
+
+def test_the_snapshot_piece_is_read_and_kept_within_half_the_dispatch_lease():
+    assert load({}).audience_snapshot_piece_s == 120.0
+    assert load({"MAILPIPE_AUDIENCE_SNAPSHOT_PIECE_S": "0"}).audience_snapshot_piece_s == 0.0
+    for bad in ("-5", "151"):
+        with pytest.raises(ConfigurationError, match="SNAPSHOT_PIECE_S must be 0 to 150"):
+            load({"MAILPIPE_AUDIENCE_SNAPSHOT_PIECE_S": bad})
