@@ -84,6 +84,17 @@ def text(driver, css: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, css).text.strip()
 
 
+def not_on_the_page(element) -> bool:
+    """Whether `element` is gone: its page was replaced by a navigation."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    return False
+
+
 def labelled(driver) -> None:
     assert driver.execute_script(UNLABELLED) == [], driver.current_url
 
@@ -260,7 +271,7 @@ def test_a_refusal_reads_as_the_cli_says_it_next_to_the_field(browser, console) 
     by_id(browser, "g0_r0_name").send_keys("shoe_size")
     by_id(browser, "g0_r0_value").send_keys("42")
     by_id(browser, "name").submit()
-    message = text(browser, "#segment-error")
+    message = wait_for(lambda: text(browser, "#segment-error"), 20, "the refusal")
     assert message == (
         "segment.field unknown field 'shoe_size'; use one of email, first_name, frequency, timezone"
     )
@@ -278,7 +289,8 @@ def test_find_and_erase_a_subscriber_then_import_a_file(browser, console, tmp_pa
     rows = browser.find_elements(By.CSS_SELECTOR, "#search-results tr[data-subscriber]")
     assert [r.text.split()[0] for r in rows] == ["reader7@example.com"]
     rows[0].find_element(By.TAG_NAME, "a").click()
-    assert text(browser, "#subscriber-email") == "reader7@example.com"
+    shown = wait_for(lambda: text(browser, "#subscriber-email"), 20, "the subscriber page")
+    assert shown == "reader7@example.com"
     assert text(browser, "#subscriber-status") == "confirmed"
     labelled(browser)
     shot(browser, "subscriber")
@@ -312,7 +324,10 @@ def test_find_and_erase_a_subscriber_then_import_a_file(browser, console, tmp_pa
     from selenium.webdriver.support.ui import Select
 
     Select(mapped["Company"]).select_by_visible_text("not imported")
+    before = by_id(browser, "preview")
     by_id(browser, "remap").click()
+    # The form reloads the page: read the new preview, not the old one still on screen.
+    wait_for(lambda: not_on_the_page(before), 20, "the preview with the new mapping")
     assert "company" not in text(browser, "#preview tbody tr")
     by_id(browser, "start-import").click()
     wait_for(lambda: text(browser, "#import-status") == "done", 60, "the import to finish")

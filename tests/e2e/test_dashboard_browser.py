@@ -67,6 +67,21 @@ def sign_in(driver, base: str, key: str) -> None:
     assert "/sign-in" not in driver.current_url, "signing in did not leave the sign-in page"
 
 
+def arrived(driver, ready: Callable[[], bool], what: str) -> None:
+    """Wait until the page a click navigated to is the one on screen (`ready`)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except (NoSuchElementException, StaleElementReferenceException):
+            pass  # the page is between loads
+        time.sleep(0.1)
+    raise AssertionError(f"the click did not lead to {what}: {driver.current_url}")
+
+
 def figure(driver, css: str) -> str:
     from selenium.webdriver.common.by import By
 
@@ -92,6 +107,7 @@ def test_campaign_list_to_ab_test_to_deliverability(browser, dashboard) -> None:
     shot(browser, "dashboard-campaigns")
 
     browser.find_element(By.CSS_SELECTOR, f"{row} a").click()
+    arrived(browser, lambda: bool(figure(browser, "#campaign-name")), "the campaign page")
     assert figure(browser, "#campaign-name") == summary.name
     for key in ("sent", "delivered", "bounces", "complaints", "unique_opens", "unique_clicks"):
         assert figure(browser, f"[data-figure='{key}'] .value") == fmt.number(getattr(summary, key))
@@ -115,6 +131,7 @@ def test_campaign_list_to_ab_test_to_deliverability(browser, dashboard) -> None:
     shot(browser, "dashboard-campaign")
 
     browser.find_element(By.LINK_TEXT, "Deliverability").click()
+    arrived(browser, lambda: "/deliverability" in browser.current_url, "the deliverability page")
     assert browser.title.startswith("Deliverability")
     gmail = [d for d in figures.deliverability() if d.mailbox_provider == "gmail"]
     sent = sum(d.sent for d in gmail if (time.time() - time.mktime(d.day.timetuple())) < 56 * 86400)
