@@ -1,9 +1,9 @@
 """Exactly-once proofs for campaigns: duplicate deliveries, a runner killed with SIGKILL
 mid-campaign, pause and resume, and A/B tests (stable assignment, holdout, winner rule).
 
-The duplicate bound after a kill: the send ledger checkpoints each chunk of `chunk_size`
-(SendService, 50) messages before sending the next, and the local runner has one send worker,
-so a kill can resend at most one chunk: 50 messages, each with the Message-ID of its first copy.
+The duplicate bound after a kill: the send ledger checkpoints a batch's outcomes every
+MAILPIPE_SEND_CHECKPOINT_EVERY messages (125), and the local runner has one send worker, so a
+kill can resend at most that many messages, each with the Message-ID of its first copy.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from shared.runner.smtp_sink import SmtpSink
 from shared.services.sending import SendService
 
 HERE = Path(__file__).parent
-CHUNK_SIZE = 50  # SendService's default: the most a kill can resend, with one send worker
 DISPATCH = "dispatch-on-campaign-dispatch"
 RENDER = "render-on-render-requests"
 SEND = "send-on-send-requests"
@@ -130,6 +129,8 @@ def test_kill_9_mid_campaign_then_restart_sends_everyone_once(tmp_path):
     data_dir = tmp_path / "var"
     sink = SmtpSink(tmp_path / "mail", port=free_port()).start()  # outlives the runner
     parent = Container(child_settings(data_dir, sink.port))
+    # The most a kill can resend, with one send worker: the messages since the checkpoint.
+    checkpoint = parent.settings.send_checkpoint_every
     bootstrap.install(parent)
     children: list[subprocess.Popen] = []
     try:
@@ -138,8 +139,8 @@ def test_kill_9_mid_campaign_then_restart_sends_everyone_once(tmp_path):
         parent.campaign_service.send_now(campaign.id)
 
         children.append(start_child(data_dir, sink.port))
-        # Mid-chunk (not on a 50-message boundary), so some sent messages are not checkpointed.
-        mid_chunk = int(audience * 0.3) + CHUNK_SIZE // 2
+        # Between two checkpoints, so some sent messages are not checkpointed.
+        mid_chunk = int(audience * 0.3) + checkpoint // 2
         wait_for(lambda: sink.handler.received >= mid_chunk, 120, "30% sent")
         children[0].send_signal(signal.SIGKILL)
         children[0].wait(10)
@@ -162,7 +163,7 @@ def test_kill_9_mid_campaign_then_restart_sends_everyone_once(tmp_path):
         copies[str(parsed["To"])].append(str(parsed["Message-ID"]))
     assert sorted(copies) == sorted(p.email for p in people)  # nobody missing, nobody else
     duplicates = sum(len(ids) - 1 for ids in copies.values())
-    assert duplicates <= CHUNK_SIZE, f"{duplicates} duplicates (killed at {at_kill})"
+    assert duplicates <= checkpoint, f"{duplicates} duplicates (killed at {at_kill})"
     assert all(len(set(ids)) == 1 for ids in copies.values())  # a duplicate has the same id
 
 
