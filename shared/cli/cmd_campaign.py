@@ -429,13 +429,19 @@ def _wait(campaign_id: str, timeout: float) -> None:
     elif c.settings.is_local:
         console.print("`make run` is processing the bus: following its progress.")
     try:
-        _follow(c, campaign_id, timeout)
+        finished = _follow(c, campaign_id, timeout)
     finally:
         if runner is not None:
             runner.stop()
+    if not finished:  # a script's `send --wait && next` must not go on as if it were sent
+        raise click.ClickException(
+            f"campaign {campaign_id} is still {c.campaign_service.get(campaign_id).status} after "
+            f"--timeout {timeout:g} s; it goes on (`mailpipe campaign show {campaign_id}`)"
+        )
 
 
-def _follow(c: Container, campaign_id: str, timeout: float) -> None:
+def _follow(c: Container, campaign_id: str, timeout: float) -> bool:
+    """Show progress until the campaign is done or `timeout` is up; whether it is done."""
     service = c.campaign_service
     columns = (
         TextColumn("{task.description}"),
@@ -445,6 +451,7 @@ def _follow(c: Container, campaign_id: str, timeout: float) -> None:
         TimeElapsedColumn(),
     )
     deadline = time.monotonic() + timeout
+    finished = False
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("sending", total=None)
         while time.monotonic() < deadline:
@@ -459,9 +466,11 @@ def _follow(c: Container, campaign_id: str, timeout: float) -> None:
                 description=f"{current.status}",
             )
             if _finished(c, current):
+                finished = True
                 break
             time.sleep(0.5)
     _print_summary(service.show(campaign_id))
+    return finished
 
 
 def _finished(c: Container, current: Campaign) -> bool:

@@ -133,7 +133,10 @@ def test_campaign_test_links_point_at_the_runner_port(runner: LocalRunner):
 def test_send_wait_follows_a_busy_runner_instead_of_starting_another(local_settings: Settings):
     # A slow provider rate keeps send batches waiting (not only leased) for several seconds: the
     # send worker takes 10 at a time, and 40 are queued.
-    settings = replace(local_settings, esp_rate_per_s=40.0, campaign_batch_size=10)
+    # The sweep each second: a campaign started right after subscribers were added may wait for
+    # their subscriber-mirror rows (held for 15 s), and the sweep restarts it.
+    settings = replace(local_settings, esp_rate_per_s=40.0, campaign_batch_size=10,
+                       scheduler_interval_s=1.0)  # fmt: skip
     running = LocalRunner(Container(settings)).start()
     try:
         c = running.container
@@ -152,6 +155,26 @@ def test_send_wait_follows_a_busy_runner_instead_of_starting_another(local_setti
         assert "`make run` is processing the bus: following its progress" in sent.stdout
         assert "address already in use" not in sent.stdout + sent.stderr
         assert "1 sent" in sent.stdout
+    finally:
+        running.stop()
+
+
+def test_send_wait_that_runs_out_of_time_says_so_and_fails(local_settings: Settings):
+    """`send --wait --timeout` that ends before the campaign does exits non-zero and says the
+    campaign goes on: a script's `send --wait && next` must not go on as if it were sent."""
+    running = LocalRunner(Container(local_settings)).start()
+    try:
+        c = running.container
+        add_audience(c, 3)
+        c.campaign_service.create({"id": "late", "name": "Late", "template": "newsletter"})
+        env = cli_env(local_settings, PORT=str(local_settings.port),
+                      SMTP_PORT=str(local_settings.smtp_port))  # fmt: skip
+        sent = mailpipe(env, "campaign", "send", "late", "--wait", "--timeout", "0")
+        assert sent.returncode == 1, sent.stdout
+        assert "campaign late is still sending after --timeout 0 s; it goes on" in " ".join(
+            sent.stderr.split()
+        )
+        assert "Traceback" not in sent.stdout + sent.stderr
     finally:
         running.stop()
 
