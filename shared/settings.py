@@ -176,6 +176,8 @@ class Settings:
     def _check_sending(self) -> None:
         if self.send_checkpoint_every < 1:
             raise ConfigurationError("MAILPIPE_SEND_CHECKPOINT_EVERY must be 1 or more")
+
+    def _check_snapshot(self) -> None:
         # A snapshot piece writes no page, so nothing renews the dispatch lease meanwhile.
         longest = self.campaign_lease_s / 2
         if not 0 <= self.audience_snapshot_piece_s <= longest:
@@ -244,6 +246,7 @@ class Settings:
         if self.trusted_proxy_hops < 0:
             raise ConfigurationError("MAILPIPE_TRUSTED_PROXY_HOPS must be 0 or more")
         self._check_sending()
+        self._check_snapshot()
         if self.backend == "gcp":
             missing = [n for n in ("gcp_project", "template_bucket") if not getattr(self, n)]
             if missing:

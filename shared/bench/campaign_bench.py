@@ -85,10 +85,11 @@ def seed_in_own_process(data_dir: Path, audience: int) -> None:
     subprocess.run(command, check=True, capture_output=True)
 
 
-def _seed_main(audience: int, data_dir: Path) -> None:
+def setup_container(data_dir: Path) -> Container:
+    """A container on `data_dir` for setup done in a process of its own (seeding, the mirror)."""
     settings = Settings(data_dir=data_dir, template_root=REPO_ROOT / "templates",
                         log_level="WARNING")  # fmt: skip
-    seed(Container(settings, meter=OperationMeter()), audience)
+    return Container(settings, meter=OperationMeter())
 
 
 def deliver_mirror(container: Container) -> int:
@@ -193,7 +194,8 @@ def run(
     """One campaign to a list of `audience` subscribers; with `segment` to SEGMENT_10PCT of
     them only; with `faults` (SMTP only) into the faulty sink: 451 to 20 % of RCPTs, 421 to
     2 % of connections (bench/faulty_sink.py). With `data_dir`, to the `audience` confirmed
-    subscribers already there (make bench-scale imports them); else to new ones."""
+    subscribers already there, their mirror rows warehoused (make bench-scale imports them and
+    delivers the mirror in a process of its own); else to new ones, seeded likewise."""
     if data_dir is None:
         data_dir = Path(tempfile.mkdtemp(prefix=f"mailpipe-bench-{esp}-"))
         seed_in_own_process(data_dir, audience)
@@ -207,7 +209,6 @@ def run(
         log_level="WARNING",
     )  # fmt: skip
     container = Container(settings, meter=OperationMeter())
-    deliver_mirror(container)  # an import's mirror rows, still on the bus (seed left none)
     sink = Sink(data_dir / "mail", settings.smtp_port, faults) if esp == "smtp" else None
     container.meter.reset()  # count the campaign, not the seeding
     runner = LocalRunner(container, with_smtp_sink=False).start()
@@ -376,7 +377,7 @@ def main() -> None:
         print(json.dumps({"smtp_sink_alone_per_s": sink_capacity()}))
         return
     if sys.argv[1] == "seed":  # seed AUDIENCE DATA_DIR: run's setup, in a process of its own
-        _seed_main(int(sys.argv[2]), Path(sys.argv[3]))
+        seed(setup_container(Path(sys.argv[3])), int(sys.argv[2]))
         return
     audience, esp, flags = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
     result = run(audience, esp, ab="plain" not in flags, faults="faults" in flags,

@@ -152,8 +152,7 @@ def deliver_mirror(data_dir: Path) -> None:
     """In a process of its own: the subscriber mirror rows waiting on the bus, warehoused."""
     from shared.bench import campaign_bench
 
-    settings = Settings(data_dir=data_dir, template_root=Path("templates"), log_level="WARNING")
-    campaign_bench.deliver_mirror(Container(settings, meter=OperationMeter()))
+    campaign_bench.deliver_mirror(campaign_bench.setup_container(data_dir))
 
 
 def run_campaign(data_dir: Path, recipients: int) -> None:

@@ -82,23 +82,26 @@ class AudienceSnapshots:
 
     def manifest(self, campaign_id: str) -> Manifest | None:
         """The finished snapshot's manifest, or None when there is none (yet)."""
-        self._meter.count("storage.class_b")
-        try:
-            doc = json.loads(self._blobs.read(self._name(campaign_id, "manifest.json")))
-        except NotFound:
+        doc = self._read_doc(campaign_id, "manifest.json")
+        if doc is None:
             return None
         return Manifest(doc["campaign_id"], int(doc["chunks"]), int(doc["members"]),
                         float(doc["taken_at"]))  # fmt: skip
 
     def progress(self, campaign_id: str) -> Progress | None:
         """Where an unfinished snapshot goes on, or None when it starts from the beginning."""
-        self._meter.count("storage.class_b")
-        try:
-            doc = json.loads(self._blobs.read(self._name(campaign_id, "progress.json")))
-        except NotFound:
+        doc = self._read_doc(campaign_id, "progress.json")
+        if doc is None:
             return None
         return Progress(int(doc["chunks"]), int(doc["members"]), str(doc["last_id"]),
                         float(doc["taken_at"]))  # fmt: skip
+
+    def _read_doc(self, campaign_id: str, leaf: str) -> dict[str, Any] | None:
+        self._meter.count("storage.class_b")
+        try:
+            return dict(json.loads(self._blobs.read(self._name(campaign_id, leaf))))
+        except NotFound:
+            return None
 
     def save_progress(self, campaign_id: str, progress: Progress) -> None:
         self._meter.count("storage.class_a")
